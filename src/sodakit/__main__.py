@@ -1,0 +1,5 @@
+import sys
+
+from sodakit.cli import main
+
+sys.exit(main())

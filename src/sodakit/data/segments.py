@@ -1,0 +1,233 @@
+"""Segment shards: the on-disk output of audio tokenization and an input of `sodakit pack`.
+
+A segment-shard directory holds
+
+- `segments-00000.parquet`, ...: one row per segment (utterance) with columns
+  `id` (str), `recording_id` (str), `start`, `end` (float seconds in the recording), `speaker` (str or
+  null), `text` (str), `num_frames` (int32) and `codes` (list<list<uint16>>, shape [K][num_frames]);
+- `manifest.json`: the codec that produced the codes (name, config hash, sample/frame rate, codebook
+  count and size, semantic codebooks) and the list of complete shards with their checksums.
+
+Shards are written to a temporary name and renamed, so a file with the final name is always complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sodakit.config import atomic_write_text
+
+SEGMENTS_FORMAT = "sodakit.segments/1"
+MANIFEST_NAME = "manifest.json"
+
+SEGMENT_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("recording_id", pa.string()),
+        ("start", pa.float64()),
+        ("end", pa.float64()),
+        ("speaker", pa.string()),
+        ("text", pa.string()),
+        ("num_frames", pa.int32()),
+        ("codes", pa.list_(pa.list_(pa.uint16()))),
+    ]
+)
+
+
+class SegmentFormatError(ValueError):
+    """A segment shard or manifest that does not follow the format."""
+
+
+@dataclass
+class Segment:
+    """One utterance: its codec codes [K, F] and transcript, located in its recording."""
+
+    id: str
+    recording_id: str
+    start: float
+    end: float
+    text: str
+    codes: np.ndarray  # [K, F] integer codes
+    speaker: str | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.codes.shape[1])
+
+
+@dataclass
+class CodecInfo:
+    """What a downstream stage needs to know about the codec that made the codes."""
+
+    name: str
+    config_hash: str
+    sample_rate: int
+    frame_rate: float
+    num_codebooks: int
+    codebook_size: int
+    semantic_codebooks: list[int] = field(default_factory=lambda: [0])
+    # Where to load the codec from to decode (a directory or hub id); informational.
+    source: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CodecInfo:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class ShardInfo:
+    file: str
+    num_segments: int
+    num_frames: int
+    sha256: str
+
+
+@dataclass
+class SegmentManifest:
+    codec: CodecInfo
+    shards: list[ShardInfo] = field(default_factory=list)
+    format: str = SEGMENTS_FORMAT
+    extra: dict = field(default_factory=dict)
+
+    def save(self, directory: Path) -> None:
+        atomic_write_text(Path(directory) / MANIFEST_NAME, json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> SegmentManifest:
+        path = Path(directory) / MANIFEST_NAME
+        if not path.is_file():
+            raise SegmentFormatError(f"{directory}: no {MANIFEST_NAME}; is this a `sodakit tokenize` output?")
+        try:
+            d = json.loads(path.read_text())
+            if d.get("format") != SEGMENTS_FORMAT:
+                raise SegmentFormatError(f"{path}: format {d.get('format')!r}, expected {SEGMENTS_FORMAT!r}")
+            return cls(
+                codec=CodecInfo.from_dict(d["codec"]),
+                shards=[ShardInfo(**s) for s in d.get("shards", [])],
+                format=d["format"],
+                extra=d.get("extra", {}),
+            )
+        except (KeyError, TypeError, json.JSONDecodeError) as e:
+            raise SegmentFormatError(f"{path}: malformed manifest ({e})") from e
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def segments_to_table(segments: Iterable[Segment]) -> pa.Table:
+    rows = list(segments)
+    codes = [np.asarray(s.codes) for s in rows]
+    for s, c in zip(rows, codes):
+        if c.ndim != 2:
+            raise SegmentFormatError(f"segment {s.id}: codes must be [K, F], got shape {c.shape}")
+        if c.size and (c.min() < 0 or c.max() > 65535):
+            raise SegmentFormatError(f"segment {s.id}: codes do not fit uint16")
+    return pa.table(
+        {
+            "id": [s.id for s in rows],
+            "recording_id": [s.recording_id for s in rows],
+            "start": [float(s.start) for s in rows],
+            "end": [float(s.end) for s in rows],
+            "speaker": [s.speaker for s in rows],
+            "text": [s.text for s in rows],
+            "num_frames": [int(c.shape[1]) for c in codes],
+            "codes": [c.astype(np.uint16).tolist() for c in codes],
+        },
+        schema=SEGMENT_SCHEMA,
+    )
+
+
+def write_segment_shard(path: Path, segments: Iterable[Segment]) -> ShardInfo:
+    """Write one shard atomically (temp file + rename) and return its manifest entry."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = segments_to_table(segments)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    frames = int(np.sum(table.column("num_frames").to_numpy())) if table.num_rows else 0
+    return ShardInfo(file=path.name, num_segments=table.num_rows, num_frames=frames, sha256=sha256_file(path))
+
+
+def read_segment_shard(path: Path) -> Iterator[Segment]:
+    """Segments of one shard, in file order, with codes as uint16 [K, F] arrays."""
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except Exception as e:
+        raise SegmentFormatError(f"{path}: cannot read Parquet ({e})") from e
+    missing = [n for n in SEGMENT_SCHEMA.names if n not in table.column_names]
+    if missing:
+        raise SegmentFormatError(f"{path}: missing columns {missing}; expected {SEGMENT_SCHEMA.names}")
+    cols = {n: table.column(n).to_pylist() for n in SEGMENT_SCHEMA.names if n != "codes"}
+    codes_col = table.column("codes").combine_chunks()
+    outer_offsets = codes_col.offsets.to_numpy()
+    inner = codes_col.values
+    inner_offsets = inner.offsets.to_numpy()
+    values = inner.values.to_numpy(zero_copy_only=False)
+    for i in range(table.num_rows):
+        k0, k1 = outer_offsets[i], outer_offsets[i + 1]
+        frames = cols["num_frames"][i]
+        start, stop = inner_offsets[k0], inner_offsets[k1]
+        if stop - start != (k1 - k0) * frames:
+            raise SegmentFormatError(
+                f"{path}: row {i} ({cols['id'][i]}): codes are not [K, num_frames={frames}] (ragged or wrong count)"
+            )
+        codes = values[start:stop].reshape(k1 - k0, frames)
+        yield Segment(
+            id=cols["id"][i],
+            recording_id=cols["recording_id"][i],
+            start=cols["start"][i],
+            end=cols["end"][i],
+            text=cols["text"][i] or "",
+            codes=codes,
+            speaker=cols["speaker"][i],
+        )
+
+
+def read_segments_dir(directory: Path, verify: bool = True) -> tuple[SegmentManifest, Iterator[Segment]]:
+    """The manifest and every segment of a segment-shard directory, shard by shard."""
+    directory = Path(directory)
+    manifest = SegmentManifest.load(directory)
+
+    def gen() -> Iterator[Segment]:
+        for shard in manifest.shards:
+            path = directory / shard.file
+            if not path.is_file():
+                raise SegmentFormatError(f"{path}: listed in the manifest but missing")
+            if verify and sha256_file(path) != shard.sha256:
+                raise SegmentFormatError(f"{path}: checksum differs from the manifest (file changed or corrupt)")
+            yield from read_segment_shard(path)
+
+    return manifest, gen()
+
+
+def group_recordings(segments: Iterable[Segment]) -> list[list[Segment]]:
+    """Segments grouped by recording, each group in time order; groups in first-seen order."""
+    groups: dict[str, list[Segment]] = {}
+    for s in segments:
+        groups.setdefault(s.recording_id, []).append(s)
+    return [sorted(g, key=lambda s: (s.start, s.end, s.id)) for g in groups.values()]

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from sodakit.cli import main as cli_main
+from sodakit.config import ConfigError, describe, load_config, parse_config_args
+
+
+@dataclass
+class Inner:
+    lr: float = 1e-3
+    name: str = "adamw"
+
+
+@dataclass
+class Outer:
+    steps: int = 10
+    inner: Inner = field(default_factory=Inner)
+    tags: list[str] = field(default_factory=list)
+
+
+def test_yaml_then_dotted_overrides(tmp_path):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("steps: 5\ninner:\n  name: cautious\n")
+    cfg = load_config(Outer, cfg_file, ["inner.lr=0.5", "tags=[a,b]"])
+    assert isinstance(cfg, Outer) and isinstance(cfg.inner, Inner)
+    assert (cfg.steps, cfg.inner.name, cfg.inner.lr, cfg.tags) == (5, "cautious", 0.5, ["a", "b"])
+
+
+def test_bad_configs_name_the_problem(tmp_path):
+    with pytest.raises(ConfigError, match="steps"):
+        load_config(Outer, None, ["steps=notanint"])
+    with pytest.raises(ConfigError, match="nope"):
+        load_config(Outer, None, ["inner.nope=1"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(Outer, tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        load_config(Outer, None, ["steps"])
+
+
+def test_describe_lists_nested_fields():
+    text = "\n".join(describe(Outer))
+    assert "inner.lr: float = 0.001" in text and "steps: int = 10" in text
+
+
+def test_parse_config_args_takes_optional_yaml(tmp_path):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("steps: 7\n")
+    cfg, path = parse_config_args(Outer, [str(cfg_file), "inner.lr=2"], "x", "d")
+    assert (cfg.steps, cfg.inner.lr, path) == (7, 2.0, cfg_file)
+    cfg, path = parse_config_args(Outer, ["steps=3"], "x", "d")
+    assert (cfg.steps, path) == (3, None)
+
+
+def test_cli_help_and_unknown(capsys):
+    assert cli_main(["--help"]) == 0
+    assert "commands:" in capsys.readouterr().out
+    assert cli_main(["no-such-stage"]) == 2
