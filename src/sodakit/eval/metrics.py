@@ -1,0 +1,184 @@
+"""Metrics: text normalisation for WER, corpus WER (jiwer), pairwise / multiple-choice accuracy.
+
+WER normalisation (SPEC section 9: "WER after lowercasing and stripping punctuation"), applied to the
+reference and the hypothesis alike by `normalize_text`:
+
+1. Unicode NFKC (full-width forms, ligatures -> plain characters);
+2. lowercase;
+3. apostrophes (' and the typographic ’ ‘) are deleted, so "DON'T" and "dont" agree;
+4. every other punctuation or symbol character (Unicode categories P* and S*) becomes a space, so
+   "well-known" -> "well known" and "end.Start" -> "end start";
+5. optionally (`numbers="words"`) runs of digits become English words ("42" -> "forty two"); the
+   default keeps digits, because the published protocol only lowercases and strips punctuation;
+6. whitespace runs collapse to one space; leading/trailing space is removed.
+
+Everything recorded in results carries `NORMALIZATION_VERSION` and the options, so a number can be
+traced back to the exact rule set that produced it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import jiwer
+
+NORMALIZATION_VERSION = "sodakit-norm-1"
+_APOSTROPHES = {"'", "\u2019", "\u2018", "\u02bc"}
+_DIGITS = re.compile(r"\d+")
+_SPACES = re.compile(r"\s+")
+
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen"
+).split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_SCALES = ((10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (1000, "thousand"))
+
+
+def number_to_words(n: int) -> str:
+    """Non-negative integer -> English words ("1999" -> "one thousand nine hundred ninety nine").
+
+    Digit runs longer than 15 digits are read digit by digit (they are ids, not quantities).
+    """
+    if n < 0:
+        raise ValueError(f"number_to_words expects n >= 0, got {n}")
+    if n >= 10**15:
+        return " ".join(_ONES[int(d)] for d in str(n))
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        tens, ones = divmod(n, 10)
+        return _TENS[tens] + ("" if ones == 0 else " " + _ONES[ones])
+    if n < 1000:
+        hundreds, rest = divmod(n, 100)
+        return _ONES[hundreds] + " hundred" + ("" if rest == 0 else " " + number_to_words(rest))
+    for scale, name in _SCALES:
+        if n >= scale:
+            head, rest = divmod(n, scale)
+            return number_to_words(head) + " " + name + ("" if rest == 0 else " " + number_to_words(rest))
+    raise AssertionError("unreachable")
+
+
+def normalize_text(text: str, numbers: Literal["keep", "words"] = "keep") -> str:
+    """Normalise a transcript for WER (rules in the module docstring)."""
+    if numbers not in ("keep", "words"):
+        raise ValueError(f"numbers must be 'keep' or 'words', got {numbers!r}")
+    text = unicodedata.normalize("NFKC", text).lower()
+    out = []
+    for ch in text:
+        if ch in _APOSTROPHES:
+            continue
+        cat = unicodedata.category(ch)
+        out.append(" " if cat[0] in "PS" else ch)
+    text = "".join(out)
+    if numbers == "words":
+        text = _DIGITS.sub(lambda m: " " + number_to_words(int(m.group())) + " ", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+@dataclass(frozen=True)
+class WERResult:
+    """Corpus-level WER: (substitutions + deletions + insertions) / reference words."""
+
+    wer: float
+    substitutions: int
+    deletions: int
+    insertions: int
+    hits: int
+    ref_words: int
+    num_utterances: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def wer_details(
+    refs: Sequence[str],
+    hyps: Sequence[str],
+    normalize: bool = True,
+    numbers: Literal["keep", "words"] = "keep",
+) -> WERResult:
+    """Corpus WER with its error counts. References that are empty (after normalisation) are errors
+    naming their index: a WER over them is undefined. Empty hypotheses are fine (all deletions)."""
+    if len(refs) != len(hyps):
+        raise ValueError(f"wer: {len(refs)} references but {len(hyps)} hypotheses")
+    if not refs:
+        raise ValueError("wer: no utterances")
+    if normalize:
+        refs = [normalize_text(r, numbers=numbers) for r in refs]
+        hyps = [normalize_text(h, numbers=numbers) for h in hyps]
+    empty = [i for i, r in enumerate(refs) if not r.strip()]
+    if empty:
+        raise ValueError(f"wer: empty reference transcript at item(s) {empty[:10]} (after normalisation)")
+    # jiwer splits on whitespace; an empty hypothesis must be passed as "" (all deletions).
+    out = jiwer.process_words(list(refs), [h if h.strip() else "" for h in hyps])
+    ref_words = out.hits + out.substitutions + out.deletions
+    errors = out.substitutions + out.deletions + out.insertions
+    return WERResult(
+        wer=errors / ref_words,
+        substitutions=out.substitutions,
+        deletions=out.deletions,
+        insertions=out.insertions,
+        hits=out.hits,
+        ref_words=ref_words,
+        num_utterances=len(refs),
+    )
+
+
+def wer(refs: Sequence[str], hyps: Sequence[str], normalize: bool = True) -> float:
+    """Corpus WER (a fraction, not a percentage) after `normalize_text` on both sides."""
+    return wer_details(refs, hyps, normalize=normalize).wer
+
+
+def _check_scores(name: str, scores: Sequence[float]) -> list[float]:
+    vals = [float(s) for s in scores]
+    bad = [i for i, v in enumerate(vals) if math.isnan(v)]
+    if bad:
+        raise ValueError(f"{name}: NaN score at item(s) {bad[:10]}")
+    return vals
+
+
+# Ties count half: a scorer that cannot tell the pair apart is at chance (0.5), never at 0 or 1.
+TIE_VALUE = 0.5
+
+
+def pair_outcomes(pos_scores: Sequence[float], neg_scores: Sequence[float]) -> list[float]:
+    """Per pair: 1 if the positive scores higher, 0 if lower, `TIE_VALUE` on an exact tie."""
+    pos = _check_scores("pair_accuracy positives", pos_scores)
+    neg = _check_scores("pair_accuracy negatives", neg_scores)
+    if len(pos) != len(neg):
+        raise ValueError(f"pair_accuracy: {len(pos)} positive scores but {len(neg)} negative scores")
+    return [1.0 if p > n else (0.0 if p < n else TIE_VALUE) for p, n in zip(pos, neg)]
+
+
+def pair_accuracy(pos_scores: Sequence[float], neg_scores: Sequence[float]) -> float:
+    """Share of pairs where the positive scores higher; ties count half (`TIE_VALUE`)."""
+    outcomes = pair_outcomes(pos_scores, neg_scores)
+    if not outcomes:
+        raise ValueError("pair_accuracy: no pairs")
+    return sum(outcomes) / len(outcomes)
+
+
+def choice_outcome(scores: Sequence[float], gold: int) -> float:
+    """One multiple-choice item: 1 if the gold choice is the unique maximum; with a tie for the
+    maximum, 1/(number tied) if gold is among them (the expected accuracy of a random tie-break)."""
+    vals = _check_scores("choice scores", scores)
+    if not 0 <= gold < len(vals):
+        raise ValueError(f"gold index {gold} outside 0..{len(vals) - 1}")
+    best = max(vals)
+    tied = [i for i, v in enumerate(vals) if v == best]
+    return 1.0 / len(tied) if gold in tied else 0.0
+
+
+def choice_accuracy(score_rows: Sequence[Sequence[float]], golds: Sequence[int]) -> float:
+    """Multiple-choice accuracy with ties split evenly (a constant scorer gets 1/num_choices)."""
+    if len(score_rows) != len(golds):
+        raise ValueError(f"choice_accuracy: {len(score_rows)} items but {len(golds)} gold labels")
+    if not golds:
+        raise ValueError("choice_accuracy: no items")
+    return sum(choice_outcome(s, g) for s, g in zip(score_rows, golds)) / len(golds)
