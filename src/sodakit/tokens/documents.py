@@ -1,0 +1,124 @@
+"""Document builders (SPEC section 4), in string form and id form.
+
+A recording's segments (audio codes + transcript) in time order become
+
+    text_first     <|begin_of_text|><|text_start|>T1<|text_end|><|audio_start|>A1<|audio_end|>...<|end_of_text|>
+    audio_first    <|begin_of_text|><|audio_start|>A1<|audio_end|><|text_start|>T1<|text_end|>...<|end_of_text|>
+    audio_only     audio_first with every text span removed ("S+A")
+    semantic_only  audio_only keeping the semantic codebook(s) only ("S")
+
+and a text-only corpus document is `<|begin_of_text|>text<|end_of_text|>` (no text markers). Nothing is
+added inside the markers (no stray spaces). The id form equals the tokenization of the string form
+(tests prove it); it is built directly because that is faster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Protocol
+
+import numpy as np
+
+from sodakit.tokens.soda_tokenizer import SodaTokenizer
+from sodakit.tokens.vocab import AUDIO_END, AUDIO_START, BOS_TEXT, EOS_TEXT, TEXT_END, TEXT_START, Vocab
+
+DocFormat = Literal["text_first", "audio_first", "audio_only", "semantic_only"]
+DOC_FORMATS: tuple[str, ...] = ("text_first", "audio_first", "audio_only", "semantic_only")
+# SODA builds both orders from every recording, so each utterance appears twice in the corpus.
+DEFAULT_FORMATS: tuple[str, ...] = ("text_first", "audio_first")
+
+
+class SegmentLike(Protocol):
+    text: str
+    codes: np.ndarray  # [K, F]
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in DOC_FORMATS:
+        raise ValueError(f"unknown document format {fmt!r}; choose from {DOC_FORMATS}")
+
+
+def _segment_codes(seg: SegmentLike, vocab: Vocab, fmt: str) -> np.ndarray:
+    codes = np.asarray(seg.codes)
+    if codes.ndim != 2 or codes.shape[0] < vocab.num_codebooks:
+        raise ValueError(
+            f"segment codes must be [K>={vocab.num_codebooks}, F], got shape {codes.shape}"
+        )
+    codes = codes[: vocab.num_codebooks]
+    if fmt == "semantic_only":
+        codes = codes[list(vocab.semantic_codebooks)]
+    return codes
+
+
+def _semantic_string(vocab: Vocab, codes: np.ndarray) -> str:
+    # Codebook k keeps its own character range even when the other codebooks are dropped.
+    books = np.asarray(vocab.semantic_codebooks)
+    cps = (codes.astype(np.int64) + 0xE000 + vocab.codebook_size * books[:, None]).T.reshape(-1)
+    return cps.astype("<u4").tobytes().decode("utf-32-le")
+
+
+def document_string(segments: Sequence[SegmentLike], fmt: DocFormat, vocab: Vocab) -> str:
+    """The SODA string form of one recording's document."""
+    _check_format(fmt)
+    parts = [BOS_TEXT]
+    for seg in segments:
+        codes = _segment_codes(seg, vocab, fmt)
+        audio = _semantic_string(vocab, codes) if fmt == "semantic_only" else vocab.codes_to_pua(codes)
+        audio_span = f"{AUDIO_START}{audio}{AUDIO_END}"
+        text_span = f"{TEXT_START}{seg.text}{TEXT_END}"
+        if fmt == "text_first":
+            parts += [text_span, audio_span]
+        elif fmt == "audio_first":
+            parts += [audio_span, text_span]
+        else:
+            parts.append(audio_span)
+    parts.append(EOS_TEXT)
+    return "".join(parts)
+
+
+def text_document_string(text: str) -> str:
+    return f"{BOS_TEXT}{text}{EOS_TEXT}"
+
+
+def document_ids(
+    segments: Sequence[SegmentLike], fmt: DocFormat, tokenizer: SodaTokenizer, text_ids: Sequence[Sequence[int]] | None = None
+) -> np.ndarray:
+    """The id form of one recording's document (uint32). `text_ids` may carry pre-encoded transcripts."""
+    _check_format(fmt)
+    v = tokenizer.vocab
+    if text_ids is None and fmt in ("text_first", "audio_first"):
+        text_ids = tokenizer.encode_texts([s.text for s in segments], where="segment text")
+    parts: list[np.ndarray] = [np.array([v.bos_id], dtype=np.uint32)]
+    ts, te = np.array([v.text_start_id], np.uint32), np.array([v.text_end_id], np.uint32)
+    as_, ae = np.array([v.audio_start_id], np.uint32), np.array([v.audio_end_id], np.uint32)
+    for i, seg in enumerate(segments):
+        codes = _segment_codes(seg, v, fmt)
+        if fmt == "semantic_only":
+            books = np.asarray(v.semantic_codebooks)
+            audio = (codes.astype(np.int64) + v.audio_offset + v.codebook_size * books[:, None]).T.reshape(-1)
+            audio = audio.astype(np.uint32)
+        else:
+            audio = v.codes_to_ids(codes)
+        if fmt == "text_first":
+            parts += [ts, np.asarray(text_ids[i], np.uint32), te, as_, audio, ae]  # type: ignore[index]
+        elif fmt == "audio_first":
+            parts += [as_, audio, ae, ts, np.asarray(text_ids[i], np.uint32), te]  # type: ignore[index]
+        else:
+            parts += [as_, audio, ae]
+    parts.append(np.array([v.eos_id], dtype=np.uint32))
+    return np.concatenate(parts)
+
+
+def text_document_ids(text: str, tokenizer: SodaTokenizer, text_ids: Sequence[int] | None = None) -> np.ndarray:
+    v = tokenizer.vocab
+    ids = tokenizer.encode_texts([text])[0] if text_ids is None else text_ids
+    return np.concatenate([[v.bos_id], np.asarray(ids, np.int64), [v.eos_id]]).astype(np.uint32)
+
+
+def recording_documents(
+    segments: Sequence[SegmentLike], formats: Sequence[str], tokenizer: SodaTokenizer
+) -> list[np.ndarray]:
+    """Every requested document of one recording, transcripts encoded once."""
+    need_text = any(f in ("text_first", "audio_first") for f in formats)
+    text_ids = tokenizer.encode_texts([s.text for s in segments], where="segment text") if need_text else None
+    return [document_ids(segments, f, tokenizer, text_ids) for f in formats]  # type: ignore[arg-type]
