@@ -90,7 +90,7 @@ def describe(cls: type, prefix: str = "") -> list[str]:
             default = repr(value)
         else:
             default = "(required)"
-        tname = getattr(ftype, "__name__", None) or str(ftype).replace("typing.", "")
+        tname = ftype.__name__ if isinstance(ftype, type) else str(ftype).replace("typing.", "")
         lines.append(f"  {key}: {tname} = {default}")
     return lines
 
