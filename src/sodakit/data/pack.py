@@ -195,19 +195,23 @@ def _iter_items(s: _Source, cfg: PackConfig) -> Iterator[object]:
         yield from _iter_rows(s.path, cfg.column)
         return
     manifest = SegmentManifest.load(s.path)
-    seen: dict[str, str] = {}
-    for shard in manifest.shards:
-        groups: dict[str, list] = {}
+    # A recording is emitted once the last shard holding any of its segments has been read; only
+    # recordings spread over several shards are buffered.
+    last_shard: dict[str, int] = {}
+    for i, shard in enumerate(manifest.shards):
+        path = s.path / shard.file
+        try:
+            rec_ids = pq.read_table(path, columns=["recording_id"]).column(0).to_pylist()
+        except Exception as e:
+            raise PackError(f"{path}: cannot read segment shard ({e})") from e
+        for rec in rec_ids:
+            last_shard[rec] = i
+    pending: dict[str, list] = {}
+    for i, shard in enumerate(manifest.shards):
         for seg in read_segment_shard(s.path / shard.file):
-            groups.setdefault(seg.recording_id, []).append(seg)
-        for rec_id, segs in groups.items():
-            if rec_id in seen:
-                raise PackError(
-                    f"{s.path}: recording {rec_id!r} appears in shards {seen[rec_id]} and {shard.file}; "
-                    f"a recording's segments must stay in one shard"
-                )
-            seen[rec_id] = shard.file
-            yield sorted(segs, key=lambda g: (g.start, g.end, g.id))
+            pending.setdefault(seg.recording_id, []).append(seg)
+        for rec in [r for r in pending if last_shard[r] == i]:
+            yield sorted(pending.pop(rec), key=lambda g: (g.start, g.end, g.id))
 
 
 def _encode_chunk(items: list, kind: str, cfg: PackConfig, tok: SodaTokenizer, where: str) -> list[np.ndarray]:
