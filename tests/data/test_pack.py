@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -19,9 +20,9 @@ from sodakit.tokens.soda_tokenizer import SodaTokenizer
 def all_documents(ds: PackedDataset) -> list[list[int]]:
     docs = []
     for i, info in enumerate(ds.metadata["shards"]):
-        offsets = ds.documents(i).tolist() + [info["num_tokens"]]
+        offsets = [*ds.documents(i).tolist(), info["num_tokens"]]
         base = sum(s["num_tokens"] for s in ds.metadata["shards"][:i])
-        docs += [ds.read(base + a, b - a).tolist() for a, b in zip(offsets[:-1], offsets[1:])]
+        docs += [ds.read(base + a, b - a).tolist() for a, b in itertools.pairwise(offsets)]
     return docs
 
 
