@@ -1,0 +1,238 @@
+"""Open a trained model from either of its two on-disk forms, plus the model part of our checkpoints.
+
+1. A sodakit model directory (every training checkpoint is one, with optimizer/loader state on top):
+       model.safetensors   our parameter names, fp32 master weights
+       sodakit.json        sidecar: {"format": "sodakit", "model": ModelConfig dict, "vocab": Vocab dict,
+                            "codec": CodecInfo dict | null, "tokenizer": "tokenizer.json" | null, "step", ...}
+       tokenizer.json      when training had one (a SODA-style tokenizer file, copied verbatim)
+2. A Hugging Face Qwen3ForCausalLM directory (config.json + model.safetensors or shards + index); the
+   sidecar is honoured when an export of ours carries it.
+
+A training run directory (holding checkpoints/step_*) resolves to its newest complete checkpoint.
+Only safetensors are read: loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from sodakit.config import ConfigError, from_dict, to_dict
+from sodakit.model import hf
+from sodakit.model.config import ModelConfig
+from sodakit.model.qwen3 import Qwen3
+from sodakit.tokens.vocab import Vocab
+
+SIDECAR = "sodakit.json"
+WEIGHTS = "model.safetensors"
+TOKENIZER = "tokenizer.json"
+FORMAT = "sodakit"
+FORMAT_VERSION = 1
+CHECKPOINTS_DIR = "checkpoints"
+CHECKPOINT_PREFIX = "step_"
+# Written last into a checkpoint's temp directory; a step_* directory without it is ignored.
+COMPLETE_MARKER = "COMPLETE"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, incomplete or incompatible with what is asked of it."""
+
+
+@dataclass
+class PretrainedInfo:
+    path: Path
+    source: str  # "sodakit" (our checkpoint) or "hf" (Qwen3ForCausalLM directory)
+    model_config: ModelConfig
+    vocab: Vocab | None
+    codec: dict[str, Any] | None
+    tokenizer_path: Path | None
+    step: int | None = None
+    sidecar: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing (used by train/checkpoint.py and model/commands.py)
+# ---------------------------------------------------------------------------------------------------
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def make_sidecar(
+    cfg: ModelConfig,
+    vocab: Vocab | None,
+    codec: dict[str, Any] | None = None,
+    tokenizer: bool = False,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": to_dict(cfg),
+        "vocab": vocab.to_dict() if vocab is not None else None,
+        "codec": codec,
+        "tokenizer": TOKENIZER if tokenizer else None,
+        **extra,
+    }
+
+
+def write_model_dir(
+    directory: Path,
+    state_dict: dict[str, Tensor],
+    cfg: ModelConfig,
+    vocab: Vocab | None,
+    codec: dict[str, Any] | None = None,
+    tokenizer: str | os.PathLike | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Write weights + sidecar (+ tokenizer.json) into `directory` (the caller makes it atomic)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    save_file(tensors, str(directory / WEIGHTS), metadata={"format": "pt"})
+    if tokenizer is not None:
+        src = Path(tokenizer)
+        if src.is_dir():
+            src = src / TOKENIZER
+        if not src.is_file():
+            raise FileNotFoundError(f"tokenizer file {src} does not exist")
+        shutil.copyfile(src, directory / TOKENIZER)
+    sidecar = make_sidecar(
+        cfg, vocab, codec, tokenizer=tokenizer is not None, weights_sha256=sha256_file(directory / WEIGHTS), **extra
+    )
+    (directory / SIDECAR).write_text(json.dumps(sidecar, indent=2))
+    return sidecar
+
+
+# ---------------------------------------------------------------------------------------------------
+# Finding checkpoints
+# ---------------------------------------------------------------------------------------------------
+def is_complete_checkpoint(path: Path) -> bool:
+    return path.is_dir() and (path / COMPLETE_MARKER).is_file() and (path / SIDECAR).is_file()
+
+
+def list_checkpoints(run_or_ckpt_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints (step_* with the COMPLETE marker) under `run/checkpoints` or `dir`, oldest first."""
+    root = Path(run_or_ckpt_dir)
+    if (root / CHECKPOINTS_DIR).is_dir():
+        root = root / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        if p.name.startswith(CHECKPOINT_PREFIX) and p.name[len(CHECKPOINT_PREFIX) :].isdigit():
+            if is_complete_checkpoint(p):
+                found.append((int(p.name[len(CHECKPOINT_PREFIX) :]), p))
+    return [p for _, p in sorted(found)]
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """A model directory for `path`: itself, or the newest complete checkpoint of a run directory."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p} does not exist")
+    if ((p / SIDECAR).is_file() and (p / WEIGHTS).is_file()) or hf.is_hf_dir(p):
+        return p
+    ckpts = list_checkpoints(p)
+    if ckpts:
+        return ckpts[-1]
+    raise CheckpointError(
+        f"{p} is neither a sodakit checkpoint ({WEIGHTS} + {SIDECAR}), a Hugging Face Qwen3 directory "
+        f"({hf.HF_CONFIG} + safetensors) nor a run directory with complete checkpoints"
+    )
+
+
+def read_sidecar(directory: Path) -> dict[str, Any]:
+    path = directory / SIDECAR
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: cannot read the sidecar ({e})") from e
+    if data.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: 'format' is {data.get('format')!r}, expected {FORMAT!r}")
+    if int(data.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format_version {data['format_version']} is newer than this sodakit reads")
+    return data
+
+
+def model_config_from_sidecar(sidecar: dict[str, Any], where: Path) -> ModelConfig:
+    try:
+        return from_dict(ModelConfig, sidecar["model"])
+    except (KeyError, ConfigError, ValueError) as e:
+        raise CheckpointError(f"{where / SIDECAR}: invalid 'model' record ({e})") from e
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------------
+def load_state_dict_into(model: torch.nn.Module, sd: dict[str, Tensor], where: str) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(f"{where}: weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
+    bad = [k for k in own if tuple(own[k].shape) != tuple(sd[k].shape)]
+    if bad:
+        k = bad[0]
+        raise CheckpointError(f"{where}: tensor {k} has shape {tuple(sd[k].shape)}, model expects {tuple(own[k].shape)}")
+    model.load_state_dict(sd, strict=True)
+
+
+def read_pretrained(path: str | os.PathLike) -> tuple[dict[str, Tensor], PretrainedInfo]:
+    """Weights (our names, as stored) and metadata of a checkpoint / HF directory / run directory."""
+    d = resolve(path)
+    if (d / SIDECAR).is_file() and (d / WEIGHTS).is_file() and not hf.is_hf_dir(d):
+        sidecar = read_sidecar(d)
+        cfg = model_config_from_sidecar(sidecar, d)
+        sd = load_file(str(d / WEIGHTS))
+        source = "sodakit"
+    else:
+        cfg, sd, _raw = hf.load_hf_dir(d)
+        sidecar = read_sidecar(d) if (d / SIDECAR).is_file() else {}
+        source = "hf"
+    notes: list[str] = []
+    vocab = Vocab.from_dict(sidecar["vocab"]) if sidecar.get("vocab") else None
+    if vocab is None and cfg.vocab_size == Vocab.soda().size:
+        vocab = Vocab.soda()
+        notes.append("no sodakit.json: assumed the released SODA vocabulary layout (144,644 ids)")
+    if vocab is not None and vocab.size > cfg.vocab_size:
+        raise CheckpointError(f"{d}: vocabulary layout has {vocab.size} ids but the model only {cfg.vocab_size}")
+    tok = d / TOKENIZER
+    info = PretrainedInfo(
+        path=d,
+        source=source,
+        model_config=cfg,
+        vocab=vocab,
+        codec=sidecar.get("codec"),
+        tokenizer_path=tok if tok.is_file() else None,
+        step=sidecar.get("step"),
+        sidecar=sidecar,
+        notes=notes,
+    )
+    return sd, info
+
+
+def load_pretrained(
+    path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> tuple[Qwen3, PretrainedInfo]:
+    """The model (eval mode, on `device` in `dtype`) and its metadata, from any of the forms above."""
+    sd, info = read_pretrained(path)
+    with torch.device("meta"):
+        model = Qwen3(info.model_config)
+    model.to_empty(device=device)
+    load_state_dict_into(model, sd, str(info.path))
+    model.to(dtype=dtype)
+    model.eval()
+    return model, info

@@ -1,0 +1,119 @@
+"""Hugging Face Qwen3ForCausalLM interop: logit parity on the same random weights, directory round trips."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import Qwen3ForCausalLM
+
+from sodakit.model import hf
+from sodakit.model.commands import export_hf, import_hf, main
+from sodakit.model.config import ModelConfig, RopeScaling
+from sodakit.model.load import list_checkpoints, load_pretrained, write_model_dir
+from sodakit.model.qwen3 import build_model
+from sodakit.tokens.vocab import Vocab
+
+VOCAB = Vocab(text_vocab_size=200, bos_id=1, eos_id=2, num_codebooks=2, codebook_size=40)
+SHAPES = {
+    # GQA, head_dim != d_model / heads, Llama-3 rope scaling active within the sequence, untied embeddings
+    "gqa_scaled": ModelConfig(
+        vocab_size=VOCAB.size, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=24, d_ff=96,
+        max_seq_len=256, rope_scaling=RopeScaling(original_max_position_embeddings=64),
+    ),
+    # MHA without scaling
+    "mha": ModelConfig(
+        vocab_size=VOCAB.size, d_model=48, n_layers=3, n_heads=3, n_kv_heads=3, head_dim=16, d_ff=80,
+        max_seq_len=256, rope_scaling=None,
+    ),
+    # tied embeddings, single kv head
+    "mqa_tied": ModelConfig(
+        vocab_size=VOCAB.size, d_model=32, n_layers=1, n_heads=4, n_kv_heads=1, head_dim=8, d_ff=64,
+        max_seq_len=256, tie_embeddings=True,
+    ),
+}
+
+
+def hf_logits(directory, ids):
+    model = Qwen3ForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+    with torch.no_grad():
+        return model(ids).logits
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_export_parity_with_transformers(tmp_path, name):
+    cfg = SHAPES[name]
+    model = build_model(cfg, seed=0).eval()
+    with torch.no_grad():  # break the symmetry of ones-initialised norms so they are checked too
+        for n, p in model.named_parameters():
+            if "norm" in n:
+                p.add_(0.1 * torch.randn_like(p))
+    out = hf.save_hf_dir(tmp_path / "hf", cfg, model.state_dict())
+    ids = torch.randint(0, cfg.vocab_size, (2, 150))
+    with torch.no_grad():
+        ours = model(ids)
+    theirs = hf_logits(out, ids)
+    diff = (ours - theirs).abs().max().item()
+    assert diff <= 1e-4, f"max |logit diff| {diff}"
+    raw = json.loads((out / "config.json").read_text())
+    assert raw["rope_parameters"]["rope_type"] == ("default" if cfg.rope_scaling is None else "llama3")
+
+
+def test_import_transformers_model_parity(tmp_path):
+    cfg = SHAPES["gqa_scaled"]
+    from transformers import Qwen3Config
+
+    hcfg = hf.to_hf_config(cfg)
+    theirs = Qwen3ForCausalLM(Qwen3Config(**{k: v for k, v in hcfg.items() if k not in ("architectures", "torch_dtype", "dtype")}))
+    theirs.save_pretrained(tmp_path / "hf")
+    ours, info = load_pretrained(tmp_path / "hf")
+    assert info.source == "hf" and info.model_config == cfg
+    ids = torch.randint(0, cfg.vocab_size, (2, 100))
+    with torch.no_grad():
+        diff = (ours(ids) - theirs.eval()(ids).logits).abs().max().item()
+    assert diff <= 1e-4
+
+
+def test_sharded_export_and_cli_round_trip(tmp_path):
+    cfg = SHAPES["gqa_scaled"]
+    model = build_model(cfg, seed=1)
+    ckpt = tmp_path / "run" / "checkpoints" / "step_00000007"
+    write_model_dir(ckpt, model.state_dict(), cfg, VOCAB, codec={"name": "mimi"}, step=7)
+    (ckpt / "COMPLETE").write_text("")
+    assert list_checkpoints(tmp_path / "run") == [ckpt]
+    tok = tmp_path / "tokenizer.json"
+    tok.write_text('{"model": {"type": "BPE"}}')
+    out = export_hf(tmp_path / "run", tmp_path / "hf", tokenizer=tok, max_shard_bytes=40_000)
+    assert (out / hf.HF_INDEX).is_file() and len(list(out.glob("model-*.safetensors"))) > 1
+    assert (out / "tokenizer.json").read_text() == tok.read_text()
+    ids = torch.randint(0, cfg.vocab_size, (1, 50))
+    with torch.no_grad():
+        assert (model(ids) - hf_logits(out, ids)).abs().max().item() <= 1e-4
+    # back into a sodakit directory with the CLI; the layout travels in the sidecar
+    assert main(["import", str(out), str(tmp_path / "back")]) == 0
+    back, info = load_pretrained(tmp_path / "back")
+    assert info.source == "sodakit" and info.vocab == VOCAB and info.codec == {"name": "mimi"} and info.step == 7
+    assert info.tokenizer_path is not None
+    for k, v in model.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v), k
+    assert main(["export", str(tmp_path / "back"), str(tmp_path / "hf_bf16"), "--dtype", "bfloat16"]) == 0
+    assert json.loads((tmp_path / "hf_bf16" / "config.json").read_text())["dtype"] == "bfloat16"
+    assert main(["export", str(tmp_path / "back"), str(tmp_path / "hf_bf16")]) == 1  # exists: refused
+
+
+def test_bad_hf_directories_are_refused(tmp_path):
+    cfg = SHAPES["mha"]
+    out = hf.save_hf_dir(tmp_path / "hf", cfg, build_model(cfg, seed=0).state_dict())
+    raw = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**raw, "attention_bias": True}))
+    with pytest.raises(hf.HFFormatError, match="attention_bias"):
+        load_pretrained(out)
+    (out / "config.json").write_text(json.dumps({**raw, "num_hidden_layers": 4}))
+    with pytest.raises(hf.HFFormatError, match="missing tensor 'model.layers.3"):
+        load_pretrained(out)
+    (out / "config.json").write_text(json.dumps({**raw, "rope_parameters": {"rope_type": "yarn", "rope_theta": 1.0}}))
+    with pytest.raises(hf.HFFormatError, match="yarn"):
+        load_pretrained(out)
+    with pytest.raises(hf.HFFormatError, match="not a Hugging Face directory"):
+        import_hf(tmp_path, tmp_path / "x")
