@@ -55,6 +55,7 @@ class SodaTokenizer:
         specials[text.bos_token] = vocab.bos_id
         specials[text.eos_token] = vocab.eos_id
         self._special_ids = specials
+        self._special_arrays = {k: np.array([i], dtype=np.uint32) for k, i in specials.items()}
         self._special_re = re.compile("|".join(re.escape(s) for s in sorted(specials, key=len, reverse=True)))
         last = PUA_BASE + vocab.num_audio_tokens - 1
         self._audio_char_re = re.compile(f"[{chr(PUA_BASE)}-{chr(last)}]")
@@ -116,7 +117,8 @@ class SodaTokenizer:
         """SODA interleaved strings -> uint32 ids, exactly as the released tokenizer would give them."""
         v = self.vocab
         audio_lo, audio_hi = PUA_BASE, PUA_BASE + v.num_audio_tokens
-        shift = np.int64(v.audio_offset - PUA_BASE)
+        # uint32 arithmetic wraps modulo 2^32, so a negative shift (small text vocab) works too.
+        shift = np.uint32((v.audio_offset - PUA_BASE) % (1 << 32))
         bos = np.array([v.bos_id], dtype=np.uint32)
         # Each document becomes a list of parts: an id array, or an int index into `texts`.
         plans: list[list[np.ndarray | int]] = []
@@ -131,14 +133,14 @@ class SodaTokenizer:
                 if a == b:
                     continue
                 if audio[a]:
-                    parts.append((cps[a:b].astype(np.int64) + shift).astype(np.uint32))
+                    parts.append(cps[a:b] + shift)
                     continue
                 pos = a
                 for m in self._special_re.finditer(s, a, b):
                     if m.start() > pos:
                         parts.append(len(texts))
                         texts.append(s[pos : m.start()])
-                    parts.append(np.array([self._special_ids[m.group()]], dtype=np.uint32))
+                    parts.append(self._special_arrays[m.group()])
                     pos = m.end()
                 if pos < b:
                     parts.append(len(texts))

@@ -63,7 +63,9 @@ class TextTokenizer:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         if not texts:
             return []
-        return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+        # encode_batch_fast (tokenizers >= 0.20) skips offset tracking, which we never use.
+        encode = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
+        return [e.ids for e in encode(texts, add_special_tokens=False)]
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.tokenizer.decode(list(map(int, ids)), skip_special_tokens=False)
