@@ -1,0 +1,59 @@
+"""LibriSpeech for ASR (test-clean for scoring, dev-clean for the shots of N-shot prompts).
+
+Layouts:
+- the release: `{split}/{speaker}/{chapter}/{speaker}-{chapter}.trans.txt` with lines `UTT-ID TRANSCRIPT`
+  and `{UTT-ID}.flac` beside it (pass `LibriSpeech/test-clean` or any folder above the speakers);
+- a flat folder with `trans.txt` of `UTT-ID<TAB>TRANSCRIPT` lines and audio files named by UTT-ID
+  (.wav/.flac), as in ../shared/data/librispeech-mini.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sodakit.eval.items import AudioRef, DataSource, ItemError, ReadResult, SpeechTextItem
+from sodakit.eval.readers.checksum import dataset_checksum
+from sodakit.eval.readers.zerospeech import LayoutError
+
+AUDIO_EXTS = (".flac", ".wav")
+
+
+def _parse_trans(path: Path, sep: str | None) -> list[tuple[int, str, str]]:
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        uid, _, text = line.strip().partition("\t" if sep == "\t" else " ")
+        out.append((n, uid.strip(), text.strip()))
+    return out
+
+
+def read_librispeech(path: Path) -> ReadResult:
+    path = Path(path)
+    if not path.is_dir():
+        raise LayoutError(f"{path}: expected a LibriSpeech split folder or a folder with trans.txt")
+    trans_files = sorted(path.rglob("*.trans.txt"))
+    flat = path / "trans.txt"
+    if trans_files:
+        layout, entries = "librispeech", [(t, *e) for t in trans_files for e in _parse_trans(t, None)]
+    elif flat.is_file():
+        layout, entries = "librispeech-flat", [(flat, *e) for e in _parse_trans(flat, "\t")]
+        trans_files = [flat]
+    else:
+        raise LayoutError(f"{path}: no *.trans.txt (LibriSpeech release) and no trans.txt (flat layout)")
+    items: list[SpeechTextItem] = []
+    errors: list[ItemError] = []
+    audio_files: list[Path] = []
+    for tfile, n, uid, text in entries:
+        audio = next((tfile.parent / f"{uid}{ext}" for ext in AUDIO_EXTS if (tfile.parent / f"{uid}{ext}").is_file()), None)
+        if audio is None:
+            errors.append(ItemError(item=uid, file=str(tfile.parent / f"{uid}.flac"),
+                                    reason=f"audio file missing (listed at {tfile.name}:{n})"))
+            continue
+        if not text:
+            errors.append(ItemError(item=uid, file=f"{tfile}:{n}", reason="empty transcript"))
+            continue
+        audio_files.append(audio)
+        items.append(SpeechTextItem(id=uid, audio=AudioRef(path=audio), text=text, meta={"speaker": uid.split("-")[0]}))
+    checksum, method = dataset_checksum(path, trans_files, audio_files)
+    return ReadResult(items, errors, DataSource(str(path), layout, checksum, method))
