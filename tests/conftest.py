@@ -13,8 +13,19 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# ../shared/data next to the checkout (see its README); tests that need it skip when it is absent.
-SHARED_DATA = Path(os.environ.get("SODAKIT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def _find_shared_data() -> Path:
+    """../shared/data next to the checkout (see its README), else the workplace copy; tests skip without it."""
+    if "SODAKIT_SHARED_DATA" in os.environ:
+        return Path(os.environ["SODAKIT_SHARED_DATA"])
+    for candidate in (REPO_ROOT.parent / "shared" / "data", Path("/work/shared/data")):
+        if candidate.is_dir():
+            return candidate
+    return REPO_ROOT.parent / "shared" / "data"
+
+
+SHARED_DATA = _find_shared_data()
 
 
 @pytest.fixture(scope="session")
