@@ -82,7 +82,7 @@ def as_scoring_lm(model) -> ScoringLM:
     if isinstance(model, HFCausalLM | NativeLM):
         return model
     if hasattr(model, "token_logprobs"):
-        cfg = getattr(model, "config", None)
+        cfg = getattr(model, "cfg", None) or getattr(model, "config", None)
         vocab = getattr(cfg, "vocab_size", None) or getattr(model, "vocab_size", None)
         if vocab is None:
             raise TypeError(f"{type(model).__name__}: has token_logprobs but no config.vocab_size")

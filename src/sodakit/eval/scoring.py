@@ -59,6 +59,18 @@ def score_requests(
     progress: Callable[[int], None] | None = None,
 ) -> list[SpanScore]:
     """Score every request; raises ValueError naming the first request that cannot be scored."""
+    rows = position_logprobs(lm, requests, batch_size, pad_id, progress)
+    return [SpanScore(sum_logprob=float(r.sum()), num_tokens=int(r.size)) for r in rows]
+
+
+def position_logprobs(
+    lm: ScoringLM,
+    requests: Sequence[ScoreRequest],
+    batch_size: int = 8,
+    pad_id: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> list[np.ndarray]:
+    """Per request, the float64 log-probs of its positions (in the order of `positions`)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     for i, r in enumerate(requests):
@@ -67,7 +79,7 @@ def score_requests(
             raise VocabularyError(f"request {i}: {why}") if "vocabulary" in why else ValueError(f"request {i}: {why}")
     # Longest first: batches of similar length waste little padding; order is restored at the end.
     order = sorted(range(len(requests)), key=lambda i: -len(requests[i].ids))
-    out: list[SpanScore | None] = [None] * len(requests)
+    out: list[np.ndarray | None] = [None] * len(requests)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         width = max(len(requests[i].ids) for i in chunk)
@@ -77,8 +89,7 @@ def score_requests(
             batch[row, : ids.numel()] = ids
         logp = lm.token_logprobs(batch).detach().to("cpu", torch.float64).numpy()
         for row, i in enumerate(chunk):
-            vals = logp[row, np.asarray(requests[i].positions, dtype=np.int64) - 1]
-            out[i] = SpanScore(sum_logprob=float(vals.sum()), num_tokens=int(vals.size))
+            out[i] = logp[row, np.asarray(requests[i].positions, dtype=np.int64) - 1]
         if progress:
             progress(len(chunk))
     return out  # type: ignore[return-value]

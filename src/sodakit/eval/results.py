@@ -1,0 +1,42 @@
+"""Results JSON (one file per run) and optional per-item logs (JSONL per task), written atomically."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+from sodakit.config import atomic_write_text
+
+RESULTS_FORMAT = "sodakit.eval/1"
+
+
+def run_header(argv: list[str], model: dict, tokenizer: dict, codec: dict | None, settings: dict) -> dict:
+    import torch
+
+    from sodakit import __version__
+
+    return {
+        "format": RESULTS_FORMAT,
+        "sodakit_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": ["sodakit", "eval", *argv],
+        "environment": {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform()},
+        "model": model,
+        "tokenizer": tokenizer,
+        "codec": codec,
+        "settings": settings,
+        "tasks": {},
+    }
+
+
+def write_results(path: Path, results: dict) -> None:
+    atomic_write_text(Path(path), json.dumps(results, indent=2, default=str) + "\n")
+
+
+def write_item_log(directory: Path, task: str, records: list[dict]) -> Path:
+    path = Path(directory) / f"{task.replace('/', '_')}.jsonl"
+    atomic_write_text(path, "".join(json.dumps(r, default=str) + "\n" for r in records))
+    return path

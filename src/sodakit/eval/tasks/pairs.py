@@ -1,0 +1,210 @@
+"""Zero-shot minimal-pair tasks: the positive member of each pair should score higher.
+
+Spoken pairs (sWUGGY, sBLIMP, SALMon) use the speech score of SPEC section 9 --
+BOS <|audio_start|>{audio}<|audio_end|>, mean log-prob over the (selected codebooks of the) audio
+tokens; text pairs (tWUGGY, tBLIMP) use BOS <|text_start|>{text}<|text_end|>, mean log-prob of the
+text tokens. Accuracy = share of pairs where the positive scores higher, ties count half.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from sodakit.eval.items import ItemError, PairItem, ReadResult
+from sodakit.eval.metrics import TIE_VALUE, pair_outcomes
+from sodakit.eval.scoring import ScoreRequest, SpanScore, check_request, score_requests
+from sodakit.eval.spans import speech_request, text_request
+from sodakit.eval.tasks.base import (
+    EvalContext,
+    TaskError,
+    TaskResult,
+    Timer,
+    breakdown_by,
+    counts,
+    grouped_mean,
+)
+
+# Pairs whose audio is loaded and encoded at once: bounds memory on multi-GB sets (sBLIMP).
+ENCODE_CHUNK = 128
+
+
+def _encode_chunk(ctx: EvalContext, items: list[PairItem], errors: list[ItemError]) -> dict[str, tuple]:
+    """item id -> (pos codes, neg codes) for the items whose audio loads and encodes."""
+    codec = ctx.codec
+    waves: list[np.ndarray] = []
+    owners: list[PairItem] = []
+    for it in items:
+        pair = []
+        for side in (it.pos, it.neg):
+            try:
+                w = side.load(codec.sample_rate)
+                if w.size == 0:
+                    raise ValueError("empty audio (0 samples)")
+                pair.append(w)
+            except Exception as e:
+                errors.append(ItemError(item=it.id, file=side.where, stage="read", reason=f"{type(e).__name__}: {e}"))
+                break
+        if len(pair) == 2:
+            waves += pair
+            owners.append(it)
+    if not owners:
+        return {}
+    try:
+        codes = codec.encode_audio(waves, codec.sample_rate)
+    except Exception:
+        # Isolate the item that breaks the batch; the others still count.
+        codes = []
+        for i, w in enumerate(waves):
+            try:
+                codes.append(codec.encode_audio([w], codec.sample_rate)[0])
+            except Exception as e:
+                it = owners[i // 2]
+                errors.append(ItemError(item=it.id, stage="encode", reason=f"{type(e).__name__}: {e}",
+                                        file=(it.pos if i % 2 == 0 else it.neg).where))
+                codes.append(None)
+    out = {}
+    for j, it in enumerate(owners):
+        p, n = codes[2 * j], codes[2 * j + 1]
+        if p is not None and n is not None:
+            out[it.id] = (p, n)
+    return out
+
+
+def build_speech_requests(ctx: EvalContext, items: Sequence[PairItem], errors: list[ItemError]):
+    """(item, pos request, neg request) for every pair whose audio loads, encodes and fits the model."""
+    built = []
+    for start in range(0, len(items), ENCODE_CHUNK):
+        chunk = list(items[start : start + ENCODE_CHUNK])
+        codes = _encode_chunk(ctx, chunk, errors)
+        for it in chunk:
+            if it.id not in codes:
+                continue
+            try:
+                reqs = [speech_request(c, ctx.vocab, ctx.audio) for c in codes[it.id]]
+            except Exception as e:
+                errors.append(ItemError(item=it.id, stage="encode", reason=f"{type(e).__name__}: {e}"))
+                continue
+            built.append((it, *reqs))
+    return built
+
+
+def build_text_requests(ctx: EvalContext, items: Sequence[PairItem], errors: list[ItemError],
+                        text_of: Callable[[PairItem], tuple[str, str]]):
+    built = []
+    texts: list[str] = []
+    keep: list[PairItem] = []
+    for it in items:
+        pos, neg = text_of(it)
+        if not (pos or "").strip() or not (neg or "").strip():
+            errors.append(ItemError(item=it.id, stage="read", reason="empty text for the positive or the negative"))
+            continue
+        texts += [pos.strip(), neg.strip()]
+        keep.append(it)
+    try:
+        ids = ctx.tokenizer.encode_texts(texts, where="pair text")
+    except Exception:
+        ids = []
+        for t in texts:
+            try:
+                ids.append(ctx.tokenizer.encode_texts([t], where="pair text")[0])
+            except Exception:
+                ids.append(None)
+    for j, it in enumerate(keep):
+        p, n = ids[2 * j], ids[2 * j + 1]
+        if p is None or n is None:
+            errors.append(ItemError(item=it.id, stage="encode", reason="text cannot be tokenized (see the PUA policy)"))
+            continue
+        try:
+            built.append((it, text_request(p, ctx.vocab), text_request(n, ctx.vocab)))
+        except ValueError as e:
+            errors.append(ItemError(item=it.id, stage="encode", reason=str(e)))
+    return built
+
+
+def score_pairs(ctx: EvalContext, built, errors: list[ItemError]) -> list[tuple[PairItem, SpanScore, SpanScore]]:
+    ok = []
+    for it, p, n in built:
+        why = check_request(p, ctx.lm) or check_request(n, ctx.lm)
+        if why:
+            errors.append(ItemError(item=it.id, stage="score", reason=why))
+        else:
+            ok.append((it, p, n))
+    reqs: list[ScoreRequest] = [r for _, p, n in ok for r in (p, n)]
+    scores = score_requests(ctx.lm, reqs, batch_size=ctx.batch_size)
+    return [(it, scores[2 * j], scores[2 * j + 1]) for j, (it, _, _) in enumerate(ok)]
+
+
+def pair_result(task: str, ctx: EvalContext, read: ReadResult, scored, errors: list[ItemError], protocol: dict,
+                breakdown_keys: Sequence[str] = (), seconds: float = 0.0) -> TaskResult:
+    if not scored:
+        reasons = "; ".join(str(e) for e in (read.errors + errors)[:3])
+        raise TaskError(f"task {task}: no pair could be scored ({len(read.items)} read, {len(read.errors)} read "
+                        f"errors, {len(errors)} excluded){': ' + reasons if reasons else ''}")
+    pos_mean = [p.mean_logprob for _, p, _ in scored]
+    neg_mean = [n.mean_logprob for _, _, n in scored]
+    outcomes = pair_outcomes(pos_mean, neg_mean)
+    groups = [it.group or it.id for it, _, _ in scored]
+    sums = pair_outcomes([p.sum_logprob for _, p, _ in scored], [n.sum_logprob for _, _, n in scored])
+    metrics = {
+        "accuracy": grouped_mean(outcomes, groups),
+        "accuracy_all_pairs": float(np.mean(outcomes)),
+        "accuracy_sum_logprob": float(np.mean(sums)),
+        "ties": int(sum(o == TIE_VALUE for o in outcomes)),
+    }
+    breakdown = {k: breakdown_by(outcomes, [it.meta.get(k) for it, _, _ in scored]) for k in breakdown_keys}
+    records = []
+    if ctx.log_items:
+        for (it, p, n), o in zip(scored, outcomes):
+            records.append({"id": it.id, "group": it.group, "outcome": o,
+                            "pos": {"mean": p.mean_logprob, "sum": p.sum_logprob, "tokens": p.num_tokens},
+                            "neg": {"mean": n.mean_logprob, "sum": n.sum_logprob, "tokens": n.num_tokens},
+                            "meta": it.meta})
+    protocol = {
+        **protocol,
+        "accuracy": "share of pairs where the positive's score is higher; ties count 0.5",
+        "aggregation": "accuracy = mean over pair groups (e.g. ZeroSpeech ids over voices) of the mean outcome; "
+                       "accuracy_all_pairs = plain mean over pairs",
+        "batch_size": ctx.batch_size,
+        "dtype": ctx.dtype,
+    }
+    return TaskResult(task=task, metrics=metrics,
+                      counts=counts(len(read.items) + len(read.errors), len(read.errors), len(scored), len(errors)),
+                      protocol=protocol, data=read.source.to_dict(), excluded=read.errors + errors, items=records,
+                      breakdown={k: v for k, v in breakdown.items() if v}, seconds=seconds)
+
+
+def run_speech_pairs(task: str, ctx: EvalContext, read: ReadResult, breakdown_keys: Sequence[str] = ()) -> TaskResult:
+    ctx.require_codec(task)
+    ctx.require_ids(task, [ctx.vocab.audio_start_id, ctx.vocab.audio_end_id, ctx.vocab.size - 1],
+                    "the speech template and audio codes")
+    read = read.limited(ctx.limit)
+    errors: list[ItemError] = []
+    with Timer() as t:
+        built = build_speech_requests(ctx, read.items, errors)
+        scored = score_pairs(ctx, built, errors)
+    codec = ctx.codec
+    protocol = {
+        "template": "BOS <|audio_start|>{audio}<|audio_end|>",
+        "score": "mean log-prob over the scored audio tokens (markers not scored)",
+        "audio": {**ctx.audio.describe(ctx.vocab), "codec": {"name": codec.name, "config_hash": codec.config_hash,
+                                                              "sample_rate": codec.sample_rate}},
+    }
+    return pair_result(task, ctx, read, scored, errors, protocol, breakdown_keys, t.seconds)
+
+
+def run_text_pairs(task: str, ctx: EvalContext, read: ReadResult, text_of: Callable[[PairItem], tuple[str, str]],
+                   breakdown_keys: Sequence[str] = ()) -> TaskResult:
+    ctx.require_ids(task, [ctx.vocab.text_start_id, ctx.vocab.text_end_id], "the text markers")
+    read = read.limited(ctx.limit)
+    errors: list[ItemError] = []
+    with Timer() as t:
+        built = build_text_requests(ctx, read.items, errors, text_of)
+        scored = score_pairs(ctx, built, errors)
+    protocol = {
+        "template": "BOS <|text_start|>{text}<|text_end|>",
+        "score": "mean log-prob over the text tokens (markers not scored)",
+        "text": "stripped of surrounding whitespace; no other normalisation",
+    }
+    return pair_result(task, ctx, read, scored, errors, protocol, breakdown_keys, t.seconds)
