@@ -1,0 +1,267 @@
+"""The run report: one static HTML page plus the same numbers as JSON and Markdown.
+
+Input is a summary dict (the demo writes one; any pipeline can): sections are optional, paths are
+relative to the summary file or absolute.
+
+    {"title": str, "subtitle": str, "settings": {...},
+     "data": {name: {stat: value}},                       # data statistics, one table per dataset
+     "training": {"metrics": "metrics.jsonl", "info": {...}},
+     "evaluation": {"scale": "tiny model, 10 min of synthetic speech", "scores": {column: value},
+                    "details": {...}, "judges": "..."},
+     "samples": [{"task": "tts", "prompt_text": ..., "prompt_audio": "a.wav", "output_audio": "b.wav",
+                  "output_text": ..., "reference_text": ...}],
+     "isoflop": {"plots": ["profiles.png", ...], "summary": {...}}}
+
+The page references only files copied into its own `assets/` folder, so the report directory can be
+moved or served as is.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from sodakit.config import atomic_write_text
+
+# SPEC section 9: published SODA results (different scale from anything a laptop trains).
+SODA_COLUMNS = ["sBLIMP", "sWUGGY", "SALMon", "tBLIMP", "tWUGGY", "HellaSwag", "ASR WER", "TTS WER", "TTS SIM"]
+SODA_PUBLISHED: dict[str, list[float | None]] = {
+    "SODA 135M": [50.1, 56.3, 70.0, 67.4, 70.7, 28.7, 28.1, 11.2, 0.500],
+    "SODA 600M": [51.2, 58.9, 70.1, 70.7, 73.1, 35.8, 10.2, 7.6, 0.555],
+    "SODA 1.7B": [51.4, 60.6, 70.6, 70.3, 74.7, 44.5, 7.0, 6.9, 0.560],
+    "SODA 4B": [52.4, 61.8, 70.4, 71.3, 74.8, 52.6, 5.0, 6.1, 0.560],
+}
+LOWER_IS_BETTER = {"ASR WER", "TTS WER"}
+
+
+def _resolve(path: str | None, base: Path) -> Path | None:
+    if not path:
+        return None
+    p = Path(path)
+    return p if p.is_absolute() else base / p
+
+
+def read_metrics(path: Path) -> list[dict]:
+    records = []
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                records.append(json.loads(line))
+    return records
+
+
+def plot_losses(records: list[dict], out: Path) -> list[str]:
+    """Training (and validation) loss per token type against step; returns the plotted keys."""
+    keys = sorted({k for r in records for k, v in r.items() if isinstance(v, int | float) and
+                   (k.startswith("loss") or k.startswith("val_loss"))})
+    if not keys:
+        return []
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for key in keys:
+        pts = [(r["step"], r[key]) for r in records if key in r and "step" in r]
+        if pts:
+            xs, ys = zip(*pts)
+            ax.plot(xs, ys, marker="o" if key.startswith("val") else None, ms=3,
+                    ls="--" if key.startswith("val") else "-", label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.set_title("loss per token type")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return keys
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 1 else f"{v:.1f}" if abs(v) < 1000 else f"{v:,.0f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _table_html(headers: list[str], rows: list[list[Any]], cls: str = "") -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _table_md(headers: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+class _Assets:
+    def __init__(self, out: Path):
+        self.dir = out / "assets"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.names: set[str] = set()
+
+    def add(self, src: Path, prefix: str) -> str:
+        if not src.is_file():
+            raise FileNotFoundError(f"report: asset {src} does not exist")
+        name = f"{prefix}-{src.name}"
+        i = 1
+        while name in self.names:
+            name = f"{prefix}-{i}-{src.name}"
+            i += 1
+        self.names.add(name)
+        shutil.copyfile(src, self.dir / name)
+        return f"assets/{name}"
+
+
+def build_report(summary: dict, out_dir: str | Path, base_dir: str | Path = ".") -> dict[str, Path]:
+    """Render `summary` into out_dir/{index.html, report.md, report.json, assets/}."""
+    out, base = Path(out_dir), Path(base_dir)
+    if out.exists():
+        shutil.rmtree(out / "assets", ignore_errors=True)
+    assets = _Assets(out)
+    title = summary.get("title", "sodakit report")
+    h: list[str] = []
+    md: list[str] = [f"# {title}", ""]
+    record: dict[str, Any] = {"title": title}
+    if summary.get("subtitle"):
+        h.append(f"<p class='sub'>{html.escape(summary['subtitle'])}</p>")
+        md += [summary["subtitle"], ""]
+
+    if summary.get("data"):
+        h.append("<h2>Data</h2>")
+        md += ["## Data", ""]
+        for name, stats in summary["data"].items():
+            rows = [[k, v] for k, v in stats.items() if not isinstance(v, dict | list)]
+            h.append(f"<h3>{html.escape(name)}</h3>" + _table_html(["statistic", "value"], rows))
+            md += [f"### {name}", "", _table_md(["statistic", "value"], rows), ""]
+        record["data"] = summary["data"]
+
+    training = summary.get("training") or {}
+    if training:
+        h.append("<h2>Training</h2>")
+        md += ["## Training", ""]
+        info = training.get("info", {})
+        if info:
+            rows = [[k, v] for k, v in info.items() if not isinstance(v, dict | list)]
+            h.append(_table_html(["setting", "value"], rows))
+            md += [_table_md(["setting", "value"], rows), ""]
+        metrics_path = _resolve(training.get("metrics"), base)
+        if metrics_path is not None and metrics_path.is_file():
+            records = read_metrics(metrics_path)
+            tmp = out / "loss_curves.png"
+            keys = plot_losses(records, tmp)
+            if keys:
+                src = assets.add(tmp, "plot")
+                tmp.unlink()
+                h.append(f'<figure><img src="{src}" alt="loss curves per token type"><figcaption>'
+                         f"Loss per token type ({', '.join(keys)})</figcaption></figure>")
+                md += [f"![loss curves]({src})", ""]
+            last = {k: v for k, v in (records[-1] if records else {}).items() if isinstance(v, int | float)}
+            record["training"] = {"info": info, "last_record": last}
+
+    evaluation = summary.get("evaluation") or {}
+    if evaluation.get("scores"):
+        scores = evaluation["scores"]
+        scale = evaluation.get("scale", "")
+        h.append("<h2>Evaluation</h2>")
+        md += ["## Evaluation", ""]
+        note = ("Published SODA numbers (SPEC section 9) are shown for reference only: they come from models "
+                "trained on ~300K hours with Mimi and judged by Whisper-large-v3 / WavLM-large; this run is at a "
+                f"different scale ({scale}) with offline judges and look-alike benchmarks. Compare shapes, not values.")
+        h.append(f"<p class='note'>{html.escape(note)}</p>")
+        md += [f"> {note}", ""]
+        ours = [scores.get(c) for c in SODA_COLUMNS]
+        rows = [["this run", *ours]] + [[name, *vals] for name, vals in SODA_PUBLISHED.items()]
+        headers = ["model", *[c + (" (lower better)" if c in LOWER_IS_BETTER else "") for c in SODA_COLUMNS]]
+        h.append(_table_html(headers, rows, "eval"))
+        md += [_table_md(headers, rows), ""]
+        extra = [[k, v] for k, v in scores.items() if k not in SODA_COLUMNS]
+        if extra:
+            h.append("<h3>Other measurements</h3>" + _table_html(["metric", "value"], extra))
+            md += ["### Other measurements", "", _table_md(["metric", "value"], extra), ""]
+        if evaluation.get("judges"):
+            h.append(f"<p class='note'>Judges: {html.escape(str(evaluation['judges']))}</p>")
+            md += [f"Judges: {evaluation['judges']}", ""]
+        record["evaluation"] = evaluation
+
+    samples = summary.get("samples") or []
+    if samples:
+        h.append("<h2>Samples</h2>")
+        md += ["## Samples", ""]
+        rows_html = []
+        rec_samples = []
+        for i, s in enumerate(samples):
+            cells = []
+            entry = {k: v for k, v in s.items() if not k.endswith("_audio")}
+            for role in ("prompt", "output"):
+                parts = []
+                audio = _resolve(s.get(f"{role}_audio"), base)
+                if audio is not None:
+                    src = assets.add(audio, f"s{i}-{role}")
+                    parts.append(f'<audio controls preload="metadata" src="{src}"></audio>')
+                    entry[f"{role}_audio"] = src
+                if s.get(f"{role}_text"):
+                    parts.append(f"<div class='txt'>{html.escape(s[f'{role}_text'])}</div>")
+                cells.append("".join(parts) or "-")
+            ref = html.escape(s.get("reference_text", "") or "")
+            rows_html.append(f"<tr><td>{html.escape(s.get('task', ''))}</td><td>{cells[0]}</td><td>{cells[1]}</td><td>{ref}</td></tr>")
+            md.append(f"- **{s.get('task', '')}**: prompt {entry.get('prompt_audio', '')} {s.get('prompt_text', '')!r} -> "
+                      f"output {entry.get('output_audio', '')} {s.get('output_text', '')!r}")
+            rec_samples.append(entry)
+        h.append("<table class='samples'><thead><tr><th>task</th><th>prompt</th><th>output</th><th>reference</th></tr>"
+                 f"</thead><tbody>{''.join(rows_html)}</tbody></table>")
+        md.append("")
+        record["samples"] = rec_samples
+
+    iso = summary.get("isoflop") or {}
+    if iso.get("plots"):
+        h.append("<h2>IsoFLOP study</h2>")
+        md += ["## IsoFLOP study", ""]
+        if iso.get("summary"):
+            rows = [[k, v] for k, v in iso["summary"].items() if not isinstance(v, dict | list)]
+            h.append(_table_html(["quantity", "value"], rows))
+            md += [_table_md(["quantity", "value"], rows), ""]
+        srcs = []
+        for p in iso["plots"]:
+            src = assets.add(_resolve(p, base), "isoflop")  # type: ignore[arg-type]
+            srcs.append(src)
+            h.append(f'<figure><img src="{src}" alt="IsoFLOP plot"></figure>')
+            md += [f"![isoflop]({src})", ""]
+        record["isoflop"] = {**iso, "plots": srcs}
+
+    if summary.get("settings"):
+        h.append("<h2>Settings</h2><pre>" + html.escape(json.dumps(summary["settings"], indent=2)) + "</pre>")
+        md += ["## Settings", "", "```json", json.dumps(summary["settings"], indent=2), "```", ""]
+        record["settings"] = summary["settings"]
+
+    page = (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1>{''.join(h)}</body></html>"
+    )
+    paths = {"html": out / "index.html", "markdown": out / "report.md", "json": out / "report.json"}
+    atomic_write_text(paths["html"], page)
+    atomic_write_text(paths["markdown"], "\n".join(md))
+    atomic_write_text(paths["json"], json.dumps(record, indent=2, default=str))
+    return paths
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{margin-bottom:.2em} .sub{color:#555;margin-top:0}
+table{border-collapse:collapse;margin:.6em 0 1.2em} th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}
+th{background:#f3f3f3} table.eval tr:first-child td{font-weight:bold;background:#eef6ff}
+.note{color:#555;font-size:.9em;background:#fafafa;border-left:3px solid #ccc;padding:.4em .8em}
+figure{margin:1em 0} img{max-width:100%} audio{display:block;margin:.2em 0;width:260px} .txt{font-size:.9em;color:#333}
+pre{background:#f6f6f6;padding:.8em;overflow:auto;font-size:.85em}
+"""
