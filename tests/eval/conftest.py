@@ -228,17 +228,18 @@ class LoudnessOracleLM:
 
 
 class ConstantLM:
-    """Every token gets the same log-probability (uniform over the vocabulary)."""
+    """Every token gets the same log-probability (default: uniform over the vocabulary)."""
 
-    def __init__(self, vocab_size):
-        self.vocab_size, self.max_positions = vocab_size, None
-
-    def token_logprobs(self, input_ids):
+    def __init__(self, vocab_size, value=None):
         import math
 
+        self.vocab_size, self.max_positions = vocab_size, None
+        self.value = -math.log(vocab_size) if value is None else value
+
+    def token_logprobs(self, input_ids):
         import torch
 
-        return torch.full((input_ids.shape[0], input_ids.shape[1] - 1), -math.log(self.vocab_size))
+        return torch.full((input_ids.shape[0], input_ids.shape[1] - 1), float(self.value))
 
 
 class SequenceOracleLM:
