@@ -1,0 +1,185 @@
+"""Modality-aware decoding: a small state machine over generated tokens that masks the logits.
+
+Every row of a batch is in one of three modes, advanced by the tokens it emits:
+
+    free   between spans (or in a plain text-only document): anything but audio ids, end markers, BOS
+    text   after <|text_start|>: text ids (not BOS/EOS) and <|text_end|>
+    audio  after <|audio_start|>, at position p of the span: only the ids of codebook
+           span_codebooks[p mod K] (K = len(span_codebooks)), and <|audio_end|> only at a frame boundary
+           (p mod K == 0, p > 0: spans hold at least one whole frame)
+
+so every audio span that is closed is frame-complete and decodes. The modes map onto a few "state
+classes" (free, text, audio-open, audio codebook j at slot j) and each class has one row of a boolean
+table [S, V]. In audio classes the allowed ids are one contiguous codebook range (plus <|audio_end|> at
+a boundary), so the sampler can compute the LM head over just those rows (`candidate_ranges`) instead of
+the whole vocabulary, which is most of the cost of a decoding step in small models.
+
+The table covers the model's vocabulary, which may be larger than the layout (padded embeddings):
+ids past the layout are never allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from sodakit.tokens.vocab import Vocab
+
+MODE_FREE, MODE_TEXT, MODE_AUDIO = 0, 1, 2
+# State classes: free, text, audio right after <|audio_start|>, then one per slot of the frame.
+STATE_FREE, STATE_TEXT, STATE_AUDIO_OPEN = 0, 1, 2
+AUDIO_SLOT0 = 3  # state of slot j of a frame (j = 0 is the frame boundary) is AUDIO_SLOT0 + j
+
+
+class PromptStateError(ValueError):
+    """A prompt whose last span is malformed (e.g. a non-audio token inside an open audio span)."""
+
+
+@dataclass
+class SpanState:
+    """Per-row decoding state: mode, position inside the current audio span, and counters."""
+
+    mode: Tensor  # [B] long: MODE_FREE / MODE_TEXT / MODE_AUDIO
+    pos: Tensor  # [B] long: tokens emitted in the current audio span (prompt tokens included)
+
+    def clone(self) -> SpanState:
+        return SpanState(self.mode.clone(), self.pos.clone())
+
+    def select(self, index: Tensor) -> SpanState:
+        return SpanState(self.mode.index_select(0, index), self.pos.index_select(0, index))
+
+
+class ModalityConstraints:
+    """Mask tables and the state machine for one vocabulary layout.
+
+    span_codebooks: the codebooks an audio span cycles through, frame-major (default all of the
+    layout's codebooks, 0..K-1; `vocab.semantic_codebooks` for semantic-only "S" models).
+    enabled=False keeps the state tracking (frames, spans, guards) but allows every id of the layout.
+    """
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model_vocab_size: int | None = None,
+        span_codebooks: Sequence[int] | None = None,
+        enabled: bool = True,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.vocab = vocab
+        self.model_vocab_size = int(model_vocab_size or vocab.size)
+        if self.model_vocab_size < vocab.size:
+            raise ValueError(f"model vocabulary ({self.model_vocab_size}) is smaller than the layout ({vocab.size})")
+        books = tuple(range(vocab.num_codebooks)) if span_codebooks is None else tuple(int(k) for k in span_codebooks)
+        if not books or any(not 0 <= k < vocab.num_codebooks for k in books):
+            raise ValueError(f"span_codebooks {books} must be non-empty codebooks of 0..{vocab.num_codebooks - 1}")
+        self.span_codebooks = books
+        self.frame_size = len(books)
+        self.enabled = enabled
+        self.device = torch.device(device)
+        self.num_states = AUDIO_SLOT0 + self.frame_size
+        self.table = self._build_table().to(self.device)
+        self._ranges = self._build_ranges()
+
+    # ---- tables ----------------------------------------------------------------------------------
+    def _build_table(self) -> Tensor:
+        v, n = self.vocab, self.model_vocab_size
+        t = torch.zeros(self.num_states, n, dtype=torch.bool)
+        if not self.enabled:
+            t[:, : v.size] = True
+            return t
+        tv = v.text_vocab_size
+        # free: text ids, start markers, EOS; not BOS (documents start once), not end markers, not audio.
+        t[STATE_FREE, :tv] = True
+        t[STATE_FREE, v.bos_id] = False
+        t[STATE_FREE, v.text_start_id] = True
+        t[STATE_FREE, v.audio_start_id] = True
+        # text span: text ids but not BOS/EOS (a span is closed before a document ends), and <|text_end|>.
+        t[STATE_TEXT, :tv] = True
+        t[STATE_TEXT, v.bos_id] = False
+        t[STATE_TEXT, v.eos_id] = False
+        t[STATE_TEXT, v.text_end_id] = True
+        lo, hi = v.codebook_range(self.span_codebooks[0])
+        t[STATE_AUDIO_OPEN, lo:hi] = True
+        for j, k in enumerate(self.span_codebooks):
+            lo, hi = v.codebook_range(k)
+            t[AUDIO_SLOT0 + j, lo:hi] = True
+        t[AUDIO_SLOT0, v.audio_end_id] = True
+        return t
+
+    def _build_ranges(self) -> list[tuple[int, int, bool] | None]:
+        """Per state: (lo, hi, with_audio_end) when the allowed set is one codebook range (+ end)."""
+        ranges: list[tuple[int, int, bool] | None] = [None, None]
+        v = self.vocab
+        if not self.enabled:
+            return [None] * self.num_states
+        lo, hi = v.codebook_range(self.span_codebooks[0])
+        ranges.append((lo, hi, False))
+        for j, k in enumerate(self.span_codebooks):
+            lo, hi = v.codebook_range(k)
+            ranges.append((lo, hi, j == 0))
+        return ranges
+
+    def candidate_range(self, state: int) -> tuple[int, int, bool] | None:
+        """(lo, hi, with_audio_end) if state `state` allows exactly ids [lo, hi) (+ <|audio_end|>)."""
+        return self._ranges[state]
+
+    # ---- state machine -------------------------------------------------------------------------
+    def initial_state(self, prompts: Sequence[Sequence[int]]) -> SpanState:
+        """The state after each prompt: the mode of its last marker, the position inside an open audio span."""
+        v = self.vocab
+        modes, poss = [], []
+        markers = {v.text_start_id, v.text_end_id, v.audio_start_id, v.audio_end_id}
+        for r, p in enumerate(prompts):
+            ids = [int(x) for x in p]
+            last = next((i for i in range(len(ids) - 1, -1, -1) if ids[i] in markers), None)
+            mode, pos = MODE_FREE, 0
+            if last is not None and ids[last] == v.text_start_id:
+                mode = MODE_TEXT
+            elif last is not None and ids[last] == v.audio_start_id:
+                tail = torch.tensor(ids[last + 1 :], dtype=torch.long)
+                if tail.numel() and not bool(v.is_audio(tail).all()):
+                    raise PromptStateError(f"prompt {r}: the open audio span holds non-audio ids")
+                mode, pos = MODE_AUDIO, int(tail.numel())
+                if self.enabled and tail.numel():
+                    expected = torch.tensor([self.span_codebooks[i % self.frame_size] for i in range(tail.numel())])
+                    if not torch.equal(v.codebook_of(tail), expected):
+                        raise PromptStateError(
+                            f"prompt {r}: the open audio span is not in codebook order {self.span_codebooks}"
+                        )
+            modes.append(mode)
+            poss.append(pos)
+        return SpanState(
+            torch.tensor(modes, dtype=torch.long, device=self.device),
+            torch.tensor(poss, dtype=torch.long, device=self.device),
+        )
+
+    def state_index(self, st: SpanState) -> Tensor:
+        """[B] index into `table` for each row's state."""
+        slot = st.pos % self.frame_size
+        audio = torch.where(st.pos == 0, torch.full_like(st.pos, STATE_AUDIO_OPEN), AUDIO_SLOT0 + slot)
+        return torch.where(st.mode == MODE_AUDIO, audio, st.mode)
+
+    def allowed(self, st: SpanState) -> Tensor:
+        """[B, V] boolean mask of the ids each row may emit next."""
+        return self.table.index_select(0, self.state_index(st))
+
+    def advance(self, st: SpanState, tokens: Tensor) -> SpanState:
+        """The state after each row emits `tokens` [B]."""
+        v = self.vocab
+        mode, pos = st.mode.clone(), st.pos.clone()
+        audio_tok = (mode == MODE_AUDIO) & v.is_audio(tokens)
+        pos = torch.where(audio_tok, pos + 1, pos)
+        mode = torch.where(tokens == v.text_start_id, MODE_TEXT, mode)
+        opened = tokens == v.audio_start_id
+        mode = torch.where(opened, MODE_AUDIO, mode)
+        pos = torch.where(opened, torch.zeros_like(pos), pos)
+        closed = (tokens == v.text_end_id) | (tokens == v.audio_end_id)
+        mode = torch.where(closed, MODE_FREE, mode)
+        return SpanState(mode, pos)
+
+    def at_frame_boundary(self, st: SpanState) -> Tensor:
+        """[B] rows inside an audio span with only whole frames so far (and at least one)."""
+        return (st.mode == MODE_AUDIO) & (st.pos > 0) & (st.pos % self.frame_size == 0)

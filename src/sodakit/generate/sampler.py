@@ -1,0 +1,321 @@
+"""Batched autoregressive decoding over the model's KV cache, with modality constraints and guards.
+
+    results = generate(model, prompts, vocab, GenerationConfig(max_new_tokens=300, stop_ids=(vocab.audio_end_id,)))
+
+Prompts of different lengths are left-padded into one batch and prefilled in one forward pass (the model
+counts RoPE positions per row from the real tokens, so padding changes nothing). Each step feeds the last
+token of every unfinished row through the cache and chooses the next one (see sampling.py). The LM head
+is computed on the last position only, and in audio states over the one codebook range that the
+constraints allow (plus <|audio_end|>), not the whole 144,644-id vocabulary.
+
+A row stops when it emits a stop id, when its token budget ends, or when a guard fires at a frame
+boundary: the duration cap (`max_audio_frames` generated frames), the silence stop (`silence_stop_frames`
+trailing silent frames, see silence.py), or a budget too small for another whole frame. Guards close the
+open audio span with a forced <|audio_end|>, so every audio span in the output is frame-complete.
+Finished rows are dropped from the batch (and the cache) once they make up a quarter of it.
+
+`on_frame` receives each audio frame (K codes) as soon as its last code is chosen: the streaming hook.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sodakit.generate.constraints import MODE_AUDIO, ModalityConstraints
+from sodakit.generate.sampling import SamplingConfig, choose
+from sodakit.generate.silence import SilenceDetector
+from sodakit.tokens.vocab import Vocab
+
+STOP_TOKEN = "stop_token"
+STOP_BUDGET = "max_new_tokens"
+STOP_DURATION = "max_duration"
+STOP_SILENCE = "silence"
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 256
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    # A row finishes after emitting one of these (the stop id is kept in its output).
+    stop_ids: tuple[int, ...] = ()
+    # Modality constraints (logit masks); False samples from the whole layout.
+    constrain: bool = True
+    # Codebooks an audio span cycles through; None = all of the layout's, in order.
+    span_codebooks: tuple[int, ...] | None = None
+    # Duration cap: at most this many generated audio frames per row (None = no cap).
+    max_audio_frames: int | None = None
+    # Silence stop: finish after this many trailing silent frames (None = off); needs a detector.
+    silence_stop_frames: int | None = None
+    # LM head over the allowed codebook only inside audio spans (exact; off only for comparisons).
+    restricted_head: bool = True
+    # Refuse prompts + budget longer than the model's max_seq_len (positions it never saw in training).
+    allow_longer_than_trained: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        for name in ("max_audio_frames", "silence_stop_frames"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {value}")
+
+
+@dataclass
+class Generation:
+    """One row's output: the new tokens (stop id or forced <|audio_end|> included) and why it stopped."""
+
+    tokens: list[int]
+    stop_reason: str
+    audio_frames: int  # whole audio frames generated
+    trailing_silence: int  # silent frames at the end of the last span when the silence stop fired
+
+
+@dataclass
+class FrameEvent:
+    row: int  # index of the prompt
+    span: int  # index of the audio span among this row's generated spans (0 = the first; -1 = prompt's open span)
+    frame: int  # index of the frame within that span (prompt frames of an open span included)
+    codes: np.ndarray  # [K] int64 codes, in span codebook order
+
+
+@dataclass
+class DecodeStats:
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+    steps: int = 0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+
+
+def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor | None]:
+    lengths = [len(p) for p in prompts]
+    if min(lengths) < 1:
+        raise ValueError("every prompt needs at least one token (e.g. BOS)")
+    t = max(lengths)
+    ids = torch.full((len(prompts), t), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(prompts), t, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, t - len(p) :] = torch.as_tensor(np.asarray(p, dtype=np.int64))
+        mask[i, t - len(p) :] = 1
+    return ids, (None if all(n == t for n in lengths) else mask)
+
+
+class _Head:
+    """The LM head on the last hidden state, computed per state class (restricted in audio states)."""
+
+    def __init__(self, model, constraints: ModalityConstraints, restricted: bool) -> None:
+        self.weight = model.head_weight
+        self.c = constraints
+        self.restricted = restricted
+        self.audio_end = constraints.vocab.audio_end_id
+
+    def choose(self, h: Tensor, state_idx: Tensor, cfg: SamplingConfig, gen: torch.Generator | None) -> Tensor:
+        w = self.weight.to(h.dtype)
+        out = torch.empty(h.shape[0], dtype=torch.long, device=h.device)
+        states = state_idx.tolist()
+        for s in sorted(set(states)):
+            rows = None if len(set(states)) == 1 else torch.tensor([i for i, x in enumerate(states) if x == s])
+            hs = h if rows is None else h.index_select(0, rows.to(h.device))
+            rng = self.c.candidate_range(s) if self.restricted else None
+            if rng is not None:
+                lo, hi, with_end = rng
+                logits = hs @ w[lo:hi].t()
+                if with_end:
+                    logits = torch.cat([logits, hs @ w[self.audio_end : self.audio_end + 1].t()], dim=-1)
+                idx = choose(logits.float(), cfg, gen)
+                tok = idx + lo
+                if with_end:
+                    tok = torch.where(idx == hi - lo, torch.full_like(tok, self.audio_end), tok)
+            else:
+                logits = (hs @ w.t()).float()
+                logits = logits.masked_fill(~self.c.table[s], float("-inf"))
+                tok = choose(logits, cfg, gen)
+            if rows is None:
+                out = tok
+            else:
+                out[rows.to(h.device)] = tok
+        return out
+
+
+class _RowTracker:
+    """Python-side per-row bookkeeping for streaming and the silence stop (only built when needed)."""
+
+    def __init__(self, prompts, constraints: ModalityConstraints, state) -> None:
+        v = constraints.vocab
+        self.k = constraints.frame_size
+        self.offsets = np.array([v.audio_offset + v.codebook_size * b for b in constraints.span_codebooks])
+        # Span -1 is an audio span left open by the prompt (continuation); generated spans count from 0.
+        self.span = [-1] * len(prompts)
+        self.opened_spans = [0] * len(prompts)
+        self.frame_in_span = [int(p) // self.k if int(m) == MODE_AUDIO else 0 for m, p in zip(state.mode.tolist(), state.pos.tolist())]
+        # Ids of the current partial frame (a prompt may end inside one) and the generated frames of the span.
+        self.partial: list[list[int]] = []
+        for p, m, pos in zip(prompts, state.mode.tolist(), state.pos.tolist()):
+            tail = int(pos) % self.k if m == MODE_AUDIO else 0
+            self.partial.append([int(x) for x in list(p)[len(p) - tail :]] if tail else [])
+        self.frames: list[list[np.ndarray]] = [[] for _ in prompts]
+
+    def opened(self, row: int) -> None:
+        self.span[row] = self.opened_spans[row]
+        self.opened_spans[row] += 1
+        self.frame_in_span[row] = 0
+        self.partial[row] = []
+        self.frames[row] = []
+
+    def token(self, row: int, tok: int) -> np.ndarray | None:
+        """Record an audio token; return the frame's codes when it completes a frame."""
+        self.partial[row].append(tok)
+        if len(self.partial[row]) < self.k:
+            return None
+        codes = np.asarray(self.partial[row], dtype=np.int64) - self.offsets
+        self.partial[row] = []
+        self.frames[row].append(codes)
+        self.frame_in_span[row] += 1
+        return codes
+
+
+@torch.inference_mode()
+def generate(
+    model,
+    prompts: Sequence[Sequence[int]],
+    vocab: Vocab,
+    cfg: GenerationConfig | None = None,
+    on_frame: Callable[[FrameEvent], None] | None = None,
+    silence: SilenceDetector | None = None,
+    stats: DecodeStats | None = None,
+) -> list[Generation]:
+    """Continue every prompt (token ids) and return one `Generation` per prompt, in order."""
+    cfg = cfg or GenerationConfig()
+    if not prompts:
+        return []
+    if cfg.silence_stop_frames is not None and silence is None:
+        raise ValueError("silence_stop_frames is set but no silence detector was given")
+    device = model.embed.weight.device
+    mcfg = model.cfg
+    constraints = ModalityConstraints(vocab, mcfg.vocab_size, cfg.span_codebooks, cfg.constrain, device)
+    b = len(prompts)
+    for i, p in enumerate(prompts):
+        vocab.check_ids(np.asarray(p, dtype=np.int64), f"prompt {i}")
+    ids, mask = _left_pad(prompts, pad_id=vocab.eos_id)
+    total = ids.shape[1] + cfg.max_new_tokens
+    if total > mcfg.max_seq_len and not cfg.allow_longer_than_trained:
+        raise ValueError(
+            f"prompt ({ids.shape[1]} tokens) + max_new_tokens ({cfg.max_new_tokens}) = {total} exceeds the model's "
+            f"max_seq_len {mcfg.max_seq_len}; shorten the prompt or lower max_new_tokens"
+        )
+    state = constraints.initial_state(prompts)
+    head = _Head(model, constraints, cfg.restricted_head)
+    gen = cfg.sampling.generator(device)
+    stop_ids = torch.tensor(sorted(set(cfg.stop_ids)), dtype=torch.long, device=device)
+    track = on_frame is not None or silence is not None
+    tracker = _RowTracker(prompts, constraints, state) if track else None
+    k = constraints.frame_size
+
+    was_training = model.training
+    model.eval()
+    t0 = time.perf_counter()
+    cache = model.new_cache(b, total)
+    h = model.hidden_states(ids.to(device), attention_mask=None if mask is None else mask.to(device), cache=cache)[:, -1]
+    t1 = time.perf_counter()
+
+    out = torch.full((b, cfg.max_new_tokens), -1, dtype=torch.long)
+    lengths = [0] * b
+    reasons = [STOP_BUDGET] * b
+    frames = torch.zeros(b, dtype=torch.long)
+    silent_tail = [0] * b
+    rows = torch.arange(b)  # original row of each cache row
+    done_in_cache = torch.zeros(b, dtype=torch.bool)
+    step = 0
+    for step in range(cfg.max_new_tokens):
+        remaining = cfg.max_new_tokens - step
+        live = ~done_in_cache
+        boundary = constraints.at_frame_boundary(state).cpu()
+        opening = ((state.mode == MODE_AUDIO) & (state.pos == 0)).cpu()
+        force_end = torch.zeros(len(rows), dtype=torch.bool)
+        forced_reason: dict[int, str] = {}
+        if constraints.enabled:
+            # Not enough budget for another whole frame plus <|audio_end|>: close the span now.
+            if remaining < k + 1:
+                for i in torch.nonzero((boundary | opening) & live).flatten().tolist():
+                    force_end[i] = True
+                    forced_reason[i] = STOP_BUDGET
+            if cfg.max_audio_frames is not None:
+                capped = boundary & live & (frames[rows] >= cfg.max_audio_frames)
+                for i in torch.nonzero(capped).flatten().tolist():
+                    force_end[i] = True
+                    forced_reason[i] = STOP_DURATION
+            if cfg.silence_stop_frames is not None:
+                for i in torch.nonzero(boundary & live).flatten().tolist():
+                    if silent_tail[int(rows[i])] >= cfg.silence_stop_frames:
+                        force_end[i] = True
+                        forced_reason[i] = STOP_SILENCE
+        nxt = head.choose(h, constraints.state_index(state), cfg.sampling, gen)
+        if force_end.any():
+            nxt = torch.where(force_end.to(device), torch.full_like(nxt, vocab.audio_end_id), nxt)
+        nxt_cpu = nxt.cpu()
+        new_state = constraints.advance(state, nxt)
+        completed = (new_state.mode == MODE_AUDIO) & (new_state.pos > 0) & (new_state.pos % k == 0)
+        completed = (completed & vocab.is_audio(nxt)).cpu()
+        stop_hit = torch.isin(nxt, stop_ids).cpu() if stop_ids.numel() else torch.zeros(len(rows), dtype=torch.bool)
+        for i in torch.nonzero(live).flatten().tolist():
+            r = int(rows[i])
+            tok = int(nxt_cpu[i])
+            out[r, lengths[r]] = tok
+            lengths[r] += 1
+            if completed[i]:
+                frames[r] += 1
+            if tracker is not None:
+                if tok == vocab.audio_start_id:
+                    tracker.opened(r)
+                elif vocab.is_audio(tok) and int(new_state.mode[i]) == MODE_AUDIO:
+                    codes = tracker.token(r, tok)
+                    if codes is not None:
+                        if on_frame is not None:
+                            on_frame(FrameEvent(r, tracker.span[r], tracker.frame_in_span[r] - 1, codes))
+                        if silence is not None and cfg.silence_stop_frames is not None:
+                            span_frames = np.stack(tracker.frames[r])
+                            silent_tail[r] = silence.trailing_silence(span_frames, cfg.silence_stop_frames)
+            if force_end[i]:
+                reasons[r] = forced_reason[i]
+                done_in_cache[i] = True
+            elif stop_hit[i]:
+                reasons[r] = STOP_TOKEN
+                done_in_cache[i] = True
+        state = new_state
+        if bool(done_in_cache.all()) or step == cfg.max_new_tokens - 1:
+            break
+        # Drop finished rows once they are a quarter of the batch (compaction copies the whole cache).
+        n_done = int(done_in_cache.sum())
+        if n_done and n_done * 4 >= len(rows):
+            keep = torch.nonzero(~done_in_cache).flatten()
+            cache.reorder(keep.to(device))
+            rows, state = rows[keep], state.select(keep.to(device))
+            nxt = nxt.index_select(0, keep.to(device))
+            done_in_cache = torch.zeros(len(rows), dtype=torch.bool)
+        h = model.hidden_states(nxt[:, None], cache=cache)[:, -1]
+    t2 = time.perf_counter()
+    if was_training:
+        model.train()
+    if stats is not None:
+        stats.prompt_tokens += int(sum(len(p) for p in prompts))
+        stats.new_tokens += int(sum(lengths))
+        stats.steps += step + 1
+        stats.prefill_s += t1 - t0
+        stats.decode_s += t2 - t1
+    results = []
+    for r in range(b):
+        results.append(
+            Generation(
+                tokens=out[r, : lengths[r]].tolist(),
+                stop_reason=reasons[r],
+                audio_frames=int(frames[r]),
+                trailing_silence=silent_tail[r] if reasons[r] == STOP_SILENCE else 0,
+            )
+        )
+    return results

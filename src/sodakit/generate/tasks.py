@@ -1,0 +1,357 @@
+"""ASR, TTS, audio continuation and S2ST on a trained model: waveforms and text in, waveforms and text out.
+
+    g = SodaGenerator.from_pretrained("runs/x", codec=None)      # codec from the model's metadata
+    texts = g.asr([wav], sample_rate=16000)
+    wavs = g.tts(["Hello there."], voice=g.voice(prompt_wav, 16000, "Prompt transcript."))
+
+The codec is the one recorded in the checkpoint (`sodakit.json` -> codec -> source) unless one is given;
+it must be the codec the model was trained with (same config hash), since codes of different codecs mean
+different things. Audio is resampled to the codec's rate on the way in; generated audio comes out at the
+codec's rate (`g.sample_rate`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from sodakit.generate import prompts as P
+from sodakit.generate.sampler import STOP_SILENCE, DecodeStats, GenerationConfig, generate
+from sodakit.generate.sampling import SamplingConfig
+from sodakit.generate.silence import RepeatSilence, SilenceDetector, calibrate_silence_codes
+from sodakit.tokens.soda_tokenizer import SodaTokenizer
+from sodakit.tokens.vocab import Vocab
+
+# SPEC section 9's TTS protocol: temperature 0.9, top-p 0.8, at most 1500 new tokens.
+TTS_SAMPLING = SamplingConfig(temperature=0.9, top_p=0.8, seed=0)
+TTS_MAX_NEW_TOKENS = 1500
+# ASR transcripts: greedy; 12.5 frames/s of audio rarely need more than ~4 text tokens per second.
+ASR_MAX_NEW_TOKENS = 448
+# Silence detector used when the caller asks for a silence stop without naming one.
+DEFAULT_SILENCE = "codes"
+
+
+class CodecMismatchError(ValueError):
+    """The codec given does not produce the codes the model was trained on."""
+
+
+@dataclass
+class TaskResult:
+    text: str = ""
+    audio: np.ndarray | None = None  # float32 at the codec's rate
+    stop_reason: str = ""
+    new_tokens: int = 0
+    audio_frames: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def check_codec(codec, vocab: Vocab, recorded: dict | None, allow_mismatch: bool = False) -> list[str]:
+    """Refuse a codec whose codes do not fit the vocabulary or differ from the recorded one; return notes."""
+    notes = []
+    if codec.codebook_size != vocab.codebook_size or codec.num_codebooks < vocab.num_codebooks:
+        raise CodecMismatchError(
+            f"codec {codec.name} has {codec.num_codebooks} codebooks of {codec.codebook_size}; the model's vocabulary "
+            f"needs {vocab.num_codebooks} of {vocab.codebook_size}"
+        )
+    if recorded:
+        want = recorded.get("config_hash")
+        if want and want != codec.config_hash:
+            msg = (
+                f"codec {codec.name} (hash {codec.config_hash}, from {codec.source}) is not the one the model was trained "
+                f"with ({recorded.get('name')} hash {want}, from {recorded.get('source')})"
+            )
+            if not allow_mismatch:
+                raise CodecMismatchError(msg + "; pass allow_codec_mismatch=True (--allow-codec-mismatch) to use it anyway")
+            notes.append("WARNING: " + msg)
+    else:
+        notes.append("the model records no codec; codes are assumed to come from the one given")
+    return notes
+
+
+class SodaGenerator:
+    def __init__(
+        self,
+        model,
+        vocab: Vocab,
+        tokenizer: SodaTokenizer | None = None,
+        codec=None,
+        codec_info: dict | None = None,
+        batch_size: int = 8,
+    ) -> None:
+        self.model = model.eval()
+        self.vocab = vocab
+        self.tokenizer = tokenizer
+        self.codec = codec
+        self.codec_info = codec_info or {}
+        self.batch_size = max(1, int(batch_size))
+        self.notes: list[str] = []
+        self.stats = DecodeStats()
+        if tokenizer is not None and tokenizer.vocab != vocab:
+            raise ValueError(
+                f"tokenizer layout {tokenizer.vocab.fingerprint} differs from the model's vocabulary {vocab.fingerprint}"
+            )
+
+    # ---- construction ----------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        codec: str | os.PathLike | object | None = None,
+        tokenizer: str | os.PathLike | None = None,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        allow_codec_mismatch: bool = False,
+        batch_size: int = 8,
+        need_codec: bool = True,
+    ) -> SodaGenerator:
+        from sodakit.model.load import load_pretrained
+
+        model, info = load_pretrained(path, device=device, dtype=dtype)
+        tok_path = tokenizer or info.tokenizer_path
+        tok = SodaTokenizer.from_pretrained(tok_path) if tok_path is not None else None
+        vocab = info.vocab or (tok.vocab if tok is not None else None)
+        if vocab is None:
+            raise ValueError(
+                f"{info.path}: the checkpoint records no vocabulary layout and no tokenizer was given (--tokenizer)"
+            )
+        codec_obj = None
+        notes = list(info.notes)
+        if codec is not None and not isinstance(codec, str | os.PathLike):
+            codec_obj = codec
+        elif need_codec:
+            spec = codec or (info.codec or {}).get("source")
+            if spec is None:
+                raise ValueError(
+                    f"{info.path}: the checkpoint records no codec source; pass one with --codec (a Mimi directory, "
+                    "an offline codec directory or a hub id)"
+                )
+            from sodakit.audio.codec import load_codec
+
+            codec_obj = load_codec(spec, device=device, num_codebooks=vocab.num_codebooks)
+        if codec_obj is not None:
+            notes += check_codec(codec_obj, vocab, info.codec, allow_codec_mismatch)
+        g = cls(model, vocab, tok, codec_obj, info.codec, batch_size)
+        g.notes = notes
+        return g
+
+    # ---- helpers -----------------------------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        self._need_codec()
+        return int(self.codec.sample_rate)
+
+    @property
+    def frame_rate(self) -> float:
+        if self.codec is not None:
+            return float(self.codec.frame_rate)
+        if self.codec_info.get("frame_rate"):
+            return float(self.codec_info["frame_rate"])
+        raise ValueError("frame rate unknown: no codec loaded and none recorded in the checkpoint")
+
+    def _need_codec(self) -> None:
+        if self.codec is None:
+            raise ValueError("this task needs a codec: pass codec=... (or --codec)")
+
+    def _need_tokenizer(self) -> SodaTokenizer:
+        if self.tokenizer is None:
+            raise ValueError("this task needs the text tokenizer: the checkpoint has none; pass tokenizer=... (--tokenizer)")
+        return self.tokenizer
+
+    def encode(self, waveforms: Sequence[np.ndarray], sample_rate: int) -> list[np.ndarray]:
+        """Codes [K, F] of each waveform (mono or [N, C], any rate), first K codebooks of the layout."""
+        self._need_codec()
+        codes = self.codec.encode_audio(list(waveforms), sample_rate)
+        return [np.asarray(c)[: self.vocab.num_codebooks] for c in codes]
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        self._need_codec()
+        codes = np.asarray(codes, dtype=np.int64)
+        if codes.shape[1] == 0:
+            return np.zeros(0, dtype=np.float32)
+        return self.codec.decode(codes[None])[0]
+
+    def voice(self, wav: np.ndarray, sample_rate: int, text: str) -> P.VoicePrompt:
+        return P.VoicePrompt(codes=self.encode([wav], sample_rate)[0], text=text)
+
+    def silence_detector(self, kind: str = DEFAULT_SILENCE, calibration_audio: Sequence[tuple[np.ndarray, int]] = ()) -> SilenceDetector:
+        """`codes` (calibrated on synthetic silence + the given audio), `repeat` or `energy`."""
+        if kind == "repeat":
+            return RepeatSilence(semantic_codebook=self.vocab.semantic_codebooks[0])
+        self._need_codec()
+        if kind == "energy":
+            from sodakit.generate.silence import EnergySilence
+
+            return EnergySilence(self.codec)
+        if kind == "codes":
+            from sodakit.audio.io import resample, to_mono
+
+            sr = self.codec.sample_rate
+            waves = [resample(to_mono(np.asarray(w, dtype=np.float32)), r, sr) for w, r in calibration_audio if len(w)]
+            return calibrate_silence_codes(self.codec, waves, sample_rate=sr)
+        raise ValueError(f"unknown silence detector {kind!r}; choose codes, repeat or energy")
+
+    def _run(self, prompts: list[np.ndarray], cfg: GenerationConfig, silence: SilenceDetector | None = None):
+        out = []
+        for s in range(0, len(prompts), self.batch_size):
+            out += generate(self.model, prompts[s : s + self.batch_size], self.vocab, cfg, silence=silence, stats=self.stats)
+        return out
+
+    def _audio_result(self, gen, trim_silence: bool) -> TaskResult:
+        # The task's audio: the generated ids of the span the prompt opened, up to its <|audio_end|>.
+        ids = np.asarray(gen.tokens, dtype=np.int64)
+        other = np.flatnonzero(~self.vocab.is_audio(ids))
+        body = ids[: other[0]] if other.size else ids
+        codes = P.span_codes(self.vocab, body)
+        if trim_silence and gen.stop_reason == STOP_SILENCE and gen.trailing_silence:
+            codes = codes[:, : max(0, codes.shape[1] - gen.trailing_silence)]
+        return TaskResult(
+            audio=self.decode(codes),
+            stop_reason=gen.stop_reason,
+            new_tokens=len(gen.tokens),
+            audio_frames=int(codes.shape[1]),
+            extra={"codes": codes},
+        )
+
+    def _frames(self, seconds: float | None) -> int | None:
+        return None if seconds is None else max(1, math.ceil(seconds * self.frame_rate))
+
+    # ---- tasks -------------------------------------------------------------------------------------
+    def asr(
+        self,
+        waveforms: Sequence[np.ndarray],
+        sample_rate: int,
+        shots: Sequence[tuple[np.ndarray, int, str]] = (),
+        max_new_tokens: int = ASR_MAX_NEW_TOKENS,
+        sampling: SamplingConfig | None = None,
+    ) -> list[TaskResult]:
+        """Transcripts: `<|audio_start|>A<|audio_end|><|text_start|>` until <|text_end|> (greedy by default)."""
+        tok = self._need_tokenizer()
+        codes = self.encode(waveforms, sample_rate)
+        shot_codes = [(self.encode([w], sr)[0], t) for w, sr, t in shots]
+        prompts = [P.asr_prompt(tok, c, shot_codes) for c in codes]
+        cfg = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            sampling=sampling or SamplingConfig(),
+            stop_ids=(self.vocab.text_end_id, self.vocab.eos_id),
+        )
+        results = []
+        for g in self._run(prompts, cfg):
+            ids = np.asarray(g.tokens, dtype=np.int64)
+            ids = ids[: np.flatnonzero(ids == self.vocab.text_end_id)[0]] if (ids == self.vocab.text_end_id).any() else ids
+            results.append(TaskResult(text=P.text_of(tok, ids).strip(), stop_reason=g.stop_reason, new_tokens=len(g.tokens)))
+        return results
+
+    def tts(
+        self,
+        texts: Sequence[str],
+        voice: P.VoicePrompt | None = None,
+        max_new_tokens: int = TTS_MAX_NEW_TOKENS,
+        sampling: SamplingConfig | None = None,
+        max_seconds: float | None = None,
+        silence_stop_seconds: float | None = None,
+        silence: SilenceDetector | None = None,
+        trim_silence: bool = True,
+    ) -> list[TaskResult]:
+        """Speech for each text, optionally in the voice of `voice` (SPEC section 9 TTS prompt)."""
+        tok = self._need_tokenizer()
+        self._need_codec()
+        prompts = [P.tts_prompt(tok, t, voice) for t in texts]
+        cfg = self._audio_cfg(max_new_tokens, sampling or TTS_SAMPLING, max_seconds, silence_stop_seconds)
+        if cfg.silence_stop_frames is not None and silence is None:
+            silence = self.silence_detector()
+        return [self._audio_result(g, trim_silence) for g in self._run(prompts, cfg, silence)]
+
+    def continue_audio(
+        self,
+        waveforms: Sequence[np.ndarray],
+        sample_rate: int,
+        seconds: float = 5.0,
+        sampling: SamplingConfig | None = None,
+        silence_stop_seconds: float | None = None,
+        silence: SilenceDetector | None = None,
+        include_prompt: bool = False,
+    ) -> list[TaskResult]:
+        """Continue each recording for up to `seconds` (or until the model closes the span)."""
+        codes = self.encode(waveforms, sample_rate)
+        prompts = [self.continuation_ids(c) for c in codes]
+        frames = self._frames(seconds)
+        assert frames is not None
+        k = self.vocab.num_codebooks
+        cfg = self._audio_cfg(frames * k + 1, sampling or TTS_SAMPLING, seconds, silence_stop_seconds)
+        if cfg.silence_stop_frames is not None and silence is None:
+            silence = self.silence_detector(calibration_audio=[(w, sample_rate) for w in waveforms])
+        results = [self._audio_result(g, trim_silence=True) for g in self._run(prompts, cfg, silence)]
+        if include_prompt:
+            for r, c in zip(results, codes):
+                full = np.concatenate([c, r.extra["codes"]], axis=1)
+                r.audio = self.decode(full)
+        return results
+
+    def continuation_ids(self, codes: np.ndarray) -> np.ndarray:
+        """Continuation prompt; built from ids directly, so it works without a text tokenizer."""
+        if self.tokenizer is not None:
+            return P.continuation_prompt(self.tokenizer, codes)
+        v = self.vocab
+        return np.concatenate([[v.bos_id, v.audio_start_id], v.codes_to_ids(np.asarray(codes)[: v.num_codebooks])]).astype(np.int64)
+
+    def s2st(
+        self,
+        waveforms: Sequence[np.ndarray],
+        sample_rate: int,
+        source_lang: str | None = None,
+        source_texts: Sequence[str] | None = None,
+        target_lang: str | None = None,
+        max_new_tokens: int = TTS_MAX_NEW_TOKENS,
+        sampling: SamplingConfig | None = None,
+        max_seconds: float | None = None,
+        silence_stop_seconds: float | None = None,
+        silence: SilenceDetector | None = None,
+    ) -> list[TaskResult]:
+        """Voice-preserving speech translation with a model fine-tuned on SPEC section 10's format.
+
+        Source language / source text / target language, when given, are forced into the prompt.
+        """
+        tok = self._need_tokenizer()
+        codes = self.encode(waveforms, sample_rate)
+        prompts = []
+        for i, c in enumerate(codes):
+            st = None if source_texts is None else source_texts[i]
+            tl = target_lang if (source_lang is not None and st is not None) else None
+            prompts.append(P.s2st_prompt(tok, c, source_lang, st, tl))
+        cfg = self._audio_cfg(max_new_tokens, sampling or TTS_SAMPLING, max_seconds, silence_stop_seconds)
+        cfg = replace(cfg, stop_ids=(self.vocab.audio_end_id, self.vocab.eos_id))
+        if cfg.silence_stop_frames is not None and silence is None:
+            silence = self.silence_detector(calibration_audio=[(w, sample_rate) for w in waveforms])
+        results = []
+        for prompt, g in zip(prompts, self._run(prompts, cfg, silence)):
+            out = P.parse_s2st(tok, np.concatenate([prompt, np.asarray(g.tokens, dtype=np.int64)]))
+            codes_out = out.target_codes if out.target_codes is not None else np.zeros((self.vocab.num_codebooks, 0), np.int64)
+            if g.stop_reason == STOP_SILENCE and g.trailing_silence:
+                codes_out = codes_out[:, : max(0, codes_out.shape[1] - g.trailing_silence)]
+            results.append(
+                TaskResult(
+                    text=out.target_text,
+                    audio=self.decode(codes_out),
+                    stop_reason=g.stop_reason,
+                    new_tokens=len(g.tokens),
+                    audio_frames=int(codes_out.shape[1]),
+                    extra={"source_lang": out.source_lang, "source_text": out.source_text, "target_lang": out.target_lang},
+                )
+            )
+        return results
+
+    def _audio_cfg(
+        self, max_new_tokens: int, sampling: SamplingConfig, max_seconds: float | None, silence_stop_seconds: float | None
+    ) -> GenerationConfig:
+        return GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            sampling=sampling,
+            stop_ids=(self.vocab.audio_end_id,),
+            max_audio_frames=self._frames(max_seconds),
+            silence_stop_frames=self._frames(silence_stop_seconds),
+        )
