@@ -1,0 +1,185 @@
+"""`sodakit isoflop`: plan, fit, predict (the IsoFLOP scaling study).
+
+    sodakit isoflop plan [--preset soda|mini] [--config RULES.yaml] [--budgets C ...] [--out DIR] [key=value ...]
+    sodakit isoflop fit RESULTS.csv [--out DIR] [--json] [--approach 2 3] [--bootstrap N] ...
+    sodakit isoflop predict --fit FIT.json --flops C [C ...] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sodakit.config import ConfigError, from_dict, to_dict
+
+EPILOG_FIT = """results CSV columns (rename with --*-col):
+  flops, params, loss        required; finite and > 0
+  tokens                     optional; else tokens = flops / (6 * params)
+  budget                     optional; else runs are grouped by flops (within 5%)
+  flop_convention            optional; one value per table (soda | 6N | 6N_nonembedding)
+  run_id                     optional; named in messages
+"""
+
+
+def _plan_parser(sub) -> None:
+    from sodakit.scaling.plan import PRESETS
+
+    p = sub.add_parser("plan", help="generate an IsoFLOP sweep by SODA's rules (CSV + JSON)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Generate the sweep table. Rules: see `sodakit.scaling.plan` (module docstring).",
+                       epilog="any SweepRules field can be set as key=value, e.g. vocab_size=4096 max_width=1024")
+    p.add_argument("--preset", default="soda", choices=sorted(PRESETS), help="rule set to start from (default soda)")
+    p.add_argument("--config", type=Path, help="YAML file of SweepRules fields merged over the preset")
+    p.add_argument("--budgets", type=float, nargs="+", help="training FLOP budgets in the plan's convention")
+    p.add_argument("--convention", choices=("soda", "6N", "6N_nonembedding"), help="FLOP convention")
+    p.add_argument("--vocab-size", type=int, help="vocabulary size of the data the sweep will train on")
+    p.add_argument("--seq-len", type=int, help="training sequence length")
+    p.add_argument("--out", type=Path, help="write OUT/plan.json and OUT/plan.csv")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON instead of a table")
+    p.add_argument("overrides", nargs="*", help="SweepRules overrides key=value")
+
+
+def _fit_parser(sub) -> None:
+    p = sub.add_parser("fit", help="fit Approach 2 and 3 scaling laws to a results CSV",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_FIT)
+    p.add_argument("results", type=Path)
+    p.add_argument("--out", type=Path, help="directory for fit.json and the plots (default: next to RESULTS)")
+    p.add_argument("--json", action="store_true", help="print every fitted value as JSON")
+    p.add_argument("--approach", type=int, nargs="+", default=[2, 3], choices=(2, 3))
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap samples for the intervals (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--confidence", type=float, default=0.95)
+    p.add_argument("--convention", choices=("soda", "6N", "6N_nonembedding"),
+                   help="FLOP convention of the table (checked against its flop_convention column)")
+    p.add_argument("--params", choices=("total", "non_embedding"), default="total",
+                   help="which parameter count N is (default total; non_embedding reads params_nonembedding)")
+    for col in ("flops", "params", "tokens", "loss", "budget"):
+        p.add_argument(f"--{col}-col", help=f"column holding {col}")
+    p.add_argument("--convention-col", help="column holding the FLOP convention (default flop_convention)")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--strict", action="store_true", help="treat every fit warning as an error")
+    p.add_argument("--drop-invalid", action="store_true",
+                   help="drop rows with NaN/negative/missing values (with a warning) instead of failing")
+
+
+def _predict_parser(sub) -> None:
+    p = sub.add_parser("predict", help="compute-optimal N*, D* and loss for a compute budget")
+    p.add_argument("--fit", type=Path, required=True, help="fit.json written by `isoflop fit` (or its directory)")
+    p.add_argument("--flops", type=float, nargs="+", required=True, help="compute budget(s) C in the fit's convention")
+    p.add_argument("--vocab-size", type=int, help="count preset parameters with this vocabulary (default: preset's)")
+    p.add_argument("--json", action="store_true")
+
+
+def _cmd_plan(args) -> int:
+    from omegaconf import OmegaConf
+
+    from sodakit.scaling.plan import PRESETS, SweepRules, format_plan, plan_sweep, plan_to_json, write_plan
+
+    layers = [OmegaConf.create(to_dict(PRESETS[args.preset]))]
+    if args.config is not None:
+        if not args.config.is_file():
+            raise ConfigError(f"config file {args.config} does not exist")
+        layers.append(OmegaConf.load(args.config))
+    cli = {}
+    if args.budgets:
+        cli["budgets"] = [float(b) for b in args.budgets]
+    if args.convention:
+        cli["flop_convention"] = args.convention
+    if args.vocab_size:
+        cli["vocab_size"] = args.vocab_size
+    if args.seq_len:
+        cli["seq_len"] = args.seq_len
+    layers.append(OmegaConf.create(cli))
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"overrides must look like key=value, got {bad}")
+    layers.append(OmegaConf.from_dotlist(list(args.overrides)))
+    merged = OmegaConf.to_container(OmegaConf.merge(*layers))
+    try:
+        rules = from_dict(SweepRules, merged)  # type: ignore[arg-type]
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    plan = plan_sweep(rules)
+    if args.json:
+        print(json.dumps(plan_to_json(plan), indent=1))
+    else:
+        print(format_plan(plan))
+    if args.out is not None:
+        j, c = write_plan(plan, args.out)
+        print(f"wrote {j} and {c}", file=sys.stderr)
+    if not plan.runs:
+        print("error: no run satisfies the sweep rules for any budget", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_fit(args) -> int:
+    from sodakit.scaling.fit import FitSettings, fit_all, format_report, write_fit
+    from sodakit.scaling.results import Columns, read_results
+
+    cols = Columns()
+    if args.params == "non_embedding":
+        cols.params = "params_nonembedding"
+    for name in ("flops", "params", "tokens", "loss", "budget"):
+        v = getattr(args, f"{name}_col")
+        if v:
+            setattr(cols, name, v)
+    if args.convention_col:
+        cols.flop_convention = args.convention_col
+    settings = FitSettings(
+        approaches=tuple(sorted(set(args.approach))), bootstrap=args.bootstrap, seed=args.seed,
+        confidence=args.confidence, params_kind=args.params, strict=args.strict,
+    )
+    obs = read_results(args.results, cols, args.convention, args.drop_invalid)
+    report = fit_all(obs, settings, cols)
+    out = args.out if args.out is not None else args.results.parent
+    plots = [] if args.no_plots else [str(p) for p in _plots(report, out)]
+    record = write_fit(report, out / "fit.json", {"plots": plots})
+    if args.json:
+        print(json.dumps(record, indent=1))
+    else:
+        print(format_report(report))
+        print(f"wrote {out / 'fit.json'}" + (f" and {len(plots)} plots" if plots else ""))
+    for w in report.warnings:
+        print(f"WARNING: {w}", file=sys.stderr)
+    return 0
+
+
+def _plots(report, out: Path) -> list[Path]:
+    from sodakit.scaling.plots import plot_all
+
+    return plot_all(report, out)
+
+
+def _cmd_predict(args) -> int:
+    import dataclasses
+
+    from sodakit.scaling.fit import load_fit
+    from sodakit.scaling.predict import format_prediction, predict
+
+    fit = load_fit(args.fit)
+    preds = [predict(fit, c, args.vocab_size) for c in args.flops]
+    if args.json:
+        print(json.dumps([dataclasses.asdict(p) for p in preds], indent=1))
+    else:
+        print("\n".join(format_prediction(p) for p in preds))
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    from sodakit.scaling.laws import FitError
+    from sodakit.scaling.results import ResultsError
+
+    parser = argparse.ArgumentParser(prog="sodakit isoflop", description="IsoFLOP scaling study: plan, fit, predict")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    _plan_parser(sub)
+    _fit_parser(sub)
+    _predict_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        return {"plan": _cmd_plan, "fit": _cmd_fit, "predict": _cmd_predict}[args.cmd](args)
+    except (ConfigError, ResultsError, FitError, ValueError) as e:
+        print(f"sodakit isoflop {args.cmd}: error: {e}", file=sys.stderr)
+        return 2
