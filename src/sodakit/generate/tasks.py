@@ -303,8 +303,8 @@ class SodaGenerator:
         self,
         waveforms: Sequence[np.ndarray],
         sample_rate: int,
-        source_lang: str | None = None,
-        source_texts: Sequence[str] | None = None,
+        source_lang: str | Sequence[str | None] | None = None,
+        source_texts: Sequence[str | None] | None = None,
         target_lang: str | None = None,
         max_new_tokens: int = TTS_MAX_NEW_TOKENS,
         sampling: SamplingConfig | None = None,
@@ -314,15 +314,20 @@ class SodaGenerator:
     ) -> list[TaskResult]:
         """Voice-preserving speech translation with a model fine-tuned on SPEC section 10's format.
 
-        Source language / source text / target language, when given, are forced into the prompt.
+        Source language / source text / target language, when given, are forced into the prompt
+        (`source_lang` one for all or one per item; the target language is forced only after a forced
+        source text, as the sequence format puts it there).
         """
         tok = self._need_tokenizer()
         codes = self.encode(waveforms, sample_rate)
+        langs = [source_lang] * len(codes) if source_lang is None or isinstance(source_lang, str) else list(source_lang)
+        texts = [None] * len(codes) if source_texts is None else list(source_texts)
+        if len(langs) != len(codes) or len(texts) != len(codes):
+            raise ValueError(f"{len(codes)} inputs but {len(langs)} source languages and {len(texts)} source texts")
         prompts = []
-        for i, c in enumerate(codes):
-            st = None if source_texts is None else source_texts[i]
-            tl = target_lang if (source_lang is not None and st is not None) else None
-            prompts.append(P.s2st_prompt(tok, c, source_lang, st, tl))
+        for c, sl, st in zip(codes, langs, texts):
+            tl = target_lang if (sl is not None and st is not None) else None
+            prompts.append(P.s2st_prompt(tok, c, sl, st, tl))
         cfg = self._audio_cfg(max_new_tokens, sampling or TTS_SAMPLING, max_seconds, silence_stop_seconds)
         cfg = replace(cfg, stop_ids=(self.vocab.audio_end_id, self.vocab.eos_id))
         if cfg.silence_stop_frames is not None and silence is None:

@@ -1,0 +1,157 @@
+"""Task prompts (SPEC sections 9-10), the task layer over a codec, and `sodakit generate` end to end."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from sodakit.audio.codec import load_codec
+from sodakit.generate import prompts as P
+from sodakit.generate.commands import main
+from sodakit.generate.tasks import CodecMismatchError, SodaGenerator
+from sodakit.tokens.documents import document_ids
+from sodakit.tokens.vocab import AUDIO_END, AUDIO_START, BOS_TEXT, EOS_TEXT, TEXT_END, TEXT_START
+
+from .artifacts import small_mimi, small_model_dir, small_tokenizer
+
+
+@dataclass
+class Seg:
+    text: str
+    codes: np.ndarray
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gen")
+    codec = load_codec(small_mimi(root / "mimi"), device="cpu")
+    tok = small_tokenizer(root / "tok")
+    model_dir = small_model_dir(root / "model", tok, codec)
+    return {"root": root, "codec": codec, "tok": tok, "model_dir": model_dir}
+
+
+def _codes(frames, seed, k=8, size=2048):
+    return np.random.default_rng(seed).integers(0, size, (k, frames))
+
+
+def _tone(seconds, sr=24000, freq=220.0):
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+# ---- prompts ------------------------------------------------------------------------------------------
+def test_asr_and_tts_prompts_are_prefixes_of_the_training_documents(setup):
+    tok = setup["tok"]
+    a, b = Seg("hello world", _codes(3, 0)), Seg("the quick fox", _codes(2, 1))
+    audio_first = document_ids([a], "audio_first", tok)
+    asr = P.asr_prompt(tok, a.codes)
+    assert np.array_equal(asr, audio_first[: len(asr)])
+    assert asr[-1] == tok.vocab.text_start_id and audio_first[len(asr)] != tok.vocab.text_end_id
+    text_first = document_ids([a, b], "text_first", tok)
+    tts = P.tts_prompt(tok, b.text, voice=P.VoicePrompt(a.codes, a.text))
+    assert np.array_equal(tts, text_first[: len(tts)]) and tts[-1] == tok.vocab.audio_start_id
+    assert len(tts) == len(text_first) - b.codes.size - 2  # everything but B's audio, <|audio_end|>, EOS
+    cont = P.continuation_prompt(tok, a.codes)
+    assert cont.tolist() == [tok.vocab.bos_id, tok.vocab.audio_start_id, *tok.vocab.codes_to_ids(a.codes).tolist()]
+    # N-shot ASR: full BOS..EOS blocks before the prompt.
+    shot = P.asr_prompt(tok, a.codes, shots=[(b.codes, b.text)])
+    block = document_ids([b], "audio_first", tok)
+    assert np.array_equal(shot[: len(block)], block) and np.array_equal(shot[len(block) :], asr)
+
+
+def test_s2st_sequence_matches_the_spec_string(setup):
+    tok = setup["tok"]
+    v = tok.vocab
+    src, tgt = _codes(2, 3), _codes(3, 4)
+    ids, start = P.s2st_sequence(tok, src, "fr", "bonjour tout le monde", "hello world", tgt)
+    expected = (
+        f"{BOS_TEXT}{AUDIO_START}{v.codes_to_pua(src)}{AUDIO_END}{TEXT_START}<language>fr</language>bonjour tout le monde"
+        f"{TEXT_END}{TEXT_START}<language>en</language>hello world{TEXT_END}{AUDIO_START}{v.codes_to_pua(tgt)}"
+        f"{AUDIO_END}{EOS_TEXT}"
+    )
+    assert tok.decode(ids) == expected
+    assert np.array_equal(ids, tok.encode(expected, add_bos=False))
+    assert start == 2 + src.size + 2  # BOS, <|audio_start|>, source audio, <|audio_end|>, <|text_start|>
+    _, start_t = P.s2st_sequence(tok, src, "fr", "bonjour", "hello", tgt, response_from="target_text")
+    _, start_a = P.s2st_sequence(tok, src, "fr", "bonjour", "hello", tgt, response_from="target_audio")
+    assert start < start_t < start_a
+    out = P.parse_s2st(tok, ids)
+    assert (out.source_lang, out.source_text, out.target_lang, out.target_text) == ("fr", "bonjour tout le monde", "en", "hello world")
+    assert np.array_equal(out.target_codes, tgt)
+    prompt = P.s2st_prompt(tok, src, "fr", "bonjour tout le monde", "en", "hello world")
+    assert np.array_equal(prompt, ids[: len(prompt)]) and prompt[-1] == v.audio_start_id
+    assert np.array_equal(P.s2st_prompt(tok, src), ids[:start])
+    with pytest.raises(ValueError, match="source language"):
+        P.s2st_prompt(tok, src, source_text="bonjour")
+    with pytest.raises(ValueError, match="language code"):
+        P.language_tag("fr</language>")
+
+
+def test_text_in_the_audio_range_is_refused(setup):
+    with pytest.raises(ValueError, match="audio-code range"):
+        P.tts_prompt(setup["tok"], "hello \ue001 world")
+
+
+# ---- task layer ---------------------------------------------------------------------------------------
+def test_generator_uses_the_recorded_codec_and_refuses_another(setup, tmp_path):
+    g = SodaGenerator.from_pretrained(setup["model_dir"])
+    assert g.codec.config_hash == setup["codec"].config_hash and g.sample_rate == 24000
+    other = small_mimi(tmp_path / "other", seed=1)
+    with pytest.raises(CodecMismatchError, match="not the one the model was trained with"):
+        SodaGenerator.from_pretrained(setup["model_dir"], codec=str(other))
+    g2 = SodaGenerator.from_pretrained(setup["model_dir"], codec=str(other), allow_codec_mismatch=True)
+    assert any("WARNING" in n for n in g2.notes)
+
+
+def test_tts_asr_continue_s2st_produce_decodable_output(setup):
+    g = SodaGenerator.from_pretrained(setup["model_dir"], batch_size=2)
+    voice = g.voice(_tone(0.5), 24000, "hello world")
+    res = g.tts(["the quick fox", "hello"], voice=voice, max_new_tokens=8 * 6 + 1, max_seconds=0.4)
+    for r in res:
+        assert r.audio.dtype == np.float32 and len(r.audio) == r.audio_frames * 1920
+        assert 1 <= r.audio_frames <= 5  # 0.4 s = 5 frames
+        assert np.isfinite(r.audio).all()
+    asr = g.asr([_tone(0.3)], 24000, max_new_tokens=6)
+    assert isinstance(asr[0].text, str) and asr[0].new_tokens <= 6
+    cont = g.continue_audio([_tone(0.4)], 24000, seconds=0.24, include_prompt=True)
+    assert cont[0].audio_frames <= 3 and len(cont[0].audio) == (5 + cont[0].audio_frames) * 1920
+    s2 = g.s2st([_tone(0.3)], 24000, source_lang="fr", source_texts=["bonjour"], target_lang="en", max_new_tokens=40)
+    assert s2[0].extra["source_lang"] == "fr" and s2[0].extra["source_text"] == "bonjour"
+    assert len(s2[0].audio) == s2[0].audio_frames * 1920
+
+
+# ---- command line -------------------------------------------------------------------------------------
+def test_generate_command_line(setup, tmp_path, capsys):
+    model = str(setup["model_dir"])
+    wav = tmp_path / "in.wav"
+    sf.write(wav, _tone(0.4, sr=16000), 16000)
+    out = tmp_path / "asr.jsonl"
+    assert main(["asr", "--model", model, str(wav), "--max-new-tokens", "5", "--output", str(out)]) == 0
+    row = json.loads(out.read_text().splitlines()[0])
+    assert row["audio"] == str(wav) and isinstance(row["text"], str)
+
+    tts = tmp_path / "tts.wav"
+    args = ["tts", "--model", model, "--text", "hello world", "--output", str(tts), "--max-new-tokens", "33",
+            "--voice-audio", str(wav), "--voice-text", "hello"]
+    assert main(args) == 0
+    data, sr = sf.read(tts)
+    assert sr == 24000 and len(data) % 1920 == 0 and len(data) <= 4 * 1920
+
+    cont = tmp_path / "cont"
+    assert main(["continue", "--model", model, str(wav), str(wav), "--seconds", "0.16", "--output-dir", str(cont)]) == 0
+    assert sorted(p.name for p in cont.iterdir()) == ["0000.wav", "0001.wav"]  # same stem twice: numbered
+
+    s2 = tmp_path / "s2.wav"
+    assert main(["s2st", "--model", model, str(wav), "--source-lang", "fr", "--output", str(s2), "--max-new-tokens", "30"]) == 0
+    assert s2.is_file()
+    capsys.readouterr()
+    assert main(["tts", "--model", model, "--text", "x", "--output", str(tts), "--voice-audio", str(wav)]) == 1
+    assert "go together" in capsys.readouterr().err
+    assert main(["asr", "--model", str(tmp_path / "missing"), str(wav)]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert Path(tts).is_file()
