@@ -73,6 +73,7 @@ def test_soda_example_width_512_at_3e18():
     assert (r.params, r.params_nonembedding) == (counts.total, counts.non_embedding)
     assert (r.beta1, r.eps, r.weight_decay, r.warmup_fraction, r.decay_fraction, r.z_loss) == (
         0.95, 1e-15, 0.1, 0.1, 0.2, 0.0)
+    assert (r.optimizer, r.grad_clip, r.min_lr_ratio) == ("cautious_adamw", 1.0, 0.0)
     assert r.warmup_steps == 6126 and r.decay_steps == 12252
 
 
@@ -199,3 +200,8 @@ def test_cli_plan(tmp_path, capsys):
     assert len(json.loads(capsys.readouterr().out)["runs"]) == 59
     assert commands.main(["plan", "no_such_field=3"]) == 2
     assert "no_such_field" in capsys.readouterr().err
+    # budgets without enough feasible runs are flagged; none at all is an error exit
+    assert commands.main(["plan", "--preset", "mini", "--budgets", "1e10", "3e12"]) == 0
+    assert "budget 1.00e+10 has no feasible run" in capsys.readouterr().out
+    assert commands.main(["plan", "--budgets", "1e10"]) == 1
+    assert "no run satisfies" in capsys.readouterr().err

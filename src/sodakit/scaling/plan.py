@@ -16,6 +16,7 @@ skipped (with the reason recorded):
     skip           |F * B * seq_len * steps - C| / C > 1%, or steps > 400,000
     optimizer      beta1 0.95, beta2 = 0.98 ** (B / 128), eps 1e-15, weight decay 0.1,
                    WSD: warmup 10% of steps, linear decay over the last 20%, no z-loss
+                   (recorded too, from the Marin sweep code: Cautious AdamW, grad clip 1.0, LR to 0)
 
 Interpretation notes (where the paper is terse):
 
@@ -110,6 +111,11 @@ class SweepRules:
     warmup_fraction: float = 0.1
     decay_fraction: float = 0.2
     z_loss: float = 0.0
+    # Not in the paper's text; the public Marin sweep code SODA builds on trains every run with Cautious
+    # AdamW (weight decay scaled with the LR schedule), gradient-norm clip 1.0, LR decayed to 0.
+    optimizer: str = "cautious_adamw"
+    grad_clip: float = 1.0
+    min_lr_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         if self.flop_convention not in FLOP_CONVENTIONS:
@@ -220,6 +226,9 @@ class RunSpec:
     warmup_fraction: float
     decay_fraction: float
     z_loss: float
+    optimizer: str
+    grad_clip: float
+    min_lr_ratio: float
     steps: int
     tokens: int
     params: int  # all parameters (both embedding matrices; SODA models are untied)
@@ -319,6 +328,9 @@ def plan_budget(budget: float, rules: SweepRules) -> tuple[list[RunSpec], list[S
             warmup_fraction=rules.warmup_fraction,
             decay_fraction=rules.decay_fraction,
             z_loss=rules.z_loss,
+            optimizer=rules.optimizer,
+            grad_clip=rules.grad_clip,
+            min_lr_ratio=rules.min_lr_ratio,
             steps=steps,
             tokens=batch * steps * rules.seq_len,
             params=counts.total,
@@ -414,6 +426,9 @@ def format_plan(plan: Plan) -> str:
             f"{r.achieved_flops:10.3e} {r.budget_error:+7.2%}"
         )
     for b in sorted(plan.rules.budgets):
-        if not plan.runs_for(b):
+        n = len(plan.runs_for(b))
+        if n == 0:
             lines.append(f"WARNING: budget {b:.2e} has no feasible run under these rules")
+        elif n < 3:
+            lines.append(f"WARNING: budget {b:.2e} has only {n} feasible run(s); an IsoFLOP parabola needs >= 3")
     return "\n".join(lines)
