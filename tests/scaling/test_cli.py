@@ -26,7 +26,7 @@ def results_csv(tmp_path, synth):
 
 def test_fit_json_and_plots(results_csv, tmp_path, capsys):
     out = tmp_path / "fit"
-    rc = sodakit_main(["isoflop", "fit", str(results_csv), "--out", str(out), "--bootstrap", "20", "--json"])
+    rc = sodakit_main(["isoflop", "fit", str(results_csv), "--out", str(out), "--bootstrap", "8", "--json"])
     assert rc == 0
     rec = json.loads(capsys.readouterr().out)
     assert rec["format"] == "sodakit.isoflop.fit/1"

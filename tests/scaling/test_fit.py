@@ -76,8 +76,8 @@ def test_approach3_noise_free_exact(synth):
 
 def test_approach3_bootstrap_intervals(synth):
     obs = synth.sample(CHINCHILLA, BUDGETS, sigma=0.005, seed=1)
-    r = approach3(obs, n_bootstrap=30, seed=0)
-    assert r.n_bootstrap_ok == 30
+    r = approach3(obs, n_bootstrap=12, seed=0)
+    assert r.n_bootstrap_ok == 12
     for name in ("alpha", "beta", "E", "n_exponent"):
         lo, hi = r.ci[name]
         assert lo <= getattr(r, name) <= hi

@@ -11,7 +11,7 @@ with L-BFGS (scipy, analytic gradient). Starting points: Chinchilla's grid (alph
 evaluated on the whole grid (vectorised) and L-BFGS runs from the `top_k` best grid points (32 by
 default: running it from all 5,400 costs minutes and, in our tests, never found a better minimum).
 Confidence intervals: bootstrap over runs (resampled with replacement), each refit started from the
-full-data solution and the 3 best grid points for that resample; percentile intervals.
+full-data solution and the best grid point for that resample; percentile intervals.
 
 The compute constraint used to turn L(N, D) into N*(C), D*(C) is C = k*N*D. For the 6N convention with
 total N, k = 6 exactly; otherwise k is the median of C/(N*D) over the data (recorded with its range).
@@ -32,7 +32,7 @@ from sodakit.scaling.results import Observations
 HUBER_DELTA = 1e-3  # Hoffmann et al. 2022
 MIN_POINTS = 6  # 5 parameters + at least one degree of freedom
 # Bootstrap refits start from the full-data solution and this many best grid points of the resample.
-BOOT_STARTS = 3
+BOOT_STARTS = 1
 
 _GRID = np.array(
     np.meshgrid(
