@@ -91,7 +91,7 @@ def test_greedy_with_cache_equals_full_forward_argmax_ragged_batch(model, vocab,
 def test_batched_equals_one_by_one_with_stops_and_compaction(model, vocab):
     # Different rows stop at different times (stop ids), so finished rows are dropped from the cache mid-run.
     prompts = _prompts(vocab)
-    cfg = GenerationConfig(max_new_tokens=40, stop_ids=(vocab.text_end_id, vocab.audio_end_id, vocab.eos_id))
+    cfg = GenerationConfig(max_new_tokens=28, stop_ids=(vocab.text_end_id, vocab.audio_end_id, vocab.eos_id))
     batched = generate(model, prompts, vocab, cfg)
     for p, b in zip(prompts, batched):
         alone = generate(model, [p], vocab, cfg)[0]
@@ -182,9 +182,9 @@ def test_duration_cap_stops_a_never_ending_model(vocab):
     v = vocab
     m = _silent_model(v)
     prompt = [v.bos_id, v.text_start_id, 5, v.text_end_id, v.audio_start_id]
-    g = generate(m, [prompt], v, GenerationConfig(max_new_tokens=500, stop_ids=(v.audio_end_id,)))[0]
+    g = generate(m, [prompt], v, GenerationConfig(max_new_tokens=120, stop_ids=(v.audio_end_id,)))[0]
     assert g.stop_reason == STOP_BUDGET  # the failure mode: no cap, it runs to the budget
-    g = generate(m, [prompt], v, GenerationConfig(max_new_tokens=500, stop_ids=(v.audio_end_id,), max_audio_frames=5))[0]
+    g = generate(m, [prompt], v, GenerationConfig(max_new_tokens=120, stop_ids=(v.audio_end_id,), max_audio_frames=5))[0]
     assert g.stop_reason == STOP_DURATION and g.audio_frames == 5
     assert len(g.tokens) == 5 * v.num_codebooks + 1 and g.tokens[-1] == v.audio_end_id
     _check_well_formed(prompt, g.tokens, v)
@@ -253,3 +253,26 @@ def test_prompt_longer_than_the_model_is_refused(vocab):
     m = tiny_model(vocab.size, max_seq_len=32)
     with pytest.raises(ValueError, match="max_seq_len"):
         generate(m, [[vocab.bos_id] * 20], vocab, GenerationConfig(max_new_tokens=20))
+
+
+def test_span_plan_and_text_cap_hold_the_task_format(vocab):
+    # The zero-head model prefers the lowest allowed id: plain text id 0 forever, never a marker.
+    v = vocab
+    m = _silent_model(v)
+    prompt = [v.bos_id, v.audio_start_id, *_audio(v, 2, 0), v.audio_end_id, v.text_start_id]
+    free = generate(m, [prompt], v, GenerationConfig(max_new_tokens=30))[0]
+    assert v.text_end_id not in free.tokens  # the failure mode: a text span that never ends
+    cfg = GenerationConfig(max_new_tokens=60, stop_ids=(v.audio_end_id,), span_plan=("text", "text", "audio"),
+                           max_text_tokens=3)
+    g = generate(m, [prompt], v, cfg)[0]
+    k = v.num_codebooks
+    t0 = 0  # lowest allowed text id in a text span (BOS=1 and EOS=2 are not allowed there)
+    expected = [t0] * 3 + [v.text_end_id, v.text_start_id] + [t0] * 3 + [v.text_end_id, v.audio_start_id]
+    assert g.tokens[: len(expected)] == expected
+    body = g.tokens[len(expected) :]
+    assert g.stop_reason == STOP_BUDGET and body[-1] == v.audio_end_id and (len(body) - 1) % k == 0
+    # After the plan only EOS may follow.
+    done = generate(m, [prompt], v, GenerationConfig(max_new_tokens=40, span_plan=("text",), max_text_tokens=2))[0]
+    assert done.tokens[:4] == [t0, t0, v.text_end_id, v.eos_id]
+    with pytest.raises(ValueError, match="span plan"):
+        generate(m, [prompt], v, GenerationConfig(span_plan=("video",)))

@@ -21,7 +21,13 @@ from pathlib import Path
 import torch
 
 from sodakit.generate.sampling import SamplingConfig
-from sodakit.generate.tasks import ASR_MAX_NEW_TOKENS, TTS_MAX_NEW_TOKENS, TTS_SAMPLING, SodaGenerator
+from sodakit.generate.tasks import (
+    ASR_MAX_NEW_TOKENS,
+    S2ST_MAX_TEXT_TOKENS,
+    TTS_MAX_NEW_TOKENS,
+    TTS_SAMPLING,
+    SodaGenerator,
+)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 EXIT_BAD_INPUT = 1
@@ -91,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     s2.add_argument("--source-lang", default=None, help="force the source language tag (e.g. fr)")
     s2.add_argument("--source-text", default=None, help="force the source transcript (single input)")
     s2.add_argument("--target-lang", default="en", help="target language tag when forcing (default en)")
+    s2.add_argument("--max-text-tokens", type=int, default=S2ST_MAX_TEXT_TOKENS,
+                    help=f"close a runaway text span after this many tokens (default {S2ST_MAX_TEXT_TOKENS})")
     s2.add_argument("--output", default=None, help="output WAV (single input)")
     s2.add_argument("--output-dir", default=None, help="output directory (several inputs or --manifest)")
     s2.add_argument("--asr-judge", default="pocketsphinx", help="ASR judge for ASR-BLEU: pocketsphinx | whisper:/dir")
@@ -232,6 +240,7 @@ def run_s2st(a) -> int:
             g, items, Path(a.output_dir), asr_judge=a.asr_judge, speaker_judge=a.speaker_judge,
             sampling=_sampling(a), max_new_tokens=a.max_new_tokens, max_seconds=a.max_seconds,
             silence_stop_seconds=a.silence_stop_seconds, force_source_lang=a.source_lang is not None,
+            max_text_tokens=a.max_text_tokens,
         )
         print(json.dumps(res["metrics"], indent=2))
         return 0
@@ -245,6 +254,7 @@ def run_s2st(a) -> int:
         source_texts=None if a.source_text is None else [a.source_text], target_lang=a.target_lang,
         max_new_tokens=a.max_new_tokens, sampling=_sampling(a), max_seconds=a.max_seconds,
         silence_stop_seconds=a.silence_stop_seconds, silence=_silence(g, a, [(w, g.sample_rate) for w in waves]),
+        max_text_tokens=a.max_text_tokens,
     )
     for path, r in zip(_out_paths(a, a.audio, len(waves)), results):
         _save(path, r.audio, g.sample_rate)

@@ -8,9 +8,15 @@ Every row of a batch is in one of three modes, advanced by the tokens it emits:
            span_codebooks[p mod K] (K = len(span_codebooks)), and <|audio_end|> only at a frame boundary
            (p mod K == 0, p > 0: spans hold at least one whole frame)
 
-so every audio span that is closed is frame-complete and decodes. The modes map onto a few "state
-classes" (free, text, audio-open, audio codebook j at slot j) and each class has one row of a boolean
-table [S, V]. In audio classes the allowed ids are one contiguous codebook range (plus <|audio_end|> at
+so every audio span that is closed is frame-complete and decodes.
+
+An optional *span plan* makes a task's structure a constraint too: the spans still to come, e.g.
+("text", "text", "audio") for S2ST after its prompt opened the source-transcript span. Between spans a
+row may then only open the next planned span, and once the plan is complete only end the document
+(EOS). Without a plan, "free" allows any text or span start.
+
+The modes map onto a few "state classes" (free, text, audio-open, audio codebook j at slot j, and the
+three planned free states) and each class has one row of a boolean table [S, V]. In audio classes the allowed ids are one contiguous codebook range (plus <|audio_end|> at
 a boundary), so the sampler can compute the LM head over just those rows (`candidate_ranges`) instead of
 the whole vocabulary, which is most of the cost of a decoding step in small models.
 
@@ -29,7 +35,9 @@ from torch import Tensor
 from sodakit.tokens.vocab import Vocab
 
 MODE_FREE, MODE_TEXT, MODE_AUDIO = 0, 1, 2
-# State classes: free, text, audio right after <|audio_start|>, then one per slot of the frame.
+SPAN_KINDS = ("text", "audio")
+# State classes: free, text, audio right after <|audio_start|>, then one per slot of the frame, then the
+# planned free states (only <|text_start|>, only <|audio_start|>, only EOS).
 STATE_FREE, STATE_TEXT, STATE_AUDIO_OPEN = 0, 1, 2
 AUDIO_SLOT0 = 3  # state of slot j of a frame (j = 0 is the frame boundary) is AUDIO_SLOT0 + j
 
@@ -43,13 +51,14 @@ class SpanState:
     """Per-row decoding state: mode, position inside the current audio span, and counters."""
 
     mode: Tensor  # [B] long: MODE_FREE / MODE_TEXT / MODE_AUDIO
-    pos: Tensor  # [B] long: tokens emitted in the current audio span (prompt tokens included)
+    pos: Tensor  # [B] long: tokens inside the current text or audio span so far (prompt tokens included)
+    closed: Tensor  # [B] long: spans closed since the end of the prompt (progress through a span plan)
 
     def clone(self) -> SpanState:
-        return SpanState(self.mode.clone(), self.pos.clone())
+        return SpanState(self.mode.clone(), self.pos.clone(), self.closed.clone())
 
     def select(self, index: Tensor) -> SpanState:
-        return SpanState(self.mode.index_select(0, index), self.pos.index_select(0, index))
+        return SpanState(*(t.index_select(0, index) for t in (self.mode, self.pos, self.closed)))
 
 
 class ModalityConstraints:
@@ -58,6 +67,7 @@ class ModalityConstraints:
     span_codebooks: the codebooks an audio span cycles through, frame-major (default all of the
     layout's codebooks, 0..K-1; `vocab.semantic_codebooks` for semantic-only "S" models).
     enabled=False keeps the state tracking (frames, spans, guards) but allows every id of the layout.
+    plan: the spans still to come (see the module docstring), counting an open one the prompt ends in.
     """
 
     def __init__(
@@ -67,6 +77,7 @@ class ModalityConstraints:
         span_codebooks: Sequence[int] | None = None,
         enabled: bool = True,
         device: torch.device | str = "cpu",
+        plan: Sequence[str] | None = None,
     ) -> None:
         self.vocab = vocab
         self.model_vocab_size = int(model_vocab_size or vocab.size)
@@ -79,7 +90,15 @@ class ModalityConstraints:
         self.frame_size = len(books)
         self.enabled = enabled
         self.device = torch.device(device)
-        self.num_states = AUDIO_SLOT0 + self.frame_size
+        self.expect_text = AUDIO_SLOT0 + self.frame_size
+        self.expect_audio, self.expect_eos = self.expect_text + 1, self.expect_text + 2
+        self.num_states = self.expect_text + 3
+        if plan is not None and any(k not in SPAN_KINDS for k in plan):
+            raise ValueError(f"span plan {tuple(plan)}: entries must be 'text' or 'audio'")
+        self.plan = None if plan is None else tuple(plan)
+        # Free-state class per plan step, then EOS once the plan is done.
+        expect = [self.expect_text if k == "text" else self.expect_audio for k in (self.plan or ())]
+        self._plan_states = torch.tensor([*expect, self.expect_eos], dtype=torch.long, device=self.device)
         self.table = self._build_table().to(self.device)
         self._ranges = self._build_ranges()
 
@@ -107,6 +126,9 @@ class ModalityConstraints:
             lo, hi = v.codebook_range(k)
             t[AUDIO_SLOT0 + j, lo:hi] = True
         t[AUDIO_SLOT0, v.audio_end_id] = True
+        t[self.expect_text, v.text_start_id] = True
+        t[self.expect_audio, v.audio_start_id] = True
+        t[self.expect_eos, v.eos_id] = True
         return t
 
     def _build_ranges(self) -> list[tuple[int, int, bool] | None]:
@@ -114,12 +136,15 @@ class ModalityConstraints:
         ranges: list[tuple[int, int, bool] | None] = [None, None]
         v = self.vocab
         if not self.enabled:
-            return [None] * self.num_states
+            return [None] * (AUDIO_SLOT0 + self.frame_size + 3)
         lo, hi = v.codebook_range(self.span_codebooks[0])
         ranges.append((lo, hi, False))
         for j, k in enumerate(self.span_codebooks):
             lo, hi = v.codebook_range(k)
             ranges.append((lo, hi, j == 0))
+        # Planned free states allow one id each.
+        ranges += [(v.text_start_id, v.text_start_id + 1, False), (v.audio_start_id, v.audio_start_id + 1, False),
+                   (v.eos_id, v.eos_id + 1, False)]
         return ranges
 
     def candidate_range(self, state: int) -> tuple[int, int, bool] | None:
@@ -128,7 +153,7 @@ class ModalityConstraints:
 
     # ---- state machine -------------------------------------------------------------------------
     def initial_state(self, prompts: Sequence[Sequence[int]]) -> SpanState:
-        """The state after each prompt: the mode of its last marker, the position inside an open audio span."""
+        """The state after each prompt: the mode of its last marker and the position inside an open span."""
         v = self.vocab
         modes, poss = [], []
         markers = {v.text_start_id, v.text_end_id, v.audio_start_id, v.audio_end_id}
@@ -137,7 +162,7 @@ class ModalityConstraints:
             last = next((i for i in range(len(ids) - 1, -1, -1) if ids[i] in markers), None)
             mode, pos = MODE_FREE, 0
             if last is not None and ids[last] == v.text_start_id:
-                mode = MODE_TEXT
+                mode, pos = MODE_TEXT, len(ids) - last - 1
             elif last is not None and ids[last] == v.audio_start_id:
                 tail = torch.tensor(ids[last + 1 :], dtype=torch.long)
                 if tail.numel() and not bool(v.is_audio(tail).all()):
@@ -154,13 +179,17 @@ class ModalityConstraints:
         return SpanState(
             torch.tensor(modes, dtype=torch.long, device=self.device),
             torch.tensor(poss, dtype=torch.long, device=self.device),
+            torch.zeros(len(modes), dtype=torch.long, device=self.device),
         )
 
     def state_index(self, st: SpanState) -> Tensor:
         """[B] index into `table` for each row's state."""
         slot = st.pos % self.frame_size
         audio = torch.where(st.pos == 0, torch.full_like(st.pos, STATE_AUDIO_OPEN), AUDIO_SLOT0 + slot)
-        return torch.where(st.mode == MODE_AUDIO, audio, st.mode)
+        free = torch.full_like(st.mode, STATE_FREE)
+        if self.plan is not None and self.enabled:
+            free = self._plan_states[st.closed.clamp(max=len(self.plan))]
+        return torch.where(st.mode == MODE_AUDIO, audio, torch.where(st.mode == MODE_TEXT, STATE_TEXT, free))
 
     def allowed(self, st: SpanState) -> Tensor:
         """[B, V] boolean mask of the ids each row may emit next."""
@@ -170,15 +199,14 @@ class ModalityConstraints:
         """The state after each row emits `tokens` [B]."""
         v = self.vocab
         mode, pos = st.mode.clone(), st.pos.clone()
-        audio_tok = (mode == MODE_AUDIO) & v.is_audio(tokens)
-        pos = torch.where(audio_tok, pos + 1, pos)
-        mode = torch.where(tokens == v.text_start_id, MODE_TEXT, mode)
-        opened = tokens == v.audio_start_id
-        mode = torch.where(opened, MODE_AUDIO, mode)
-        pos = torch.where(opened, torch.zeros_like(pos), pos)
+        inside = ((mode == MODE_AUDIO) & v.is_audio(tokens)) | ((mode == MODE_TEXT) & v.is_text(tokens))
+        pos = torch.where(inside, pos + 1, pos)
+        opened_text, opened_audio = tokens == v.text_start_id, tokens == v.audio_start_id
+        mode = torch.where(opened_text, MODE_TEXT, torch.where(opened_audio, MODE_AUDIO, mode))
+        pos = torch.where(opened_text | opened_audio, torch.zeros_like(pos), pos)
         closed = (tokens == v.text_end_id) | (tokens == v.audio_end_id)
         mode = torch.where(closed, MODE_FREE, mode)
-        return SpanState(mode, pos)
+        return SpanState(mode, pos, st.closed + closed.long())
 
     def at_frame_boundary(self, st: SpanState) -> Tensor:
         """[B] rows inside an audio span with only whole frames so far (and at least one)."""

@@ -210,6 +210,7 @@ def evaluate_s2st(
     max_seconds: float | None = None,
     silence_stop_seconds: float | None = None,
     force_source_lang: bool = False,
+    max_text_tokens: int | None = 256,
 ) -> dict:
     """Translate every item, write `<out_dir>/wav/<id>.wav`, `items.jsonl` and `metrics.json`; return both."""
     from sodakit.audio.io import load_audio, save_wav
@@ -232,6 +233,7 @@ def evaluate_s2st(
         sampling=sampling,
         max_seconds=max_seconds,
         silence_stop_seconds=silence_stop_seconds,
+        max_text_tokens=max_text_tokens,
     )
     wav_dir = Path(out_dir) / "wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
@@ -288,6 +290,7 @@ def evaluate_s2st(
         "normalization": NORMALIZATION_VERSION,
         "sampling": asdict(sampling) if sampling is not None else None,
         "force_source_lang": force_source_lang,
+        "max_text_tokens": max_text_tokens,
     }
     for k in ("asr_bleu", "text_bleu", "sim"):
         if not math.isfinite(metrics[k]):

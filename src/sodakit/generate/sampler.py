@@ -11,7 +11,9 @@ constraints allow (plus <|audio_end|>), not the whole 144,644-id vocabulary.
 A row stops when it emits a stop id, when its token budget ends, or when a guard fires at a frame
 boundary: the duration cap (`max_audio_frames` generated frames), the silence stop (`silence_stop_frames`
 trailing silent frames, see silence.py), or a budget too small for another whole frame. Guards close the
-open audio span with a forced <|audio_end|>, so every audio span in the output is frame-complete.
+open audio span with a forced <|audio_end|>, so every audio span in the output is frame-complete. The
+text-span cap (`max_text_tokens`) closes a runaway text span with a forced <|text_end|> and lets the row
+go on (e.g. from a looping transcript to the translation that follows it).
 Finished rows are dropped from the batch (and the cache) once they make up a quarter of it.
 
 `on_frame` receives each audio frame (K codes) as soon as its last code is chosen: the streaming hook.
@@ -27,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sodakit.generate.constraints import MODE_AUDIO, ModalityConstraints
+from sodakit.generate.constraints import MODE_AUDIO, MODE_TEXT, ModalityConstraints
 from sodakit.generate.sampling import SamplingConfig, choose
 from sodakit.generate.silence import SilenceDetector
 from sodakit.tokens.vocab import Vocab
@@ -52,6 +54,10 @@ class GenerationConfig:
     max_audio_frames: int | None = None
     # Silence stop: finish after this many trailing silent frames (None = off); needs a detector.
     silence_stop_frames: int | None = None
+    # Text-span cap: close a text span with a forced <|text_end|> after this many tokens (None = off).
+    max_text_tokens: int | None = None
+    # Spans still to come, e.g. ("text", "text", "audio") for S2ST (see constraints.py); None = free.
+    span_plan: tuple[str, ...] | None = None
     # LM head over the allowed codebook only inside audio spans (exact; off only for comparisons).
     restricted_head: bool = True
     # Refuse prompts + budget longer than the model's max_seq_len (positions it never saw in training).
@@ -60,7 +66,7 @@ class GenerationConfig:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        for name in ("max_audio_frames", "silence_stop_frames"):
+        for name in ("max_audio_frames", "silence_stop_frames", "max_text_tokens"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {value}")
@@ -198,7 +204,7 @@ def generate(
         raise ValueError("silence_stop_frames is set but no silence detector was given")
     device = model.embed.weight.device
     mcfg = model.cfg
-    constraints = ModalityConstraints(vocab, mcfg.vocab_size, cfg.span_codebooks, cfg.constrain, device)
+    constraints = ModalityConstraints(vocab, mcfg.vocab_size, cfg.span_codebooks, cfg.constrain, device, cfg.span_plan)
     b = len(prompts)
     for i, p in enumerate(prompts):
         vocab.check_ids(np.asarray(p, dtype=np.int64), f"prompt {i}")
@@ -237,27 +243,28 @@ def generate(
         live = ~done_in_cache
         boundary = constraints.at_frame_boundary(state).cpu()
         opening = ((state.mode == MODE_AUDIO) & (state.pos == 0)).cpu()
-        force_end = torch.zeros(len(rows), dtype=torch.bool)
-        forced_reason: dict[int, str] = {}
+        # Guards: a forced token per row (-1 = none) and, for rows that end with it, the reason.
+        forced = torch.full((len(rows),), -1, dtype=torch.long)
+        finish: dict[int, str] = {}
         if constraints.enabled:
             # Not enough budget for another whole frame plus <|audio_end|>: close the span now.
             if remaining < k + 1:
                 for i in torch.nonzero((boundary | opening) & live).flatten().tolist():
-                    force_end[i] = True
-                    forced_reason[i] = STOP_BUDGET
+                    forced[i], finish[i] = vocab.audio_end_id, STOP_BUDGET
             if cfg.max_audio_frames is not None:
                 capped = boundary & live & (frames[rows] >= cfg.max_audio_frames)
                 for i in torch.nonzero(capped).flatten().tolist():
-                    force_end[i] = True
-                    forced_reason[i] = STOP_DURATION
+                    forced[i], finish[i] = vocab.audio_end_id, STOP_DURATION
             if cfg.silence_stop_frames is not None:
                 for i in torch.nonzero(boundary & live).flatten().tolist():
                     if silent_tail[int(rows[i])] >= cfg.silence_stop_frames:
-                        force_end[i] = True
-                        forced_reason[i] = STOP_SILENCE
+                        forced[i], finish[i] = vocab.audio_end_id, STOP_SILENCE
+            if cfg.max_text_tokens is not None:
+                long_text = ((state.mode == MODE_TEXT) & (state.pos >= cfg.max_text_tokens)).cpu() & live
+                forced = torch.where(long_text, torch.full_like(forced, vocab.text_end_id), forced)
         nxt = head.choose(h, constraints.state_index(state), cfg.sampling, gen)
-        if force_end.any():
-            nxt = torch.where(force_end.to(device), torch.full_like(nxt, vocab.audio_end_id), nxt)
+        if (forced >= 0).any():
+            nxt = torch.where((forced >= 0).to(device), forced.to(device), nxt)
         nxt_cpu = nxt.cpu()
         new_state = constraints.advance(state, nxt)
         completed = (new_state.mode == MODE_AUDIO) & (new_state.pos > 0) & (new_state.pos % k == 0)
@@ -281,8 +288,8 @@ def generate(
                         if silence is not None and cfg.silence_stop_frames is not None:
                             span_frames = np.stack(tracker.frames[r])
                             silent_tail[r] = silence.trailing_silence(span_frames, cfg.silence_stop_frames)
-            if force_end[i]:
-                reasons[r] = forced_reason[i]
+            if i in finish:
+                reasons[r] = finish[i]
                 done_in_cache[i] = True
             elif stop_hit[i]:
                 reasons[r] = STOP_TOKEN

@@ -32,6 +32,9 @@ TTS_SAMPLING = SamplingConfig(temperature=0.9, top_p=0.8, seed=0)
 TTS_MAX_NEW_TOKENS = 1500
 # ASR transcripts: greedy; 12.5 frames/s of audio rarely need more than ~4 text tokens per second.
 ASR_MAX_NEW_TOKENS = 448
+# S2ST text spans (source transcript, translation) longer than this are runaway loops: CVSS sentences
+# stay well under 100 Llama-3 tokens.
+S2ST_MAX_TEXT_TOKENS = 256
 # Silence detector used when the caller asks for a silence stop without naming one.
 DEFAULT_SILENCE = "codes"
 
@@ -71,6 +74,16 @@ def check_codec(codec, vocab: Vocab, recorded: dict | None, allow_mismatch: bool
     else:
         notes.append("the model records no codec; codes are assumed to come from the one given")
     return notes
+
+
+def load_soda_tokenizer(path: str | os.PathLike, vocab: Vocab | None = None) -> SodaTokenizer:
+    """The SODA tokenizer of a checkpoint: its text BPE with the checkpoint's recorded layout when there is
+    one (a tokenizer.json alone can only imply the released 2048-entry codebooks)."""
+    if vocab is None:
+        return SodaTokenizer.from_pretrained(path)
+    from sodakit.tokens.text_tokenizer import TextTokenizer
+
+    return SodaTokenizer(TextTokenizer.from_file(path), vocab)
 
 
 class SodaGenerator:
@@ -113,7 +126,7 @@ class SodaGenerator:
 
         model, info = load_pretrained(path, device=device, dtype=dtype)
         tok_path = tokenizer or info.tokenizer_path
-        tok = SodaTokenizer.from_pretrained(tok_path) if tok_path is not None else None
+        tok = load_soda_tokenizer(tok_path, info.vocab) if tok_path is not None else None
         vocab = info.vocab or (tok.vocab if tok is not None else None)
         if vocab is None:
             raise ValueError(
@@ -238,6 +251,7 @@ class SodaGenerator:
             max_new_tokens=max_new_tokens,
             sampling=sampling or SamplingConfig(),
             stop_ids=(self.vocab.text_end_id, self.vocab.eos_id),
+            span_plan=("text",),
         )
         results = []
         for g in self._run(prompts, cfg):
@@ -311,12 +325,15 @@ class SodaGenerator:
         max_seconds: float | None = None,
         silence_stop_seconds: float | None = None,
         silence: SilenceDetector | None = None,
+        max_text_tokens: int | None = S2ST_MAX_TEXT_TOKENS,
     ) -> list[TaskResult]:
         """Voice-preserving speech translation with a model fine-tuned on SPEC section 10's format.
 
         Source language / source text / target language, when given, are forced into the prompt
         (`source_lang` one for all or one per item; the target language is forced only after a forced
-        source text, as the sequence format puts it there).
+        source text, as the sequence format puts it there). The output is held to the format by a span
+        plan (source text, target text, target audio, then EOS), and a runaway text span is closed after
+        `max_text_tokens` tokens so that the translation and the speech still come.
         """
         tok = self._need_tokenizer()
         codes = self.encode(waveforms, sample_rate)
@@ -329,11 +346,19 @@ class SodaGenerator:
             tl = target_lang if (sl is not None and st is not None) else None
             prompts.append(P.s2st_prompt(tok, c, sl, st, tl))
         cfg = self._audio_cfg(max_new_tokens, sampling or TTS_SAMPLING, max_seconds, silence_stop_seconds)
-        cfg = replace(cfg, stop_ids=(self.vocab.audio_end_id, self.vocab.eos_id))
+        cfg = replace(cfg, stop_ids=(self.vocab.audio_end_id, self.vocab.eos_id), max_text_tokens=max_text_tokens)
         if cfg.silence_stop_frames is not None and silence is None:
             silence = self.silence_detector(calibration_audio=[(w, sample_rate) for w in waveforms])
+        # Prompts that force different amounts differ in the spans still to come: decode them by plan.
+        by_plan: dict[tuple[str, ...], list[int]] = {}
+        for i, prompt in enumerate(prompts):
+            by_plan.setdefault(s2st_plan(prompt, self.vocab), []).append(i)
+        gens: list = [None] * len(prompts)
+        for plan, idx in by_plan.items():
+            for i, g in zip(idx, self._run([prompts[i] for i in idx], replace(cfg, span_plan=plan), silence)):
+                gens[i] = g
         results = []
-        for prompt, g in zip(prompts, self._run(prompts, cfg, silence)):
+        for prompt, g in zip(prompts, gens):
             out = P.parse_s2st(tok, np.concatenate([prompt, np.asarray(g.tokens, dtype=np.int64)]))
             codes_out = out.target_codes if out.target_codes is not None else np.zeros((self.vocab.num_codebooks, 0), np.int64)
             if g.stop_reason == STOP_SILENCE and g.trailing_silence:
@@ -359,4 +384,15 @@ class SodaGenerator:
             stop_ids=(self.vocab.audio_end_id,),
             max_audio_frames=self._frames(max_seconds),
             silence_stop_frames=self._frames(silence_stop_seconds),
+            span_plan=("audio",),
         )
+
+
+def s2st_plan(prompt: np.ndarray, vocab: Vocab) -> tuple[str, ...]:
+    """The spans an S2ST prompt still needs: its open span, then the rest of (text, text, audio)."""
+    ids = np.asarray(prompt, dtype=np.int64)
+    if ids[-1] == vocab.audio_start_id:
+        return ("audio",)
+    source_end = int(np.flatnonzero(ids == vocab.audio_end_id)[0])
+    opened = int((ids[source_end:] == vocab.text_start_id).sum())
+    return ("text",) * (3 - opened) + ("audio",)
