@@ -80,3 +80,14 @@ def test_cli_bad_input(hf_model_dir, tmp_path, capsys):
     assert rc == 1 and res["tasks"]["twuggy"]["status"] == "error" and "--data twuggy=PATH" in res["tasks"]["twuggy"]["error"]
     assert res["tasks"]["tblimp"]["status"] == "ok"
     assert res["settings"]["batch_size"] == 8 and res["tokenizer"]["vocab"]["size"] == res["model"]["vocab_size"]
+
+
+def test_soda_scores_maps_results_to_the_published_columns():
+    from sodakit.eval.results import soda_scores
+
+    res = {"tasks": {"sblimp": {"status": "ok", "metrics": {"accuracy": 0.514}},
+                     "salmon": {"status": "ok", "metrics": {"macro_accuracy": 0.7}},
+                     "hellaswag": {"status": "ok", "metrics": {"acc": 0.3, "acc_norm": 0.35}},
+                     "tts": {"status": "ok", "metrics": {"wer": 0.061, "sim": 0.56}},
+                     "swuggy": {"status": "error", "error": "no data"}}}
+    assert soda_scores(res) == {"sBLIMP": 51.4, "SALMon": 70.0, "HellaSwag": 35.0, "TTS WER": 6.1, "TTS SIM": 0.56}

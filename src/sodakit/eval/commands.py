@@ -51,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="audio codebooks put in the prompt: all, semantic, or the first k")
     p.add_argument("--score-codebooks", type=_codebooks, default="all",
                    help="audio codebooks scored: all, semantic, or the first k of the input")
+    g = p.add_argument_group("generation tasks (asr, asr_fewshot, tts)")
+    g.add_argument("--asr-judge", default="pocketsphinx",
+                   help="ASR judge for TTS: pocketsphinx (offline) or whisper:/local/whisper-large-v3")
+    g.add_argument("--speaker-judge", default="classical",
+                   help="speaker judge for TTS: classical (offline) or wavlm:/local/wavlm-xvector-dir")
+    g.add_argument("--shots", type=int, default=3, help="shots of asr_fewshot (from the dev set)")
+    g.add_argument("--asr-max-new-tokens", type=int, default=448, help="transcript length cap")
+    g.add_argument("--tts-max-new-tokens", type=int, default=1500, help="SPEC section 9: 1500")
+    g.add_argument("--save-audio", help="write the generated TTS audio here")
+    g.add_argument("--seed", type=int, default=0, help="sampling seed (TTS) and shot selection (ASR)")
     p.add_argument("--out", default="eval_results.json", help="results JSON path")
     p.add_argument("--log-items", action="store_true", help="also write per-item logs next to the results")
     return p
@@ -59,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 def list_tasks() -> str:
     lines = ["tasks:"]
     for name, spec in sorted(TASKS.items()):
-        lines.append(f"  {name:<10} {spec.description}\n  {'':<10} data: {spec.data_help}")
+        lines.append(f"  {name:<12} {spec.description}\n  {'':<12} data: {spec.data_help}")
     return "\n".join(lines)
 
 
@@ -87,8 +97,8 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"sodakit eval: --data names unknown task(s) {unknown}", file=sys.stderr)
         return 2
-    if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
-        print("sodakit eval: --batch-size and --limit must be >= 1", file=sys.stderr)
+    if args.batch_size < 1 or (args.limit is not None and args.limit < 1) or args.shots < 1 or args.tts_max_new_tokens < 8:
+        print("sodakit eval: --batch-size, --limit and --shots must be >= 1, --tts-max-new-tokens >= 8", file=sys.stderr)
         return 2
     try:
         loaded = load_for_eval(args.model, args.device, args.dtype, args.backend, args.tokenizer)
@@ -100,7 +110,11 @@ def main(argv: list[str]) -> int:
         return 2
     ctx = EvalContext(lm=loaded.lm, tokenizer=loaded.tokenizer, batch_size=args.batch_size, codec=codec,
                       audio=AudioSelection(args.input_codebooks, args.score_codebooks), limit=args.limit,
-                      log_items=args.log_items, dtype=args.dtype, device=args.device)
+                      log_items=args.log_items, dtype=args.dtype, device=args.device,
+                      codec_record=loaded.codec_record, asr_judge=args.asr_judge, speaker_judge=args.speaker_judge,
+                      asr_shots=args.shots, asr_max_new_tokens=args.asr_max_new_tokens,
+                      tts_max_new_tokens=args.tts_max_new_tokens,
+                      audio_out=Path(args.save_audio) if args.save_audio else None, seed=args.seed)
     tok = loaded.tokenizer
     results = run_header(
         argv,
@@ -109,7 +123,9 @@ def main(argv: list[str]) -> int:
         codec=(codec.info().__dict__ if codec is not None else None),
         settings={"batch_size": args.batch_size, "limit": args.limit, "dtype": args.dtype, "device": args.device,
                   "input_codebooks": args.input_codebooks, "score_codebooks": args.score_codebooks,
-                  "data": data},
+                  "data": data, "asr_judge": args.asr_judge, "speaker_judge": args.speaker_judge,
+                  "shots": args.shots, "asr_max_new_tokens": args.asr_max_new_tokens,
+                  "tts_max_new_tokens": args.tts_max_new_tokens, "seed": args.seed},
     )
     out = Path(args.out)
     item_dir = out.with_suffix("").with_name(out.stem + ".items") if args.log_items else None

@@ -40,3 +40,30 @@ def write_item_log(directory: Path, task: str, records: list[dict]) -> Path:
     path = Path(directory) / f"{task.replace('/', '_')}.jsonl"
     atomic_write_text(path, "".join(json.dumps(r, default=str) + "\n" for r in records))
     return path
+
+
+# The columns of the published table (SPEC section 9) and where each comes from in a results JSON.
+SODA_COLUMNS: dict[str, tuple[str, str, float]] = {
+    "sBLIMP": ("sblimp", "accuracy", 100.0),
+    "sWUGGY": ("swuggy", "accuracy", 100.0),
+    "SALMon": ("salmon", "macro_accuracy", 100.0),
+    "tBLIMP": ("tblimp", "accuracy", 100.0),
+    "tWUGGY": ("twuggy", "accuracy", 100.0),
+    "HellaSwag": ("hellaswag", "acc_norm", 100.0),
+    "ASR WER": ("asr", "wer", 100.0),
+    "TTS WER": ("tts", "wer", 100.0),
+    "TTS SIM": ("tts", "sim", 1.0),
+}
+
+
+def soda_scores(results: dict) -> dict[str, float]:
+    """{column: value} in the units of the published table, for the tasks that ran successfully
+    (the input `sodakit report` expects under evaluation.scores)."""
+    out = {}
+    tasks = results.get("tasks", {})
+    for col, (task, metric, scale) in SODA_COLUMNS.items():
+        t = tasks.get(task) or {}
+        v = (t.get("metrics") or {}).get(metric) if t.get("status") == "ok" else None
+        if isinstance(v, int | float):
+            out[col] = round(float(v) * scale, 3)
+    return out

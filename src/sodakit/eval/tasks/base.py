@@ -36,6 +36,16 @@ class EvalContext:
     dtype: str = "float32"
     device: str = "cpu"
     progress: bool = False
+    # Generation tasks (ASR / TTS): the model behind `lm`, the codec it was trained with, the judges.
+    codec_record: dict | None = None
+    generator: object | None = None  # a sodakit.generate SodaGenerator (built on first use)
+    asr_judge: str = "pocketsphinx"
+    speaker_judge: str = "classical"
+    asr_shots: int = 3
+    asr_max_new_tokens: int = 448  # sodakit.generate's ASR default: far above any LibriSpeech transcript
+    tts_max_new_tokens: int = 1500  # SPEC section 9
+    audio_out: Path | None = None  # where generated TTS audio is written (optional)
+    seed: int = 0
 
     @property
     def vocab(self):
@@ -54,6 +64,19 @@ class EvalContext:
                 f"model's vocabulary expects {v.num_codebooks} of {v.codebook_size}"
             )
         return c
+
+    def get_generator(self, task: str):
+        """The generator for ASR/TTS prompting; needs the project's model (sodakit backend)."""
+        if self.generator is None:
+            model = getattr(self.lm, "model", None)
+            if model is None or not hasattr(model, "hidden_states"):
+                raise TaskError(f"task {task} generates with sodakit.generate, which needs the project's Qwen3 "
+                                "model: load the checkpoint with --backend sodakit (or auto)")
+            from sodakit.generate.tasks import SodaGenerator
+
+            codec = self.require_codec(task)
+            self.generator = SodaGenerator(model, self.vocab, self.tokenizer, codec, self.codec_record, self.batch_size)
+        return self.generator
 
     def require_ids(self, task: str, ids: list[int], what: str) -> None:
         """The model must have embeddings for the ids the task's template uses."""
