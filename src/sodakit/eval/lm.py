@@ -104,8 +104,9 @@ def model_fingerprint(path: Path) -> dict:
     path = Path(path)
     h = hashlib.sha256()
     files = []
-    if (path / "config.json").is_file():
-        h.update((path / "config.json").read_bytes())
+    for meta in ("config.json", "sodakit.json"):
+        if (path / meta).is_file():
+            h.update((path / meta).read_bytes())
     for w in sorted(list(path.glob("*.safetensors")) + list(path.glob("*.pt")) + list(path.glob("*.bin"))):
         size = w.stat().st_size
         with open(w, "rb") as f:
@@ -116,7 +117,7 @@ def model_fingerprint(path: Path) -> dict:
         files.append({"file": w.name, "bytes": size})
     return {
         "fingerprint": h.hexdigest()[:32],
-        "method": "sha256(config.json + per weight file: name, size, first and last MiB)",
+        "method": "sha256(config.json, sodakit.json + per weight file: name, size, first and last MiB)",
         "weight_files": files,
     }
 

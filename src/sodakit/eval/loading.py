@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from sodakit.config import to_dict
 from sodakit.eval.lm import HFCausalLM, ScoringLM, as_scoring_lm, describe_config, model_fingerprint
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.text_tokenizer import TextTokenizer
@@ -73,6 +74,7 @@ def load_for_eval(path: str | Path, device: str = "cpu", dtype: str = "float32",
                 "path": str(info.path), "backend": "sodakit", "source_format": info.source, "step": info.step,
                 "vocab_size": lm.vocab_size, "max_positions": lm.max_positions,
                 **model_fingerprint(info.path), "config": describe_config(info.path),
+                "model_config": to_dict(info.model_config),
             }
             return LoadedModel(lm, tok, meta, info.codec, notes)
         except ModelLoadError:
