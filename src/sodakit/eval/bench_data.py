@@ -99,7 +99,13 @@ def _blimp_pairs(cfg: BenchDataConfig, rng: random.Random) -> list:
 
     path = Path(cfg.blimp) if cfg.blimp else shared_data() / "blimp" / "blimp_data_jsonl.tar.xz"
     if not path.exists():
-        raise FileNotFoundError(f"sBLIMP look-alike needs BLiMP JSONL (pass --blimp PATH); {path} does not exist")
+        if cfg.blimp:
+            raise FileNotFoundError(f"sBLIMP look-alike: BLiMP JSONL {path} does not exist")
+        # No BLiMP release on this machine: template minimal pairs in BLiMP's layout stand in.
+        from sodakit.eval.minimal_pairs import write_blimp_jsonl
+
+        per = -(-cfg.blimp_pairs // 6)
+        path = write_blimp_jsonl(Path(cfg.out) / "blimp-templates", n_per_phenomenon=max(per, 1), seed=cfg.seed)
     items = read_blimp(path).items
     # Spread over phenomena: one pair per phenomenon in turn.
     by: dict[str, list] = {}
