@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
+import torch
 
 from sodakit.model.config import ModelConfig
 from sodakit.model.qwen3 import build_model
@@ -29,3 +32,40 @@ def vocab() -> Vocab:
 def model(vocab):
     # 7 padding ids past the layout: the constraints must never let them through.
     return tiny_model(vocab.size + 7)
+
+
+class _NoCache:
+    def reorder(self, index) -> None:
+        pass
+
+
+class PreferenceModel(torch.nn.Module):
+    """A stand-in decoder that ignores its context: the logit of id i is always `scores[i]` (its hidden
+    state is the constant 1 and its LM head one column). Makes the guards' behaviour exact to test."""
+
+    def __init__(self, scores: torch.Tensor, max_seq_len: int = 4096) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(1, 1)
+        self.cfg = SimpleNamespace(vocab_size=int(scores.numel()), max_seq_len=max_seq_len)
+        self.register_buffer("scores", scores.float()[:, None])
+
+    @property
+    def head_weight(self) -> torch.Tensor:
+        return self.scores
+
+    def new_cache(self, batch_size: int, max_len: int) -> _NoCache:
+        return _NoCache()
+
+    def hidden_states(self, input_ids, attention_mask=None, cache=None):
+        return torch.ones(input_ids.shape[0], input_ids.shape[1], 1)
+
+
+def silent_model(vocab: Vocab) -> PreferenceModel:
+    """Prefers code 0 of every codebook (a held "silence" that never ends: <|audio_end|> scores lowest)
+    and text id 0 inside text spans (a text span that never ends)."""
+    scores = torch.zeros(vocab.size)
+    for k in range(vocab.num_codebooks):
+        scores[vocab.audio_id(k, 0)] = 1.0
+    scores[0] = 0.5
+    scores[vocab.audio_end_id] = scores[vocab.text_end_id] = -1.0
+    return PreferenceModel(scores)

@@ -19,7 +19,7 @@ from sodakit.generate.sampler import (
 from sodakit.generate.sampling import SamplingConfig, filter_logits
 from sodakit.generate.silence import CodeSetSilence, RepeatSilence
 
-from .conftest import tiny_model
+from .conftest import silent_model, tiny_model
 
 
 def _audio(vocab, frames, seed):
@@ -169,18 +169,9 @@ def test_filter_logits_top_k_top_p():
         SamplingConfig(top_p=0.0)
 
 
-def _silent_model(vocab):
-    """A model that always prefers code 0: its LM head is zero, so every allowed logit ties at 0 and
-    argmax takes the lowest allowed id -- code 0 of the codebook due. It never closes an audio span."""
-    m = tiny_model(vocab.size, seed=3)
-    with torch.no_grad():
-        m.lm_head.weight.zero_()
-    return m
-
-
 def test_duration_cap_stops_a_never_ending_model(vocab):
     v = vocab
-    m = _silent_model(v)
+    m = silent_model(v)
     prompt = [v.bos_id, v.text_start_id, 5, v.text_end_id, v.audio_start_id]
     g = generate(m, [prompt], v, GenerationConfig(max_new_tokens=120, stop_ids=(v.audio_end_id,)))[0]
     assert g.stop_reason == STOP_BUDGET  # the failure mode: no cap, it runs to the budget
@@ -196,7 +187,7 @@ def test_silence_stop(vocab, model, detector):
     det = RepeatSilence(max_distinct=1) if detector == "repeat" else CodeSetSilence(codes=frozenset({0}))
     prompt = [v.bos_id, v.text_start_id, 5, v.text_end_id, v.audio_start_id]
     cfg = GenerationConfig(max_new_tokens=400, stop_ids=(v.audio_end_id,), silence_stop_frames=6)
-    g = generate(_silent_model(v), [prompt], v, cfg, silence=det)[0]
+    g = generate(silent_model(v), [prompt], v, cfg, silence=det)[0]
     assert g.stop_reason == STOP_SILENCE and g.audio_frames == 6 and g.trailing_silence == 6
     assert g.tokens[-1] == v.audio_end_id
     # A model whose codes vary (random weights, sampled) is not cut by the repeat detector.
@@ -256,9 +247,9 @@ def test_prompt_longer_than_the_model_is_refused(vocab):
 
 
 def test_span_plan_and_text_cap_hold_the_task_format(vocab):
-    # The zero-head model prefers the lowest allowed id: plain text id 0 forever, never a marker.
+    # The silent model prefers text id 0 forever inside a text span and never closes it.
     v = vocab
-    m = _silent_model(v)
+    m = silent_model(v)
     prompt = [v.bos_id, v.audio_start_id, *_audio(v, 2, 0), v.audio_end_id, v.text_start_id]
     free = generate(m, [prompt], v, GenerationConfig(max_new_tokens=30))[0]
     assert v.text_end_id not in free.tokens  # the failure mode: a text span that never ends
@@ -276,3 +267,18 @@ def test_span_plan_and_text_cap_hold_the_task_format(vocab):
     assert done.tokens[:4] == [t0, t0, v.text_end_id, v.eos_id]
     with pytest.raises(ValueError, match="span plan"):
         generate(m, [prompt], v, GenerationConfig(span_plan=("video",)))
+
+
+def test_weights_in_huge_pages_give_identical_decoding(vocab):
+    from sodakit.generate.memory import hugepages_available, weights_to_hugepages
+
+    if not hugepages_available():
+        pytest.skip("transparent huge pages are disabled on this machine")
+    m = tiny_model(vocab.size + 9000)  # LM head and embeddings over 2 MiB: they move
+    prompts = _prompts(vocab)
+    cfg = GenerationConfig(max_new_tokens=12, sampling=SamplingConfig(temperature=1.0, seed=2))
+    before = [g.tokens for g in generate(m, prompts, vocab, cfg)]
+    ptr = m.lm_head.weight.data_ptr()
+    assert weights_to_hugepages(m) == 2
+    assert m.lm_head.weight.data_ptr() != ptr and m.lm_head.weight.data_ptr() % (2 << 20) == 0
+    assert [g.tokens for g in generate(m, prompts, vocab, cfg)] == before

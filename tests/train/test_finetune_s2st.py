@@ -123,3 +123,31 @@ def test_s2st_recipe_end_to_end(parallel_set, tmp_path):
     for r in rows:
         wav, sr = sf.read(out / "wav" / f"{r['id']}.wav")
         assert sr == 24000 and len(wav) % 1920 == 0
+
+
+def test_s2st_metrics_on_an_oracle(parallel_set, tmp_path):
+    """A generator that 'translates' into the reference speech and text: text BLEU is 100, SIM equals the
+    reference SIM, and ASR-BLEU is the judge's BLEU on the reference speech -- the metrics are wired right."""
+    from sodakit.audio.io import load_audio
+    from sodakit.eval.judges import make_asr_judge
+    from sodakit.generate.s2st import _bleu, evaluate_s2st
+    from sodakit.generate.tasks import TaskResult
+
+    items = read_manifest(parallel_set["manifest"])
+
+    class Oracle:
+        sample_rate = 24000
+
+        def s2st(self, waves, sr, **kw):
+            assert len(waves) == len(items) and sr == 24000
+            return [TaskResult(text=it.target_text, audio=load_audio(it.target_audio, sr), stop_reason="stop_token",
+                               extra={"source_lang": "fr", "source_text": it.source_text}) for it in items]
+
+    res = evaluate_s2st(Oracle(), items, tmp_path / "oracle")
+    m = res["metrics"]
+    assert m["text_bleu"] == pytest.approx(100.0) and m["source_wer"] == 0.0 and m["empty_outputs"] == 0
+    assert m["sim"] == pytest.approx(m["reference_sim"], abs=1e-6)
+    refs = [load_audio(it.target_audio, 16000) for it in items]
+    hyps = make_asr_judge("pocketsphinx").transcribe(refs, 16000)
+    assert [r["asr_of_generated_speech"] for r in res["items"]] == hyps
+    assert m["asr_bleu"] == pytest.approx(_bleu(hyps, [it.target_text for it in items]))

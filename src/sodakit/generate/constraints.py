@@ -16,9 +16,12 @@ row may then only open the next planned span, and once the plan is complete only
 (EOS). Without a plan, "free" allows any text or span start.
 
 The modes map onto a few "state classes" (free, text, audio-open, audio codebook j at slot j, and the
-three planned free states) and each class has one row of a boolean table [S, V]. In audio classes the allowed ids are one contiguous codebook range (plus <|audio_end|> at
-a boundary), so the sampler can compute the LM head over just those rows (`candidate_ranges`) instead of
-the whole vocabulary, which is most of the cost of a decoding step in small models.
+three planned free states) and each class has one row of a boolean table [S, V]. Each class also has a
+*head window*: the smallest id range [lo, hi) holding everything it allows (plus a mask when not all of
+it is allowed), so the sampler computes the LM head over just those rows. Inside an audio span that is
+one codebook (2,048 rows, with <|audio_end|> right before codebook 0 in the layout) instead of the whole
+144,644-id vocabulary -- the head is most of the cost of a decoding step in small models; text and free
+states skip the 16,384 audio rows.
 
 The table covers the model's vocabulary, which may be larger than the layout (padded embeddings):
 ids past the layout are never allowed.
@@ -100,7 +103,7 @@ class ModalityConstraints:
         expect = [self.expect_text if k == "text" else self.expect_audio for k in (self.plan or ())]
         self._plan_states = torch.tensor([*expect, self.expect_eos], dtype=torch.long, device=self.device)
         self.table = self._build_table().to(self.device)
-        self._ranges = self._build_ranges()
+        self._windows = self._build_windows()
 
     # ---- tables ----------------------------------------------------------------------------------
     def _build_table(self) -> Tensor:
@@ -131,25 +134,19 @@ class ModalityConstraints:
         t[self.expect_eos, v.eos_id] = True
         return t
 
-    def _build_ranges(self) -> list[tuple[int, int, bool] | None]:
-        """Per state: (lo, hi, with_audio_end) when the allowed set is one codebook range (+ end)."""
-        ranges: list[tuple[int, int, bool] | None] = [None, None]
-        v = self.vocab
-        if not self.enabled:
-            return [None] * (AUDIO_SLOT0 + self.frame_size + 3)
-        lo, hi = v.codebook_range(self.span_codebooks[0])
-        ranges.append((lo, hi, False))
-        for j, k in enumerate(self.span_codebooks):
-            lo, hi = v.codebook_range(k)
-            ranges.append((lo, hi, j == 0))
-        # Planned free states allow one id each.
-        ranges += [(v.text_start_id, v.text_start_id + 1, False), (v.audio_start_id, v.audio_start_id + 1, False),
-                   (v.eos_id, v.eos_id + 1, False)]
-        return ranges
+    def _build_windows(self) -> list[tuple[int, int, Tensor | None]]:
+        """Per state: (lo, hi, mask over [lo, hi) or None when every id there is allowed)."""
+        windows = []
+        for s in range(self.num_states):
+            allowed = torch.nonzero(self.table[s]).flatten()
+            lo, hi = int(allowed[0]), int(allowed[-1]) + 1
+            inside = self.table[s, lo:hi]
+            windows.append((lo, hi, None if bool(inside.all()) else inside.clone()))
+        return windows
 
-    def candidate_range(self, state: int) -> tuple[int, int, bool] | None:
-        """(lo, hi, with_audio_end) if state `state` allows exactly ids [lo, hi) (+ <|audio_end|>)."""
-        return self._ranges[state]
+    def head_window(self, state: int) -> tuple[int, int, Tensor | None]:
+        """(lo, hi, mask): state `state` allows only ids in [lo, hi), those where mask is True (None = all)."""
+        return self._windows[state]
 
     # ---- state machine -------------------------------------------------------------------------
     def initial_state(self, prompts: Sequence[Sequence[int]]) -> SpanState:

@@ -5,8 +5,8 @@
 Prompts of different lengths are left-padded into one batch and prefilled in one forward pass (the model
 counts RoPE positions per row from the real tokens, so padding changes nothing). Each step feeds the last
 token of every unfinished row through the cache and chooses the next one (see sampling.py). The LM head
-is computed on the last position only, and in audio states over the one codebook range that the
-constraints allow (plus <|audio_end|>), not the whole 144,644-id vocabulary.
+is computed on the last position only, and only over the rows the constraints can allow (one codebook
+inside an audio span, the text ids and markers in text), not the whole 144,644-id vocabulary.
 
 A row stops when it emits a stop id, when its token budget ends, or when a guard fires at a frame
 boundary: the duration cap (`max_audio_frames` generated frames), the silence stop (`silence_stop_frames`
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from sodakit.generate.constraints import MODE_AUDIO, MODE_TEXT, ModalityConstraints
@@ -60,6 +61,9 @@ class GenerationConfig:
     span_plan: tuple[str, ...] | None = None
     # LM head over the allowed codebook only inside audio spans (exact; off only for comparisons).
     restricted_head: bool = True
+    # Close an open audio span when the budget cannot fit another frame (off only for comparisons with
+    # decoders that lack this guard).
+    close_audio_at_budget: bool = True
     # Refuse prompts + budget longer than the model's max_seq_len (positions it never saw in training).
     allow_longer_than_trained: bool = False
 
@@ -113,39 +117,32 @@ def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Te
 
 
 class _Head:
-    """The LM head on the last hidden state, computed per state class (restricted in audio states)."""
+    """The LM head on the last hidden state, per state class, over the class's head window only."""
 
     def __init__(self, model, constraints: ModalityConstraints, restricted: bool) -> None:
         self.weight = model.head_weight
         self.c = constraints
         self.restricted = restricted
-        self.audio_end = constraints.vocab.audio_end_id
 
     def choose(self, h: Tensor, state_idx: Tensor, cfg: SamplingConfig, gen: torch.Generator | None) -> Tensor:
         w = self.weight.to(h.dtype)
-        out = torch.empty(h.shape[0], dtype=torch.long, device=h.device)
         states = state_idx.tolist()
-        for s in sorted(set(states)):
-            rows = None if len(set(states)) == 1 else torch.tensor([i for i, x in enumerate(states) if x == s])
-            hs = h if rows is None else h.index_select(0, rows.to(h.device))
-            rng = self.c.candidate_range(s) if self.restricted else None
-            if rng is not None:
-                lo, hi, with_end = rng
-                logits = hs @ w[lo:hi].t()
-                if with_end:
-                    logits = torch.cat([logits, hs @ w[self.audio_end : self.audio_end + 1].t()], dim=-1)
-                idx = choose(logits.float(), cfg, gen)
-                tok = idx + lo
-                if with_end:
-                    tok = torch.where(idx == hi - lo, torch.full_like(tok, self.audio_end), tok)
+        kinds = sorted(set(states))
+        out = torch.empty(h.shape[0], dtype=torch.long, device=h.device)
+        for s in kinds:
+            rows = None if len(kinds) == 1 else torch.tensor([i for i, x in enumerate(states) if x == s], device=h.device)
+            hs = h if rows is None else h.index_select(0, rows)
+            if self.restricted:
+                lo, hi, mask = self.c.head_window(s)
             else:
-                logits = (hs @ w.t()).float()
-                logits = logits.masked_fill(~self.c.table[s], float("-inf"))
-                tok = choose(logits, cfg, gen)
+                lo, hi, mask = 0, w.shape[0], self.c.table[s]
+            logits = F.linear(hs, w[lo:hi]).float()
+            if mask is not None:
+                logits = logits.masked_fill(~mask, float("-inf"))
+            tok = choose(logits, cfg, gen) + lo
             if rows is None:
-                out = tok
-            else:
-                out[rows.to(h.device)] = tok
+                return tok
+            out[rows] = tok
         return out
 
 
@@ -248,7 +245,7 @@ def generate(
         finish: dict[int, str] = {}
         if constraints.enabled:
             # Not enough budget for another whole frame plus <|audio_end|>: close the span now.
-            if remaining < k + 1:
+            if cfg.close_audio_at_budget and remaining < k + 1:
                 for i in torch.nonzero((boundary | opening) & live).flatten().tolist():
                     forced[i], finish[i] = vocab.audio_end_id, STOP_BUDGET
             if cfg.max_audio_frames is not None:

@@ -125,6 +125,10 @@ class SodaGenerator:
         from sodakit.model.load import load_pretrained
 
         model, info = load_pretrained(path, device=device, dtype=dtype)
+        if model.embed.weight.device.type == "cpu":
+            from sodakit.generate.memory import weights_to_hugepages
+
+            weights_to_hugepages(model)  # faster CPU decoding, same values
         tok_path = tokenizer or info.tokenizer_path
         tok = load_soda_tokenizer(tok_path, info.vocab) if tok_path is not None else None
         vocab = info.vocab or (tok.vocab if tok is not None else None)
