@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sodakit.model import qwen3
 from sodakit.model.config import ModelConfig, RopeScaling, count_params
 from sodakit.model.qwen3 import build_model, rope_inv_freq
 
@@ -20,8 +21,13 @@ CFG = ModelConfig(
 def model():
     torch.manual_seed(0)
     m = build_model(CFG, seed=0)
-    m.ce_chunk_elements = V * 7  # several chunks per batch, last one ragged
+    m.ce_chunk_elements = V * 7  # 7 rows per chunk: several chunks per batch, the last one ragged
     return m
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(qwen3, "MIN_CE_ROWS", 1)
 
 
 def naive_loss(model, x, y, mask, z):
@@ -164,3 +170,22 @@ def test_bad_shapes_are_refused(model):
         model(ids, ids[:, :-1])
     with pytest.raises(ValueError, match="loss_mask shape"):
         model(ids, ids, loss_mask=torch.ones(2, 7))
+
+
+def test_fused_loss_bf16_compute_path():
+    """bf16 hidden states (FSDP mixed precision): same loss and gradients as fp32 up to bf16 rounding."""
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(37, 16, generator=g)
+    w = torch.randn(50, 16, generator=g) * 0.3
+    t = torch.randint(0, 50, (37,), generator=g)
+    weights = (torch.rand(37, generator=g) > 0.2).float()
+    h32, w32 = h.clone().requires_grad_(), w.clone().requires_grad_()
+    total32, _, _ = qwen3.fused_linear_cross_entropy(h32, w32, t, weights, 1e-3, chunk_elements=50 * 8)
+    total32.backward()
+    h16, w16 = h.bfloat16().requires_grad_(), w.bfloat16().requires_grad_()
+    total16, _, _ = qwen3.fused_linear_cross_entropy(h16, w16, t, weights, 1e-3, chunk_elements=50 * 8)
+    total16.backward()
+    assert h16.grad.dtype == torch.bfloat16 and w16.grad.dtype == torch.bfloat16
+    assert torch.allclose(total16, total32, rtol=2e-2)
+    assert torch.allclose(h16.grad.float(), h32.grad, atol=2e-2)
+    assert torch.allclose(w16.grad.float(), w32.grad, atol=2e-2)

@@ -1,0 +1,56 @@
+"""Small packed datasets with a tiny vocabulary, written with the real packed-format writer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sodakit.data.packed import PACKED_FORMAT, ShardWriter, token_counts, write_metadata
+from sodakit.tokens.vocab import Vocab
+
+VOCAB = Vocab(text_vocab_size=64, bos_id=1, eos_id=2, num_codebooks=2, codebook_size=16)
+
+
+def make_packed(directory: Path, n_docs: int = 120, seed: int = 0, vocab: Vocab = VOCAB) -> Path:
+    """Interleaved text-then-audio documents with learnable structure (audio codebook 1 follows codebook 0)."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    writer = ShardWriter(directory, 0)
+    counts = dict.fromkeys(("text", "bos_eos", "marker", "audio", "semantic"), 0)
+    for _ in range(n_docs):
+        start = int(rng.integers(3, 40))
+        text = (start + np.arange(int(rng.integers(3, 12)))) % (vocab.text_vocab_size - 3) + 3
+        codes0 = rng.integers(0, vocab.codebook_size, int(rng.integers(2, 10)))
+        codes = np.stack([codes0, (codes0 * 3 + 1) % vocab.codebook_size])
+        doc = np.concatenate(
+            [[vocab.bos_id, vocab.text_start_id], text, [vocab.text_end_id, vocab.audio_start_id],
+             vocab.codes_to_ids(codes), [vocab.audio_end_id, vocab.eos_id]]
+        ).astype(np.uint32)
+        writer.add(doc)
+        for k, v in token_counts(doc, vocab).items():
+            counts[k] += v
+    info = writer.finish()
+    write_metadata(
+        directory,
+        {
+            "format": PACKED_FORMAT,
+            "vocab": vocab.to_dict(),
+            "codec": {"name": "test", "config_hash": "0" * 8, "sample_rate": 24000, "frame_rate": 12.5,
+                      "num_codebooks": vocab.num_codebooks, "codebook_size": vocab.codebook_size},
+            "tokenizer": None,
+            "num_documents": n_docs,
+            "num_tokens": info["num_tokens"],
+            "counts": counts,
+            "shards": [info],
+        },
+    )
+    return directory
+
+
+@pytest.fixture(scope="session")
+def packed(tmp_path_factory) -> tuple[Path, Path]:
+    """(training data, held-out data)."""
+    root = tmp_path_factory.mktemp("packed")
+    return make_packed(root / "train", 150, seed=0), make_packed(root / "val", 30, seed=1)
