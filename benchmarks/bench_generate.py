@@ -162,6 +162,7 @@ def silence_report(codec_spec: str) -> None:
     from sodakit.audio.io import load_audio
     from sodakit.generate.silence import (
         CodeSetSilence,
+        EnergySilence,
         RepeatSilence,
         calibrate_silence_codes,
         measure_detectors,
@@ -174,20 +175,21 @@ def silence_report(codec_spec: str) -> None:
     codec = load_codec(codec_spec, device="cpu")
     sr = codec.sample_rate
     rng = np.random.default_rng(0)
-    waves = []
+    waves, speech = [], []
     for f in files:
         w = load_audio(f, sr)
         pad = np.concatenate([np.zeros(2 * sr, np.float32), (rng.standard_normal(2 * sr) * 1e-3).astype(np.float32)])
         waves.append(np.concatenate([w, pad]))
+        speech.append(len(w) / sr)
     # Calibrate on half, measure on the other half (and on all, for reference).
     half = len(waves) // 2
     det = calibrate_silence_codes(codec, waves[:half], sr)
     synth_only = calibrate_silence_codes(codec, [], sr)
     detectors = [det, CodeSetSilence(synth_only.codes, name="codes-synthetic-only"), RepeatSilence(max_distinct=2),
-                 RepeatSilence(max_distinct=1)]
+                 RepeatSilence(max_distinct=1), EnergySilence(codec)]
     print(json.dumps({"codec": codec.name, "codec_hash": codec.config_hash, "files": [f.name for f in files],
                       "calibrated_on": [f.name for f in files[:half]], "silence_codes": len(det.codes)}))
-    for row in measure_detectors(codec, detectors, waves[half:], sr):
+    for row in measure_detectors(codec, detectors, waves[half:], sr, speech[half:]):
         row["detector"] = {k: v for k, v in row["detector"].items() if k not in ("codes", "calibration")}
         print(json.dumps(row))
 

@@ -262,6 +262,9 @@ def test_span_plan_and_text_cap_hold_the_task_format(vocab):
     assert g.tokens[: len(expected)] == expected
     body = g.tokens[len(expected) :]
     assert g.stop_reason == STOP_BUDGET and body[-1] == v.audio_end_id and (len(body) - 1) % k == 0
+    # A forced <|text_end|> that is also a stop id is reported as the cap, not as the model's stop.
+    asr = generate(m, [prompt], v, GenerationConfig(max_new_tokens=20, stop_ids=(v.text_end_id,), max_text_tokens=4))[0]
+    assert asr.tokens == [t0] * 4 + [v.text_end_id] and asr.stop_reason == "max_text_tokens"
     # After the plan only EOS may follow.
     done = generate(m, [prompt], v, GenerationConfig(max_new_tokens=40, span_plan=("text",), max_text_tokens=2))[0]
     assert done.tokens[:4] == [t0, t0, v.text_end_id, v.eos_id]

@@ -39,6 +39,7 @@ STOP_TOKEN = "stop_token"
 STOP_BUDGET = "max_new_tokens"
 STOP_DURATION = "max_duration"
 STOP_SILENCE = "silence"
+STOP_TEXT_CAP = "max_text_tokens"  # a forced <|text_end|> that was also a stop id
 
 
 @dataclass
@@ -289,7 +290,7 @@ def generate(
                 reasons[r] = finish[i]
                 done_in_cache[i] = True
             elif stop_hit[i]:
-                reasons[r] = STOP_TOKEN
+                reasons[r] = STOP_TEXT_CAP if forced[i] == vocab.text_end_id else STOP_TOKEN
                 done_in_cache[i] = True
         state = new_state
         if bool(done_in_cache.all()) or step == cfg.max_new_tokens - 1:

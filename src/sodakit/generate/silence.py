@@ -210,18 +210,26 @@ def calibrate_silence_codes(
 
 
 def measure_detectors(
-    codec, detectors: Sequence, waveforms: Sequence[np.ndarray], sample_rate: int, threshold_db: float = DEFAULT_THRESHOLD_DB
+    codec,
+    detectors: Sequence,
+    waveforms: Sequence[np.ndarray],
+    sample_rate: int,
+    speech_seconds: Sequence[float] | None = None,
+    threshold_db: float = DEFAULT_THRESHOLD_DB,
 ) -> list[dict]:
-    """Per detector: precision/recall of per-frame silence against the input-energy labels of `waveforms`,
-    and the longest run the detector calls silent inside the audio (a stop after fewer frames would cut it)."""
+    """Score detectors against the input-energy labels of `waveforms` (each: speech, then known silence
+    from `speech_seconds[i]` on). Per detector: per-frame precision/recall of "silent"; the longest run
+    it calls silent inside the speech part (a silence stop needs more frames than that, or it cuts
+    speech); and, over the files, the smallest of each file's longest silent run inside its known
+    silence (a stop needs at most that many frames to fire in every file)."""
     from sodakit.audio.io import resample, to_mono
 
     codes = codec.encode_audio(list(waveforms), sample_rate)
     rows = []
     for det in detectors:
         tp = fp = fn = 0
-        longest = 0
-        for wav, c in zip(waveforms, codes):
+        in_speech, at_end = 0, None
+        for i, (wav, c) in enumerate(zip(waveforms, codes)):
             frames = np.asarray(c).T  # [F, K]
             w = resample(to_mono(np.asarray(wav, dtype=np.float32)), sample_rate, codec.sample_rate)
             truth = frame_rms_db(w, codec.samples_per_frame)[: len(frames)] < threshold_db
@@ -229,10 +237,17 @@ def measure_detectors(
             tp += int((pred & truth).sum())
             fp += int((pred & ~truth).sum())
             fn += int((~pred & truth).sum())
+            cut = len(frames) if speech_seconds is None else min(len(frames), int(speech_seconds[i] * codec.frame_rate))
             run = 0
-            for p in pred.tolist():
+            for p in pred[:cut].tolist():
                 run = run + 1 if p else 0
-                longest = max(longest, run)
+                in_speech = max(in_speech, run)
+            if speech_seconds is not None:
+                best = run = 0
+                for p in pred[cut:].tolist():
+                    run = run + 1 if p else 0
+                    best = max(best, run)
+                at_end = best if at_end is None else min(at_end, best)
         rows.append(
             {
                 "detector": det.describe(),
@@ -240,7 +255,8 @@ def measure_detectors(
                 "recall": tp / (tp + fn) if tp + fn else float("nan"),
                 "silent_frames_true": tp + fn,
                 "frames": sum(len(np.asarray(c).T) for c in codes),
-                "longest_silent_run_frames": longest,
+                "longest_silent_run_in_speech": in_speech,
+                "longest_silent_run_in_silence": at_end,
             }
         )
     return rows
