@@ -33,6 +33,7 @@ from sodakit.audio.codec import Codec, load_codec
 from sodakit.audio.io import load_audio, save_wav
 from sodakit.audio.offline_codec import OfflineCodec, OfflineCodecConfig
 from sodakit.audio.synth import synthesize
+from sodakit.config import load_config, to_dict
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SODAKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -168,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", help="cpu or cuda (Mimi; the offline codec runs on CPU)")
     p.add_argument("--fit-hours", type=float, default=1.0, help="hours of TTS speech to fit the offline codec on")
     p.add_argument("--codec", type=Path, help="an already fitted offline codec directory (skips the fit)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="offline codec config overrides for the fit, e.g. fit_warps=[0.9,1.1] codebook_size=1024")
     p.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "sodakit-bench-codec")
     p.add_argument("--clips", type=int, default=8, help="clips per speed test")
     p.add_argument("--clip-seconds", type=float, default=10.0)
@@ -207,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         files = fit_corpus(args.cache, args.fit_hours)
         log(f"fitting the offline codec on {len(files)} files ...")
         t = time.perf_counter()
-        codec = OfflineCodec.fit((load_audio(f, 16000) for f in files), OfflineCodecConfig(), log=log)
+        codec_cfg = load_config(OfflineCodecConfig, None, args.set)
+        codec = OfflineCodec.fit((load_audio(f, 16000) for f in files), codec_cfg, log=log)
+        results["offline_config"] = to_dict(codec_cfg)
         results["offline_fit"] = {**codec.fit_summary, "wall_s": round(time.perf_counter() - t, 1)}
         codec.save(args.cache / "offline-codec")
     if codec is not None:

@@ -64,6 +64,10 @@ class OfflineCodecConfig:
     # Cepstral orders per acoustic codebook (codebooks 1..K-1), contiguous from c0. Empty: derived from
     # num_codebooks and num_cepstra by `default_group_sizes`.
     group_sizes: list[int] = field(default_factory=list)
+    # Vocal-tract-length perturbation of the fit data (Jaitly & Hinton 2013): extra copies of every fit
+    # utterance analysed with filterbanks whose frequencies are scaled by these factors, so the codebooks
+    # cover more voices than the fit set holds. Fit-time only; encoding always uses factor 1.
+    fit_warps: list[float] = field(default_factory=list)
     kmeans_iters: int = 8
     max_fit_frames: int = 200_000  # k-means sees at most this many frames (~4.4 h), a seeded subset
     seed: int = 0
@@ -121,8 +125,18 @@ def default_group_sizes(groups: int, num_cepstra: int) -> list[int]:
     return bounds
 
 
-def mel_filterbank(cfg: OfflineCodecConfig) -> torch.Tensor:
-    """Triangular HTK-mel filters [n_mels, n_fft // 2 + 1]."""
+def vtlp(freqs: np.ndarray, alpha: float, nyquist: float, f_hi: float = 4800.0) -> np.ndarray:
+    """Piecewise-linear frequency warp of Jaitly & Hinton (2013): f * alpha up to a knee, then a line to
+    Nyquist, so the warped axis still ends at Nyquist and stays increasing."""
+    if alpha == 1.0:
+        return freqs
+    knee = f_hi * min(alpha, 1.0) / alpha
+    high = nyquist - (nyquist - f_hi * min(alpha, 1.0)) / (nyquist - knee) * (nyquist - freqs)
+    return np.where(freqs <= knee, freqs * alpha, high)
+
+
+def mel_filterbank(cfg: OfflineCodecConfig, warp: float = 1.0) -> torch.Tensor:
+    """Triangular HTK-mel filters [n_mels, n_fft // 2 + 1]; `warp` scales their frequencies (VTLP)."""
 
     def hz_to_mel(f):
         return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
@@ -130,7 +144,7 @@ def mel_filterbank(cfg: OfflineCodecConfig) -> torch.Tensor:
     def mel_to_hz(m):
         return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
 
-    edges = mel_to_hz(np.linspace(hz_to_mel(cfg.fmin), hz_to_mel(cfg.fmax), cfg.n_mels + 2))
+    edges = vtlp(mel_to_hz(np.linspace(hz_to_mel(cfg.fmin), hz_to_mel(cfg.fmax), cfg.n_mels + 2)), warp, cfg.sample_rate / 2)
     bins = np.fft.rfftfreq(cfg.n_fft, 1.0 / cfg.sample_rate)
     fb = np.zeros((cfg.n_mels, len(bins)))
     for i in range(cfg.n_mels):
@@ -151,10 +165,10 @@ def dct_matrix(n: int) -> torch.Tensor:
 class Frontend:
     """Cepstra of padded batches, sub-frame j centred on sample hop * j + hop / 2 of each item."""
 
-    def __init__(self, cfg: OfflineCodecConfig):
+    def __init__(self, cfg: OfflineCodecConfig, warp: float = 1.0):
         self.cfg = cfg
         self.window = torch.hann_window(cfg.win_length)
-        self.fb = mel_filterbank(cfg)
+        self.fb = mel_filterbank(cfg, warp)
         self.dct = dct_matrix(cfg.n_mels)
         # Left padding that centres the window (placed mid-frame by torch.stft) on hop * j + hop / 2.
         self.left = cfg.n_fft // 2 - cfg.hop // 2
@@ -351,21 +365,24 @@ class OfflineCodec(Codec):
         cfg = config or OfflineCodecConfig()
         cfg.validate()
         t0 = time.perf_counter()
-        frontend = Frontend(cfg)
+        frontends = [Frontend(cfg)] + [Frontend(cfg, w) for w in cfg.fit_warps]
         ceps: list[torch.Tensor] = []
         seconds = 0.0
+        utterances = 0
         for wav in waveforms:
             wav = np.asarray(wav, dtype=np.float32)
             if wav.ndim != 1 or wav.size == 0:
                 raise CodecError(f"fit: expected non-empty mono waveforms, got shape {wav.shape}")
             frames = math.ceil(len(wav) / cfg.samples_per_frame)
-            ceps.append(frontend.cepstra(torch.from_numpy(wav)[None], frames)[0])
+            for frontend in frontends:
+                ceps.append(frontend.cepstra(torch.from_numpy(wav)[None], frames)[0])
             seconds += len(wav) / cfg.sample_rate
+            utterances += 1
         if not ceps:
             raise CodecError("fit: no audio")
         t_feat = time.perf_counter() - t0
         sub = cfg.sub_frames
-        cepstral_mean = torch.cat(ceps).mean(0)
+        cepstral_mean = torch.cat(ceps[:: len(frontends)]).mean(0)  # of the real (unwarped) audio
         content, acoustic = [], []
         for cep in ceps:
             body = cep[:, 1 : 1 + cfg.content_cepstra]
@@ -399,7 +416,8 @@ class OfflineCodec(Codec):
                 log(f"codebook {kb}/{len(groups)} (cepstra {group[0]}..{group[-1]}) fitted")
         summary = {
             "audio_hours": round(seconds / 3600, 4),
-            "utterances": len(ceps),
+            "utterances": utterances,
+            "fit_copies": len(frontends),
             "frames": n,
             "kmeans_frames": len(content_x),
             "underdetermined": len(content_x) < k,

@@ -235,7 +235,7 @@ def read_folder(root: str | Path) -> tuple[list[AudioItem], list[SourceError]]:
 
 
 # --- Hugging Face datasets saved on disk -----------------------------------------------------------------
-def _is_hf_dataset_dir(path: Path) -> bool:
+def is_hf_dataset_dir(path: Path) -> bool:
     return (path / "dataset_info.json").is_file() or (path / "state.json").is_file() or (path / "dataset_dict.json").is_file()
 
 
@@ -341,7 +341,7 @@ def detect_kind(path: str | Path) -> str:
         return "manifest"
     if not path.is_dir():
         raise ValueError(f"{path}: no such file or directory")
-    if _is_hf_dataset_dir(path):
+    if is_hf_dataset_dir(path):
         return "hf"
     if next(path.rglob("*trans.txt"), None) is not None:
         return "librispeech"
