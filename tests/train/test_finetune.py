@@ -177,3 +177,24 @@ def test_finetune_command_errors(base, tmp_path, capsys):
     assert "init_from is required" in capsys.readouterr().err
     assert main(["prepare-jsonl", "--input", str(tmp_path / "none.jsonl"), "--model", str(base["model"]), "--out", str(tmp_path / "o")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_finetune_resume_is_exact(base, tmp_path):
+    """4 steps straight == 2 steps, stop, resume to 4 (constant LR so the schedule does not depend on the
+    total): the SFT source's cursor comes back with the engine's checkpoint."""
+    from safetensors.torch import load_file
+
+    sft = prepare_jsonl(_pairs(tmp_path / "pairs.jsonl", n=6), tmp_path / "sft", model=str(base["model"]))
+    common = [
+        f"sft.path={sft}", "sft.epochs=null", "sft.eval_before=false", "sft.eval_batches=1",
+        f"train.model.init_from={base['model']}", "train.global_batch=4", "train.micro_batch=2",
+        "train.data.seq_len=64", "train.optim.lr=0.003", "train.schedule.kind=constant", "train.schedule.warmup_frac=0",
+        "train.device=cpu", "train.precision=fp32", "train.log.tensorboard=false", "train.log.progress=false",
+        "train.checkpoint.every=2",
+    ]
+    assert main(["run", *common, f"train.run_dir={tmp_path / 'a'}", "train.steps=4"]) == 0
+    assert main(["run", *common, f"train.run_dir={tmp_path / 'b'}", "train.steps=2"]) == 0
+    assert main(["run", *common, f"train.run_dir={tmp_path / 'b'}", "train.steps=4", "train.checkpoint.resume=auto"]) == 0
+    a = load_file(str(tmp_path / "a" / "checkpoints" / "step_00000004" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "checkpoints" / "step_00000004" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -13,9 +13,14 @@ after N trailing silent frames; a detector says how many of the last frames are 
   values is a stuck loop (held silence, a hum). Speech changes its semantic code every few frames at
   12.5 Hz, so a 2 s tail with <= 2 distinct codes is not speech.
 
-`measure_detectors` scores detectors against the energy labels of real audio (per-frame precision and
-recall, the longest silent run a detector finds inside speech); `benchmarks/bench_generate.py --silence`
-prints it, and README-generate.md records the numbers.
+`measure_detectors` scores detectors against the energy labels of real audio; `benchmarks/bench_generate.py
+--silence CODEC` prints it. Measured on LibriSpeech-mini (two files for calibration, two held out, each
+followed by 2 s of digital silence and 2 s of -60 dBFS noise) through the offline codec fitted on 4 min
+of synthetic speech: `codes` precision 0.97 / recall 0.63, longest run called silent inside speech 3
+frames, at least 28 frames found inside each silence; `repeat` (<= 2 codes) precision 1.0 / recall 0.40,
+0 frames inside speech, >= 21 inside silence; `energy` 0.99 / 0.56, 5 and 25. Every detector separates
+pauses (< 0.4 s) from real silence (> 1.6 s), so stops after 1-2 s (13-25 frames) are safe. Recall
+below 1 comes from frames next to speech, which the codec smears.
 """
 
 from __future__ import annotations
