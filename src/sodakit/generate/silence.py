@@ -18,9 +18,10 @@ after N trailing silent frames; a detector says how many of the last frames are 
 followed by 2 s of digital silence and 2 s of -60 dBFS noise) through the offline codec fitted on 4 min
 of synthetic speech: `codes` precision 0.97 / recall 0.63, longest run called silent inside speech 3
 frames, at least 28 frames found inside each silence; `repeat` (<= 2 codes) precision 1.0 / recall 0.40,
-0 frames inside speech, >= 21 inside silence; `energy` 0.99 / 0.56, 5 and 25. Every detector separates
-pauses (< 0.4 s) from real silence (> 1.6 s), so stops after 1-2 s (13-25 frames) are safe. Recall
-below 1 comes from frames next to speech, which the codec smears.
+0 frames inside speech, >= 21 inside silence; `repeat` (1 code) 1.0 / 0.24, 0 and 17; `energy` 0.99 /
+0.56, 5 and 25. Every detector separates pauses (<= 0.4 s) from real silence (>= 1.36 s), so a stop after
+6-16 frames (0.5-1.3 s) fires in silence and not in speech. Recall below 1 comes from frames next to
+speech, which the codec smears.
 """
 
 from __future__ import annotations
