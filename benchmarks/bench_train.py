@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from sodakit.model.config import PRESETS, ModelConfig, train_flops_per_token
 from sodakit.model.hf import to_hf_config, to_hf_state_dict
 from sodakit.model.qwen3 import build_model
+from sodakit.train.cpu import tune_cpu_allocator
 from sodakit.train.metrics import measure_matmul_peak
 
 
@@ -62,19 +63,26 @@ def make_step(kind: str, model, dtype: torch.dtype):
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return float(loss)
+        return float(loss.detach())
 
     return step
 
 
-def bench_speed(name: str, cfg: ModelConfig, batch: int, seq: int, dtype: torch.dtype, steps: int) -> dict:
+def bench_speed(
+    name: str, cfg: ModelConfig, batch: int, seq: int, dtype: torch.dtype, steps: int, compile_blocks: bool = False
+) -> dict:
     torch.manual_seed(0)
     ours = build_model(cfg, seed=0)
     theirs = hf_model(cfg, ours)
     ids = torch.randint(0, cfg.vocab_size, (batch, seq + 1))
     runners = {"ours": make_step("ours", ours, dtype), "transformers": make_step("hf", theirs, dtype)}
-    losses = {k: r(ids) for k, r in runners.items()}  # warm-up (allocations, kernels)
-    assert abs(losses["ours"] - losses["transformers"]) < 2e-2, f"models disagree: {losses}"
+    if compile_blocks:
+        compiled = build_model(cfg, seed=0)
+        for block in compiled.layers:
+            block.compile()
+        runners["ours+compile"] = make_step("ours", compiled, dtype)
+    losses = {k: r(ids) for k, r in runners.items()}  # warm-up (allocations, kernels, compilation)
+    assert max(losses.values()) - min(losses.values()) < 2e-2, f"models disagree: {losses}"
     for r in runners.values():
         r(ids)
     times: dict[str, list[float]] = {k: [] for k in runners}
@@ -92,6 +100,8 @@ def bench_speed(name: str, cfg: ModelConfig, batch: int, seq: int, dtype: torch.
         tps = batch * seq / med
         out[k] = {"step_s": med, "tokens_per_s": tps, "mfu": tps * fpt / peak}
     out["speedup"] = out["ours"]["tokens_per_s"] / out["transformers"]["tokens_per_s"]
+    if compile_blocks:
+        out["speedup_compiled"] = out["ours+compile"]["tokens_per_s"] / out["transformers"]["tokens_per_s"]
     return out
 
 
@@ -135,15 +145,21 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--seq", type=int, default=4096, help="memory benchmark sequence length")
     ap.add_argument("--preset", default="135M")
+    ap.add_argument("--compile", action="store_true", help="also time ours with torch.compile per block")
+    ap.add_argument("--default-allocator", action="store_true", help="keep glibc's default malloc settings")
     ap.add_argument("--child-memory", choices=["ours", "transformers"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     if args.child_memory:
         print(json.dumps(memory_child(args.child_memory, args.preset, args.seq, dtypes[args.dtype or "bf16"])))
         return
+    # What `sodakit train` does on CPU (sodakit/train/cpu.py); both models share this process, so both
+    # benefit. The memory benchmark's children do not use it (it keeps freed memory resident).
+    allocator = tune_cpu_allocator() if not args.default_allocator else False
     chosen = [args.dtype] if args.dtype else ["fp32", "bf16"]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu capability "
-          f"{torch.backends.cpu.get_cpu_capability()}; load average {os.getloadavg()[0]:.1f} (shared CPU)")
+          f"{torch.backends.cpu.get_cpu_capability()}; load average {os.getloadavg()[0]:.1f} (shared CPU); "
+          f"heap-reusing allocator: {allocator}")
     if args.only in (None, "speed"):
         shapes = [
             ("tiny, vocab 8192, B4 x 256", PRESETS["tiny"].replace(vocab_size=8192), 4, 256),
@@ -154,9 +170,10 @@ def main() -> None:
         print(f"{'shape':<32} {'dtype':<6} {'ours tok/s':>11} {'hf tok/s':>10} {'speedup':>8} {'ours MFU':>9} {'hf MFU':>8}")
         for d in chosen:
             for name, cfg, b, s in shapes:
-                r = bench_speed(name, cfg, b, s, dtypes[d], args.steps)
+                r = bench_speed(name, cfg, b, s, dtypes[d], args.steps, args.compile)
+                extra = f"  compiled: {r['speedup_compiled']:.2f}x" if args.compile else ""
                 print(f"{name:<32} {d:<6} {r['ours']['tokens_per_s']:>11.0f} {r['transformers']['tokens_per_s']:>10.0f} "
-                      f"{r['speedup']:>7.2f}x {r['ours']['mfu']:>8.1%} {r['transformers']['mfu']:>8.1%}", flush=True)
+                      f"{r['speedup']:>7.2f}x {r['ours']['mfu']:>8.1%} {r['transformers']['mfu']:>8.1%}{extra}", flush=True)
     if args.only in (None, "memory"):
         print(f"\n== peak memory of one training step: {args.preset}, 1 x {args.seq} tokens, vocab 144644 ==")
         for d in chosen:

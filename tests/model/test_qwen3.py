@@ -28,6 +28,7 @@ def model():
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
     monkeypatch.setattr(qwen3, "MIN_CE_ROWS", 1)
+    monkeypatch.setattr(qwen3, "CE_ROWS_PER_WIDTH", 0)
 
 
 def naive_loss(model, x, y, mask, z):
@@ -189,3 +190,16 @@ def test_fused_loss_bf16_compute_path():
     assert torch.allclose(total16, total32, rtol=2e-2)
     assert torch.allclose(h16.grad.float(), h32.grad, atol=2e-2)
     assert torch.allclose(w16.grad.float(), w32.grad, atol=2e-2)
+
+
+def test_fused_loss_follows_autocast(model):
+    """Under bf16 autocast (fp32 weights), the head runs in bf16 and returns fp32 gradients."""
+    ids = torch.randint(0, V, (2, 30))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(ids[:, :-1], ids[:, 1:])
+    out.loss.backward()
+    g = grads(model)
+    assert g["lm_head.weight"].dtype == torch.float32 and g["embed.weight"].dtype == torch.float32
+    ref = model(ids[:, :-1], ids[:, 1:])
+    assert torch.allclose(out.loss, ref.loss, rtol=2e-2)
+    model.zero_grad(set_to_none=True)

@@ -39,12 +39,16 @@ from torch.utils.checkpoint import checkpoint
 
 from sodakit.model.config import ModelConfig
 
-# Logits computed at once by the chunked loss (fp32 elements). GPU: 2**26 = 256 MiB (~460 rows at the
+# Logits computed at once by the chunked loss (fp32 elements). GPU: 2**27 = 512 MiB (~930 rows at the
 # 144,644 SODA vocabulary): big matmuls. CPU: 2**22 = 16 MiB, so a chunk stays in cache (measured 2.5x
-# faster than 2**26 at vocabulary 8192). Never fewer than MIN_CE_ROWS rows: every chunk also reads and
-# writes the whole fp32 grad(W_head), which must stay amortised over enough rows.
-DEFAULT_CE_CHUNK_ELEMENTS = {"cuda": 2**26, "cpu": 2**22}
-MIN_CE_ROWS = 256
+# faster than 2**26 at vocabulary 8192).
+DEFAULT_CE_CHUNK_ELEMENTS = {"cuda": 2**27, "cpu": 2**22}
+# Every chunk also adds its part of grad(W_head) [V, d] into an fp32 accumulator: a few passes over V*d
+# against about ten passes over rows*V for the chunk's softmax, so rows >= d keeps the accumulation
+# a minor cost; with 2*d it stays under ~15% (and in bf16 on CPU the matmuls are cheap enough that it
+# otherwise dominates). The floor keeps tiny models from degenerate one-row chunks.
+CE_ROWS_PER_WIDTH = 2
+MIN_CE_ROWS = 64
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -96,6 +100,14 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
 
+def _native_gqa_ok(q: Tensor, mask: Tensor | None) -> bool:
+    """Whether SDPA can run grouped-query attention natively in a fused kernel for these inputs:
+    the CPU flash kernel does; on GPU only flash attention does (half precision, no explicit mask)."""
+    if q.device.type == "cpu":
+        return mask is None
+    return mask is None and q.dtype in (torch.bfloat16, torch.float16)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig, layer_idx: int) -> None:
         super().__init__()
@@ -116,14 +128,14 @@ class Attention(nn.Module):
         v = v.view(b, t, self.n_kv_heads, hd).transpose(1, 2)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            is_causal=mask is None,
-            enable_gqa=self.n_heads != self.n_kv_heads,
-        )
+        gqa = self.n_heads != self.n_kv_heads
+        if gqa and not _native_gqa_ok(q, mask):
+            # Only the flash kernels honour enable_gqa; anything else would silently run the slow
+            # "math" kernel, so expand K/V for the memory-efficient kernel instead.
+            k = k.repeat_interleave(self.n_heads // self.n_kv_heads, dim=1)
+            v = v.repeat_interleave(self.n_heads // self.n_kv_heads, dim=1)
+            gqa = False
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=gqa)
         return self.wo(y.transpose(1, 2).reshape(b, t, self.n_heads * hd))
 
 
@@ -210,8 +222,8 @@ class LossOutput:
     token_nll: Tensor
 
 
-def _chunk_rows(vocab_size: int, chunk_elements: int) -> int:
-    return max(MIN_CE_ROWS, chunk_elements // vocab_size)
+def _chunk_rows(vocab_size: int, width: int, chunk_elements: int) -> int:
+    return max(MIN_CE_ROWS, CE_ROWS_PER_WIDTH * width, chunk_elements // vocab_size)
 
 
 class _FusedLinearCrossEntropy(torch.autograd.Function):
@@ -224,19 +236,24 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, h: Tensor, weight: Tensor, targets: Tensor, weights: Tensor, z: float, rows: int):
+    def forward(ctx, h: Tensor, weight: Tensor, targets: Tensor, weights: Tensor, z: float, rows: int, dtype):
+        ctx.h_dtype, ctx.weight_dtype = h.dtype, weight.dtype
+        with torch.autocast(h.device.type, enabled=False):  # the compute dtype is explicit
+            return _FusedLinearCrossEntropy._forward(ctx, h.to(dtype), weight.to(dtype), targets, weights, z, rows)
+
+    @staticmethod
+    def _forward(ctx, h: Tensor, w_mat: Tensor, targets: Tensor, weights: Tensor, z: float, rows: int):
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        n = h.shape[0]
-        w_mat = weight.to(h.dtype)
+        n, vocab = h.shape[0], w_mat.shape[0]
         nll = torch.empty(n, dtype=torch.float32, device=h.device)
         lse = torch.empty(n, dtype=torch.float32, device=h.device)
         grad_h = torch.empty_like(h) if need_h else None
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device) if need_w else None
+        grad_w = torch.empty(w_mat.shape, dtype=torch.float32, device=h.device) if need_w else None
         # One logits buffer reused by every chunk (fp32), plus one in the compute dtype when that is not
         # fp32: no allocation per chunk, and on CPU a chunk stays cache-resident.
         rows = min(rows, n)
-        buf = torch.empty(rows, weight.shape[0], dtype=torch.float32, device=h.device)
-        low = None if h.dtype == torch.float32 else torch.empty(rows, weight.shape[0], dtype=h.dtype, device=h.device)
+        buf = torch.empty(rows, vocab, dtype=torch.float32, device=h.device)
+        low = None if h.dtype == torch.float32 else torch.empty(rows, vocab, dtype=h.dtype, device=h.device)
         for s in range(0, n, rows):
             e = min(n, s + rows)
             hc, tc, wc = h[s:e], targets[s:e], weights[s:e]
@@ -259,23 +276,30 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
                 g = probs if low is None else low[: e - s].copy_(probs)
                 if need_h:
                     torch.mm(g, w_mat, out=grad_h[s:e])
-                if need_w:
+                if need_w:  # the first chunk writes the accumulator, later ones add to it
                     if low is None:
-                        grad_w.addmm_(g.t(), hc)
+                        if s == 0:
+                            torch.mm(g.t(), hc, out=grad_w)
+                        else:
+                            grad_w.addmm_(g.t(), hc)
+                    elif s == 0:
+                        grad_w.copy_(g.t() @ hc)
                     else:
                         grad_w.add_(g.t() @ hc)
+        if grad_w is not None and n == 0:
+            grad_w.zero_()
         total = (weights * (nll + z * lse.square())).sum()
         ctx.save_for_backward(grad_h, grad_w)
-        ctx.weight_dtype = weight.dtype
         ctx.mark_non_differentiable(nll, lse)
         return total, nll, lse
 
     @staticmethod
     def backward(ctx, grad_total: Tensor, _grad_nll, _grad_lse):
         grad_h, grad_w = ctx.saved_tensors
-        gh = (grad_h * grad_total.to(grad_h.dtype)) if grad_h is not None else None
-        gw = (grad_w * grad_total).to(ctx.weight_dtype) if grad_w is not None else None
-        return gh, gw, None, None, None, None
+        # In place: these buffers exist only for this backward (no double backward through the loss).
+        gh = grad_h.mul_(grad_total.to(grad_h.dtype)).to(ctx.h_dtype) if grad_h is not None else None
+        gw = grad_w.mul_(grad_total).to(ctx.weight_dtype) if grad_w is not None else None
+        return gh, gw, None, None, None, None, None
 
 
 def fused_linear_cross_entropy(
@@ -294,8 +318,11 @@ def fused_linear_cross_entropy(
     if chunk_elements is None:
         chunk_elements = DEFAULT_CE_CHUNK_ELEMENTS["cuda" if h.is_cuda else "cpu"]
     safe_targets = torch.where(weights != 0, targets, torch.zeros_like(targets))
-    rows = _chunk_rows(weight.shape[0], chunk_elements)
-    return _FusedLinearCrossEntropy.apply(h, weight, safe_targets, weights.float(), float(z_loss_weight), rows)
+    rows = _chunk_rows(weight.shape[0], weight.shape[1], chunk_elements)
+    # Matmuls in the hidden states' dtype (bf16 under FSDP mixed precision), or autocast's when it is on.
+    device = h.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else h.dtype
+    return _FusedLinearCrossEntropy.apply(h, weight, safe_targets, weights.float(), float(z_loss_weight), rows, dtype)
 
 
 # ---------------------------------------------------------------------------------------------------

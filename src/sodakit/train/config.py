@@ -98,7 +98,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile each decoder block
     activation_checkpointing: bool = False
     # fp32 logits per chunk of the fused LM head + cross-entropy (memory vs matmul size);
-    # None: 2**26 on GPU, 2**22 on CPU (sodakit.model.qwen3.DEFAULT_CE_CHUNK_ELEMENTS).
+    # None: 2**27 on GPU, 2**22 on CPU (sodakit.model.qwen3.DEFAULT_CE_CHUNK_ELEMENTS).
     ce_chunk_elements: int | None = None
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelSpec = field(default_factory=ModelSpec)

@@ -129,12 +129,16 @@ class MetricsWriter:
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
-            # Drop records after the checkpoint we resume from: they will be produced again.
-            kept = [
-                line
-                for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= resume_step
-            ]
+            # Drop records after the checkpoint we resume from (they will be produced again) and a
+            # last line cut short by a kill.
+            kept = []
+            for line in self.path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if record.get("step", 0) <= resume_step:
+                    kept.append(line)
             tmp = self.path.with_suffix(".jsonl.tmp")
             tmp.write_text("".join(k + "\n" for k in kept))
             tmp.replace(self.path)

@@ -226,6 +226,10 @@ def train(
     if cfg.steps <= 0:
         raise ValueError(f"steps must be positive, got {cfg.steps}")
     ctx = D.setup(cfg.device)
+    if ctx.device.type == "cpu":
+        from sodakit.train.cpu import tune_cpu_allocator
+
+        tune_cpu_allocator()
     try:
         return _train(cfg, ctx, source, on_step)
     finally:
