@@ -86,7 +86,8 @@ def timed(fn, repeats: int = 1) -> float:
 def speed(codec: Codec, clips: list[np.ndarray], repeats: int) -> dict:
     """Throughputs in audio seconds per wall second; clips are at the codec's sample rate."""
     seconds = sum(len(c) for c in clips) / codec.sample_rate
-    codec.encode(clips[:1])  # warm-up (allocations, lazy init, cuDNN autotune)
+    codec.encode(clips)  # warm-up (allocations, lazy init, cuDNN autotune) for both shapes
+    codec.encode(clips[:1])
     batched = timed(lambda: codec.encode(clips), repeats)
     single = timed(lambda: [codec.encode([c]) for c in clips], repeats)
     codes, frames = codec.encode(clips)
@@ -250,8 +251,10 @@ def print_table(r: dict) -> None:
         print(f"\nencode ratio {nb} / {na}: {b['encode_batched_x'] / a['encode_batched_x']:.2f} (batched)")
     if "offline_fit" in r:
         f = r["offline_fit"]
-        print(f"\noffline codec fit: {f['audio_hours']} h of speech, {f['frames']} frames, {f['wall_s']} s wall "
-              f"({f['wall_s'] / max(f['audio_hours'], 1e-9) / 60:.1f} min per hour of speech)")
+        per_h = 60 * max(f["audio_hours"], 1e-9)
+        print(f"\noffline codec fit: {f['audio_hours']} h of speech x {f.get('fit_copies', 1)} (VTLP copies), "
+              f"{f['frames']} frames: {f['wall_s']} s wall ({f['wall_s'] / per_h:.1f} min per hour of speech), "
+              f"{f.get('cpu_seconds', float('nan'))} s CPU ({f.get('cpu_seconds', float('nan')) / per_h:.1f} CPU-min per hour)")
     if "offline_bitrate_bps" in r:
         print(f"offline codec bitrate: {r['offline_bitrate_bps']:.0f} bit/s (Mimi 8 codebooks: 1100 bit/s)")
     if "offline_wer" in r:

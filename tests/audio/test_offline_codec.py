@@ -113,5 +113,5 @@ def test_resynthesis_stays_intelligible(codec, speech):
     w_resyn = wer(refs, asr.transcribe(resyn, 16000))
     assert w_resyn <= w_orig + 0.35, (w_orig, w_resyn)
     # Sanity of the judge itself: noise with the same loudness is not understood.
-    noise = [np.random.default_rng(0).standard_normal(len(w)).astype(np.float32) * float(w.std()) for w in resyn]
-    assert wer(refs, asr.transcribe(noise, 16000)) > w_resyn + 0.3
+    noise = [np.random.default_rng(0).standard_normal(len(w)).astype(np.float32) * float(w.std()) for w in resyn[:2]]
+    assert wer(refs[:2], asr.transcribe(noise, 16000)) > w_resyn + 0.3
