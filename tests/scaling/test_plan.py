@@ -140,14 +140,13 @@ def test_soda_sweep_size():
 
 def test_mini_preset_same_rules_small_scale():
     plan = plan_sweep(MINI_RULES)
-    assert len(plan.runs) == 22
-    assert all(len(plan.runs_for(b)) >= 5 for b in MINI_RULES.budgets)
+    assert [len(plan.runs_for(b)) for b in MINI_RULES.budgets] == [4, 5, 7]  # >= 4 sizes per budget
     # the LR cap needs d >= 0.33*sqrt(8)/0.01 = 93.3 at the minimum batch
     assert min(r.width for r in plan.runs) == 96
     for b in MINI_RULES.budgets:
         below = {w for w in widths_for_budget(b, MINI_RULES) if w < 94}
         assert below and {s.width for s in plan.skipped if s.budget == b and s.width < 94} == below
-    assert 2e14 < plan.total_flops < 4e14
+    assert 5e13 < plan.total_flops < 8e13  # ~30 min single-threaded on a shared laptop core
 
 
 def test_6n_convention_uses_six_n():

@@ -1,6 +1,7 @@
-"""`sodakit isoflop`: plan, fit, predict (the IsoFLOP scaling study).
+"""`sodakit isoflop`: plan, run, fit, predict (the IsoFLOP scaling study).
 
     sodakit isoflop plan [--preset soda|mini] [--config RULES.yaml] [--budgets C ...] [--out DIR] [key=value ...]
+    sodakit isoflop run PLAN --data PACKED[:WEIGHT] ... --val PACKED [--results CSV] [--runs-dir DIR] ...
     sodakit isoflop fit RESULTS.csv [--out DIR] [--json] [--approach 2 3] [--bootstrap N] ...
     sodakit isoflop predict --fit FIT.json --flops C [C ...] [--json]
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -39,6 +41,41 @@ def _plan_parser(sub) -> None:
     p.add_argument("--out", type=Path, help="write OUT/plan.json and OUT/plan.csv")
     p.add_argument("--json", action="store_true", help="print the plan as JSON instead of a table")
     p.add_argument("overrides", nargs="*", help="SweepRules overrides key=value")
+
+
+EPILOG_RUN = """examples:
+  sodakit isoflop run runs/mini --data packed/speech:0.95 packed/text:0.05 --val packed/val
+  torchrun --nproc-per-node 8 -m sodakit isoflop run runs/soda --data soda:1 --val dev_clean --micro-batch 16
+
+Finished runs (rows of the results CSV) are skipped; an interrupted run resumes from its own checkpoint.
+Results columns: run_id, budget, flop_convention, status, shape, batch, lr, steps, params,
+params_nonembedding, tokens, flops, loss (validation NLL, all tokens), loss_text/marker/audio/semantic,
+train_loss, wall_time_s, ... (the input of `isoflop fit`).
+"""
+
+
+def _run_parser(sub) -> None:
+    p = sub.add_parser("run", help="train every run of a plan (resumable; torchrun works), append results",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_RUN)
+    p.add_argument("plan", type=Path, help="plan.json written by `isoflop plan --out` (or its directory)")
+    p.add_argument("--data", nargs="+", required=True, metavar="PACKED[:WEIGHT]",
+                   help="training data: packed datasets with mixture weights (default weight 1)")
+    p.add_argument("--val", required=True, help="held-out packed dataset; the validation loss covers all of it")
+    p.add_argument("--results", type=Path, help="results CSV (default: results.csv next to the plan)")
+    p.add_argument("--runs-dir", type=Path, help="one directory per run (default: runs/ next to the plan)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="auto: fp32 on CPU, bf16 on GPU")
+    p.add_argument("--micro-batch", type=int, default=0,
+                   help="sequences per rank per forward (default: global batch / world size)")
+    p.add_argument("--seed", type=int, default=0, help="init and data-order seed shared by all runs")
+    p.add_argument("--checkpoint-every", type=int, default=0, help="steps between checkpoints (default ~4 per run)")
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep each run's final checkpoint")
+    p.add_argument("--compile", action="store_true", help="torch.compile each decoder block (GPU)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
+    p.add_argument("--only", nargs="+", default=[], metavar="RUN_ID", help="train only these runs")
+    p.add_argument("--max-runs", type=int, default=0, help="stop after this many runs (0: all)")
+    p.add_argument("--progress", action="store_true", help="per-step progress bar")
 
 
 def _fit_parser(sub) -> None:
@@ -115,6 +152,28 @@ def _cmd_plan(args) -> int:
     return 0
 
 
+def _cmd_run(args) -> int:
+    from sodakit.scaling.run import RunSettings, default_paths, parse_data_arg, run_plan
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    results, runs_dir = default_paths(args.plan)
+    settings = RunSettings(
+        data=[parse_data_arg(d) for d in args.data], val=args.val,
+        results=args.results or results, runs_dir=args.runs_dir or runs_dir,
+        device=args.device, precision=args.precision, micro_batch=args.micro_batch, seed=args.seed,
+        checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, compile=args.compile,
+        only=list(args.only), max_runs=args.max_runs, progress=args.progress,
+    )
+    out = run_plan(args.plan, settings, log=lambda m: print(m, file=sys.stderr, flush=True))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"trained {len(out.trained)}, skipped {len(out.skipped)} finished, diverged {len(out.diverged)}; "
+              f"results in {settings.results}")
+    return 0
+
+
 def _cmd_fit(args) -> int:
     from sodakit.scaling.fit import FitSettings, fit_all, format_report, write_fit
     from sodakit.scaling.results import Columns, read_results
@@ -172,14 +231,15 @@ def main(argv: list[str]) -> int:
     from sodakit.scaling.laws import FitError
     from sodakit.scaling.results import ResultsError
 
-    parser = argparse.ArgumentParser(prog="sodakit isoflop", description="IsoFLOP scaling study: plan, fit, predict")
+    parser = argparse.ArgumentParser(prog="sodakit isoflop", description="IsoFLOP scaling study: plan, run, fit, predict")
     sub = parser.add_subparsers(dest="cmd", required=True)
     _plan_parser(sub)
+    _run_parser(sub)
     _fit_parser(sub)
     _predict_parser(sub)
     args = parser.parse_args(argv)
     try:
-        return {"plan": _cmd_plan, "fit": _cmd_fit, "predict": _cmd_predict}[args.cmd](args)
-    except (ConfigError, ResultsError, FitError, ValueError) as e:
+        return {"plan": _cmd_plan, "run": _cmd_run, "fit": _cmd_fit, "predict": _cmd_predict}[args.cmd](args)
+    except (ConfigError, ResultsError, FitError, FileNotFoundError, ValueError) as e:  # (CheckpointError, RunError too)
         print(f"sodakit isoflop {args.cmd}: error: {e}", file=sys.stderr)
         return 2

@@ -41,11 +41,14 @@ Interpretation notes (where the paper is terse):
   whose LR cap forces a small batch).
 
 The scaled-down "mini" preset keeps every rule and changes only the scale: sequences 256 instead of
-4096, a small vocabulary (2048; set it to your data's), widths 32..512 (steps 32/64, head width 32: all
-SODA's width constants / 4; the step switches above 1.5e13), target steps 2^7 instead of 2^16 so that
-batches of >= 8 sequences are reachable at laptop budgets, and budgets 3e12, 1e13, 3e13 (22 runs,
-3.2e14 FLOPs in all: about an hour at ~100 GFLOP/s effective). Widths below ~94 never qualify: the LR
-cap 0.33*sqrt(8)/d <= 0.01 needs d >= 94 at the minimum batch of 8, exactly as in SODA's rules.
+4096, a small vocabulary (1540 = 512 text ids + 4 markers + 8 codebooks x 128, the laptop study's data;
+set it to yours), widths 32..512 (steps 32/64, head width 32: all SODA's width constants / 4; the step
+switches above 1.5e13), target steps 2^7 instead of 2^16 so that batches of >= 8 sequences are reachable
+at laptop budgets, and budgets 1.5e12, 3e12, 6e12 (16 runs: 4, 5 and 7 per budget, 6.3e13 FLOPs in
+all; the measured laptop sweep took about half an hour single-threaded on a shared 2-core CPU, see
+README). Widths below ~94 never qualify: the LR cap 0.33*sqrt(8)/d <= 0.01 needs d >= 94 at the minimum
+batch of 8, exactly as in SODA's rules. Budgets below ~1.5e12 leave fewer than 4 widths at this
+vocabulary (the minimum batch of 8 rejects the larger models), which is why the sweep starts there.
 """
 
 from __future__ import annotations
@@ -138,10 +141,10 @@ class SweepRules:
 # The scaled-down preset: same rules, laptop scale (see the module docstring).
 MINI_RULES = SweepRules(
     name="mini",
-    # ~3.2e14 FLOPs for the whole sweep (22 runs): about an hour at ~100 GFLOP/s of effective CPU training.
-    budgets=[3e12, 1e13, 3e13],
+    # 6.3e13 FLOPs for the whole sweep (16 runs, >= 4 widths per budget): ~30 min on one shared CPU core.
+    budgets=[1.5e12, 3e12, 6e12],
     seq_len=256,
-    vocab_size=2048,  # set to the data's vocabulary
+    vocab_size=1540,  # the laptop study's data (512 text + 4 markers + 8 x 128 audio); set to your data's
     min_width=32,
     max_width=512,
     width_step_small=32,

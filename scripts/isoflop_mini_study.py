@@ -1,0 +1,250 @@
+#!/usr/bin/env python
+"""The laptop IsoFLOP study, end to end on offline data: speech corpus -> codec -> tokens -> sweep -> fit.
+
+    python scripts/isoflop_mini_study.py [--out runs/isoflop-mini] [--docs docs/isoflop]
+
+Stages (each one is skipped when its output is complete, so rerunning the script resumes it; the sweep
+itself skips finished runs and resumes an interrupted run from its checkpoint):
+
+1. corpus    the shipped paragraphs read aloud by every installed English flite / espeak-ng voice
+             (`sodakit.demo.corpus.build_corpus`); manifest.jsonl has one row per sentence.
+2. split     held-out validation = the corpus's `--val-paragraphs` held-out paragraphs read by every
+             `--val-voice-stride`-th voice; those paragraphs are in no training data (speech or text), so
+             validation text and speech are unseen. train.jsonl / val.jsonl / train_text.txt.
+3. codec     `sodakit codec fit` on the training speech (8 codebooks x 128 entries: SODA's 8 codebooks,
+             a CPU-sized vocabulary).
+4. tokenize  `sodakit tokenize` of train.jsonl and val.jsonl with that codec.
+5. tokenizer `sodakit tokenizer train` (byte-level BPE, 512 text ids) on train_text.txt.
+6. pack      `sodakit pack`: speech (text-first + audio-first documents), text-only (same layout via
+             vocab_from), validation speech. Training mixture 95% speech / 5% text (SODA's recipe).
+7. plan      `sodakit isoflop plan --config configs/isoflop_mini.yaml vocab_size=<the data's>`.
+8. run       `sodakit isoflop run` (single-threaded torch: on a shared 2-core machine one thread per
+             process is faster than two fighting threads).
+9. fit       `sodakit isoflop fit` -> fit.json + plots; `--docs DIR` copies the plots and a summary there.
+
+Wall time of each stage goes to OUT/study.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from sodakit.config import atomic_write_text  # noqa: E402
+
+# Codec and text vocabulary: vocab = 512 text ids + 4 markers + 8 x 128 audio ids = 1540 (the mini preset's).
+NUM_CODEBOOKS, CODEBOOK_SIZE, TEXT_VOCAB = 8, 128, 512
+SPEECH_WEIGHT, TEXT_WEIGHT = 0.95, 0.05
+
+
+def log(msg: str) -> None:
+    print(f"[study {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def sodakit(*args: str, threads: int | None = None) -> str:
+    """Run a sodakit command in a subprocess (the real CLI), fail loudly, return its stdout."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    cmd = [sys.executable, "-m", "sodakit", *args]
+    log("$ sodakit " + " ".join(args))
+    p = subprocess.run(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=None, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"command failed ({p.returncode}): {' '.join(cmd)}")
+    return p.stdout
+
+
+class Timer:
+    def __init__(self, path: Path):
+        self.path = path
+        self.record = json.loads(path.read_text()) if path.exists() else {"stages": {}}
+
+    def stage(self, name: str, done: bool, fn) -> None:
+        if done:
+            log(f"{name}: done already, skipped")
+            return
+        t = time.perf_counter()
+        fn()
+        self.record["stages"][name] = round(time.perf_counter() - t + self.record["stages"].get(name, 0.0), 1)
+        atomic_write_text(self.path, json.dumps(self.record, indent=1) + "\n")
+        log(f"{name}: {self.record['stages'][name]:.0f} s")
+
+
+def split_corpus(corpus: Path, data: Path, val_voice_stride: int) -> None:
+    """Training = the corpus's training manifest and text; validation = its held-out paragraphs read by
+    every `val_voice_stride`-th voice (a small set keeps the per-run evaluation cheap).
+
+    Guard: if a validation recording shares its id (hence its WAV path) with a training recording, one
+    render overwrote the other. Then the training recording is dropped and the validation recording is
+    synthesised again under its own name, so neither split holds audio that does not match its text.
+    """
+    from sodakit.demo.corpus import Recording, _render
+
+    def rows(name: str) -> list[dict]:
+        return [json.loads(line) for line in (corpus / name).read_text().splitlines() if line.strip()]
+
+    info = json.loads((corpus / "corpus.json").read_text())
+    val_voices = set(info["voices"][::val_voice_stride])
+    train = rows("manifest.jsonl")
+    all_val = rows("manifest_val.jsonl")
+    val = [r for r in all_val if r["speaker"] in val_voices]
+    clash = {r["recording_id"] for r in all_val} & {r["recording_id"] for r in train}
+    if clash:
+        log(f"split: {len(clash)} validation recordings share a WAV path with training ones; dropping those "
+            "from training and re-rendering validation")
+        train = [r for r in train if r["recording_id"] not in clash]
+        audio = data / "val_audio"
+        audio.mkdir(parents=True, exist_ok=True)
+        fixed = []
+        for rid in sorted({r["recording_id"] for r in val}):
+            mine = [r for r in val if r["recording_id"] == rid]
+            rec = Recording(f"val-{rid}", mine[0]["speaker"], [r["text"] for r in mine])
+            fixed += _render((rec, str(audio), int(info["sample_rate"])))
+        val = fixed
+    data.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(data / "train.jsonl", "".join(json.dumps(r) + "\n" for r in train))
+    atomic_write_text(data / "val.jsonl", "".join(json.dumps(r) + "\n" for r in val))
+    shutil.copy(corpus / "text.txt", data / "train_text.txt")
+    atomic_write_text(data / "split.json", json.dumps({
+        "held_out_paragraphs": info["held_out_paragraphs"], "val_voices": sorted(val_voices),
+        "voices": info["voices"], "train_segments": len(train), "val_segments": len(val),
+        "train_seconds": round(sum(r["end"] - r["start"] for r in train), 1),
+        "val_seconds": round(sum(r["end"] - r["start"] for r in val), 1), "text_paragraphs": info["paragraphs"],
+        "dropped_clashing_train_recordings": sorted(clash),
+    }, indent=1) + "\n")
+
+
+def packed_vocab_size(path: Path) -> int:
+    return int(json.loads((path / "metadata.json").read_text())["vocab"]["size"])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "isoflop-mini")
+    ap.add_argument("--config", type=Path, default=REPO / "configs" / "isoflop_mini.yaml")
+    ap.add_argument("--voices", nargs="+", help="TTS voices (default: every installed English voice)")
+    ap.add_argument("--val-paragraphs", type=int, default=2)
+    ap.add_argument("--val-voice-stride", type=int, default=3, help="validation uses every k-th voice")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of the sweep")
+    ap.add_argument("--bootstrap", type=int, default=200)
+    ap.add_argument("--docs", type=Path, help="copy the plots and a summary JSON here (e.g. docs/isoflop)")
+    ap.add_argument("overrides", nargs="*", help="extra SweepRules overrides for the plan (key=value)")
+    args = ap.parse_args()
+
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    corpus, data, plan_dir, fit_dir = out / "corpus", out / "data", out / "plan", out / "fit"
+    timer = Timer(out / "study.json")
+    t_start = time.perf_counter()
+
+    def build() -> None:
+        from sodakit.audio.synth import available_voices
+        from sodakit.demo.corpus import build_corpus
+
+        voices = args.voices or available_voices("en")
+        if not voices:
+            raise SystemExit("no English TTS voice installed (apt-get install flite espeak-ng)")
+        info = build_corpus(corpus, voices, voices_per_paragraph=len(voices),
+                            holdout_paragraphs=args.val_paragraphs, workers=2, log=log)
+        log(f"corpus: {info['recordings']} recordings, {info['speech_hours']} h")
+
+    timer.stage("corpus", (corpus / "corpus.json").is_file(), build)
+    timer.stage("split", (data / "split.json").is_file(),
+                lambda: split_corpus(corpus, data, args.val_voice_stride))
+    codec = data / "codec"
+    timer.stage("codec", (codec / "sodakit_codec.json").is_file(),
+                lambda: sodakit("codec", "fit", str(data / "train.jsonl"), str(codec),
+                                f"num_codebooks={NUM_CODEBOOKS}", f"codebook_size={CODEBOOK_SIZE}"))
+
+    def tokenize() -> None:
+        for split in ("train", "val"):
+            sodakit("tokenize", f"input={data / (split + '.jsonl')}", f"output={data / 'tokens' / split}",
+                    f"codec={codec}", "workers=2", "device=cpu")
+
+    timer.stage("tokenize", (data / "tokens" / "val" / "manifest.json").is_file(), tokenize)
+    tok = data / "tokenizer"
+    timer.stage("tokenizer", (tok / "tokenizer.json").is_file(),
+                lambda: sodakit("tokenizer", "train", str(data / "train_text.txt"), "--output", str(tok),
+                                "--vocab-size", str(TEXT_VOCAB), "--num-codebooks", str(NUM_CODEBOOKS),
+                                "--codebook-size", str(CODEBOOK_SIZE)))
+    packed = data / "packed"
+
+    def pack() -> None:
+        sodakit("pack", f"inputs=[{data / 'tokens' / 'train'}]", f"output={packed / 'speech'}", f"tokenizer={tok}")
+        sodakit("pack", "kind=text", f"inputs=[{data / 'train_text.txt'}]", f"output={packed / 'text'}",
+                f"tokenizer={tok}", f"vocab_from={packed / 'speech'}")
+        sodakit("pack", f"inputs=[{data / 'tokens' / 'val'}]", f"output={packed / 'val'}", f"tokenizer={tok}")
+
+    timer.stage("pack", (packed / "val" / "metadata.json").is_file(), pack)
+    vocab_size = packed_vocab_size(packed / "speech")
+
+    def plan() -> None:
+        sodakit("isoflop", "plan", "--config", str(args.config), f"vocab_size={vocab_size}", *args.overrides,
+                "--out", str(plan_dir))
+
+    timer.stage("plan", (plan_dir / "plan.json").is_file(), plan)
+    t = time.perf_counter()
+    sodakit("isoflop", "run", str(plan_dir), "--data", f"{packed / 'speech'}:{SPEECH_WEIGHT}",
+            f"{packed / 'text'}:{TEXT_WEIGHT}", "--val", str(packed / "val"), "--threads", str(args.threads),
+            threads=args.threads)
+    timer.record["stages"]["run (this invocation)"] = round(time.perf_counter() - t, 1)
+    sweep_time = _sweep_wall_time(plan_dir / "results.csv")
+    timer.record["stages"]["run (sum of run wall times)"] = sweep_time
+
+    fit_json = sodakit("isoflop", "fit", str(plan_dir / "results.csv"), "--out", str(fit_dir),
+                       "--bootstrap", str(args.bootstrap), "--json")
+    fit = json.loads(fit_json)
+    print(sodakit("isoflop", "predict", "--fit", str(fit_dir), "--flops", "1e13", "1e15", "1e20"))
+    timer.record["total_this_invocation_s"] = round(time.perf_counter() - t_start, 1)
+    atomic_write_text(out / "study.json", json.dumps(timer.record, indent=1) + "\n")
+    summary = summarize(fit, timer.record, json.loads((data / "split.json").read_text()), vocab_size)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    print(json.dumps(summary, indent=1))
+    if args.docs:
+        args.docs.mkdir(parents=True, exist_ok=True)
+        for name in ("isoflop_profiles.png", "optimal_vs_compute.png", "parametric_contours.png"):
+            if (fit_dir / name).is_file():
+                shutil.copy(fit_dir / name, args.docs / name)
+        atomic_write_text(args.docs / "mini_study_summary.json", json.dumps(summary, indent=1) + "\n")
+        shutil.copy(plan_dir / "results.csv", args.docs / "mini_study_results.csv")
+        log(f"copied plots and summary to {args.docs}")
+    return 0
+
+
+def _sweep_wall_time(results: Path) -> float:
+    import csv
+
+    with open(results) as f:
+        return round(sum(float(r["wall_time_s"]) for r in csv.DictReader(f)), 1)
+
+
+def summarize(fit: dict, timing: dict, split: dict, vocab_size: int) -> dict:
+    """The numbers README quotes: exponents with intervals (Approach 2 and 3) next to SODA's."""
+    return {
+        "fit": _pick(fit),
+        "reference_soda": {"N_exponent": 0.367, "D_exponent": 0.579},
+        "timing_s": timing,
+        "data": {**split, "vocab_size": vocab_size, "codec": f"offline, {NUM_CODEBOOKS} x {CODEBOOK_SIZE}",
+                 "mixture": {"speech": SPEECH_WEIGHT, "text": TEXT_WEIGHT}},
+    }
+
+
+def _pick(fit: dict) -> dict:
+    out: dict = {"flop_convention": fit.get("flop_convention"), "warnings": fit.get("warnings", [])}
+    for key in ("approach2", "approach3"):
+        if key in fit:
+            out[key] = fit[key]
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
