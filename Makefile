@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Debian packages: speech synthesis voices for the offline corpus/benchmarks, audio tools, and
 # chromium for the report's browser test.
-APT_PACKAGES := espeak-ng flite sox ffmpeg libsndfile1 chromium
+APT_PACKAGES := espeak-ng flite sox ffmpeg libsndfile1 chromium chromium-driver
 # torch first, pinned to the CPU wheel that lies on disk here, so pip never pulls a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 DEMO_ARGS ?=

@@ -27,3 +27,5 @@ def test_bench_data_sblimp_falls_back_to_templates(tmp_path, monkeypatch):
     record = build_bench_data(cfg, log=lambda m: None)
     assert record["sets"]["sblimp"]["source"].endswith("blimp-templates")
     assert len(read_zr2021(tmp_path / "bench" / "zerospeech2021", "syntactic").items) == 6
+    spoken_as_text = read_blimp(tmp_path / "bench" / "blimp")  # tBLIMP on exactly the spoken pairs
+    assert len(spoken_as_text.items) == 6 and not spoken_as_text.errors

@@ -5,7 +5,6 @@ import http.server
 import json
 import re
 import shutil
-import subprocess
 import threading
 
 import numpy as np
@@ -66,58 +65,58 @@ def test_report_files_and_numbers(summary_dir):
         assert (out / src).is_file()
 
 
-CHECKER = """<!doctype html><html><body><pre id="result">pending</pre>
-<iframe id="f" src="index.html" style="width:1200px;height:800px"></iframe>
-<script>
-async function check() {
-  const doc = document.getElementById('f').contentDocument;
+CHECK_SCRIPT = """
+const done = arguments[arguments.length - 1];
+(async () => {
   const out = {images: [], audio: []};
-  for (const img of doc.images) {
+  for (const img of document.images) {
     let ok = true; try { await img.decode(); } catch (e) { ok = false; }
     out.images.push({src: img.getAttribute('src'), ok: ok && img.naturalWidth > 0});
   }
-  for (const a of doc.querySelectorAll('audio')) {
-    let ok = false, err = '';
-    try {
-      const r = await fetch(a.getAttribute('src'));
-      const buf = await r.arrayBuffer();
-      const ctx = new OfflineAudioContext(1, 1, 44100);
-      const decoded = await ctx.decodeAudioData(buf);
-      ok = r.ok && decoded.duration > 0 && a.error === null;
-    } catch (e) { err = String(e); }
-    out.audio.push({src: a.getAttribute('src'), ok, err});
+  for (const a of document.querySelectorAll('audio')) {
+    const ok = await new Promise((resolve) => {
+      if (a.readyState >= 1 && a.duration > 0) return resolve(true);
+      a.addEventListener('loadedmetadata', () => resolve(a.duration > 0), {once: true});
+      a.addEventListener('error', () => resolve(false), {once: true});
+      a.preload = 'auto'; a.load();
+    });
+    out.audio.push({src: a.getAttribute('src'), ok, error: a.error ? a.error.code : null, duration: a.duration});
   }
-  document.getElementById('result').textContent = 'RESULT' + JSON.stringify(out) + 'END';
-}
-document.getElementById('f').addEventListener('load', () => check());
-</script></body></html>"""
+  done(out);
+})();
+"""
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+def _chromedriver() -> str | None:
+    return shutil.which("chromedriver")
 
 
-@pytest.mark.skipif(_chromium() is None, reason="headless Chromium not installed (Debian package chromium)")
+@pytest.mark.skipif(_chromedriver() is None or shutil.which("chromium") is None,
+                    reason="headless Chromium + chromedriver not installed (Debian packages chromium chromium-driver)")
 def test_every_image_and_audio_loads_in_headless_chromium(summary_dir, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
     out = summary_dir / "report"
     build_report(json.loads((summary_dir / "summary.json").read_text()), out, base_dir=summary_dir)
-    (out / "_check.html").write_text(CHECKER)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
     handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(_chromedriver()), options=options)
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/_check.html"
-        cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={tmp_path / 'profile'}",
-               "--virtual-time-budget=20000", "--dump-dom", url]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        driver.set_script_timeout(60)
+        driver.get(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+        result = driver.execute_async_script(CHECK_SCRIPT)
     finally:
+        driver.quit()
         server.shutdown()
-    m = re.search(r"RESULT(.*?)END", proc.stdout, re.S)
-    assert m, f"checker did not finish: {proc.stdout[-500:]} {proc.stderr[-1500:]}"
-    result = json.loads(m.group(1).replace("&quot;", '"'))
     assert len(result["images"]) == 2 and len(result["audio"]) == 3
     assert all(i["ok"] for i in result["images"]), result
     assert all(a["ok"] for a in result["audio"]), result

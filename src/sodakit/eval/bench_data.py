@@ -7,6 +7,7 @@ them in the layouts the readers expect -- they go through exactly the task code 
     OUT/zerospeech2021/lexical/dev/       word vs pseudo-word (gold.csv + wav)            -> swuggy, twuggy
     OUT/zerospeech2021/syntactic/dev/     BLiMP grammatical vs ungrammatical (gold.csv)   -> sblimp
     OUT/hf/sWUGGY, OUT/hf/sBLIMP          the same pairs as Hugging Face Parquet          -> swuggy, sblimp
+    OUT/blimp/pairs.jsonl                 the sBLIMP pairs as text, BLiMP's JSONL layout   -> tblimp
     OUT/salmon/{part}/sample_i_k.wav      speaker / gender / room / background consistency -> salmon
     OUT/librispeech/{test,dev}-clean/     LibriSpeech layout (flac + trans.txt)           -> ASR
     OUT/seedtts/en/meta.lst               Seed-TTS-eval list with prompt wavs             -> TTS
@@ -158,6 +159,11 @@ def build_sblimp(cfg: BenchDataConfig, out: Path, log) -> dict:
                 pos_text=it.pos, neg_text=it.neg, meta={"type": it.meta.get("linguistics_term") or "",
                                                         "subtype": it.meta.get("phenomenon") or ""}))
     write_zr2021(out / "zerospeech2021", "syntactic", pairs, cfg.sample_rate)
+    # The same pairs as text in BLiMP's JSONL layout: tBLIMP on exactly the spoken pairs.
+    records = [{"sentence_good": it.pos, "sentence_bad": it.neg, "UID": it.meta.get("phenomenon") or "pairs",
+                "pairID": str(i), "field": it.meta.get("field"), "linguistics_term": it.meta.get("linguistics_term")}
+               for i, it in enumerate(items)]
+    atomic_write_text(out / "blimp" / "pairs.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     if cfg.hf_layout:
         write_hf_pairs(out / "hf" / "sBLIMP", pairs, cfg.sample_rate)
     log(f"[bench-data] sblimp: {len(items)} BLiMP pairs x {len(voices)} voices")

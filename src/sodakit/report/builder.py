@@ -59,23 +59,30 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 def plot_losses(records: list[dict], out: Path) -> list[str]:
-    """Training (and validation) loss per token type against step; returns the plotted keys."""
+    """Loss per token type against step: training on the left, held-out validation on the right."""
     keys = sorted({k for r in records for k, v in r.items() if isinstance(v, int | float) and
                    (k.startswith("loss") or k.startswith("val_loss"))})
     if not keys:
         return []
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    for key in keys:
-        pts = [(r["step"], r[key]) for r in records if key in r and "step" in r]
-        if pts:
+    panels = [("training", [k for k in keys if k.startswith("loss")]),
+              ("validation (held out)", [k for k in keys if k.startswith("val_loss")])]
+    panels = [(title, ks) for title, ks in panels if ks]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), dpi=110, squeeze=False, sharey=True)
+    colors = {}
+    for ax, (title, ks) in zip(axes[0], panels):
+        for key in ks:
+            kind = key.removeprefix("val_").removeprefix("loss").lstrip("_") or "all tokens"
+            pts = [(r["step"], r[key]) for r in records if key in r and "step" in r]
+            if not pts:
+                continue
             xs, ys = zip(*pts)
-            ax.plot(xs, ys, marker="o" if key.startswith("val") else None, ms=3,
-                    ls="--" if key.startswith("val") else "-", label=key)
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats/token)")
-    ax.set_title("loss per token type")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+            line = ax.plot(xs, ys, marker="o" if len(pts) < 30 else None, ms=3, label=kind, color=colors.get(kind))
+            colors[kind] = line[0].get_color()
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("cross-entropy (nats/token)")
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
@@ -138,12 +145,13 @@ def build_report(summary: dict, out_dir: str | Path, base_dir: str | Path = ".")
         md += [summary["subtitle"], ""]
 
     if summary.get("data"):
-        h.append("<h2>Data</h2>")
+        h.append("<h2>Data</h2><div class='tables'>")
         md += ["## Data", ""]
         for name, stats in summary["data"].items():
             rows = [[k, v] for k, v in stats.items() if not isinstance(v, dict | list)]
-            h.append(f"<h3>{html.escape(name)}</h3>" + _table_html(["statistic", "value"], rows))
+            h.append(f"<div><h3>{html.escape(name)}</h3>" + _table_html(["statistic", "value"], rows) + "</div>")
             md += [f"### {name}", "", _table_md(["statistic", "value"], rows), ""]
+        h.append("</div>")
         record["data"] = summary["data"]
 
     training = summary.get("training") or {}
@@ -259,6 +267,7 @@ def build_report(summary: dict, out_dir: str | Path, base_dir: str | Path = ".")
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{margin-bottom:.2em} .sub{color:#555;margin-top:0}
+.tables{display:flex;flex-wrap:wrap;gap:0 1.5em} .tables h3{margin:.6em 0 .2em;font-size:1em}
 table{border-collapse:collapse;margin:.6em 0 1.2em} th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}
 th{background:#f3f3f3} table.eval tr:first-child td{font-weight:bold;background:#eef6ff}
 .note{color:#555;font-size:.9em;background:#fafafa;border-left:3px solid #ccc;padding:.4em .8em}

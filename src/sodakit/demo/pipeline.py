@@ -1,0 +1,349 @@
+"""`sodakit demo`: the embedded default end to end on a CPU, in about ten minutes.
+
+    corpus -> codec -> tokenizer -> tokenize -> pack -> train -> bench-data -> eval -> samples -> report
+
+Every stage calls the same library function as its `sodakit` command (printed as it starts), records
+what it produced in `<out>/.stages/<stage>.json` with a key hashing its settings and the key of the
+stage before it, and is skipped on a rerun whose key matches. A stage interrupted half-way is resumed
+where the underlying job supports it (tokenize, pack, train) and redone otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sodakit import __version__
+from sodakit.config import atomic_write_text, to_dict
+
+FLITE_VOICES = ["flite:slt", "flite:rms", "flite:awb", "flite:kal16"]
+# Generation prompts (voice prompt + text + up to 8 s of audio) outgrow the tiny preset's 1024 positions.
+MODEL_OVERRIDES = {"max_seq_len": 2048}
+
+
+@dataclass
+class DemoConfig:
+    out: str = "demo_out"
+    seed: int = 0
+    # --- data: shipped paragraphs read by offline voices; more voices per paragraph = more speech
+    voices: list[str] = field(default_factory=lambda: list(FLITE_VOICES))
+    voices_per_paragraph: int = 2  # 2 -> ~18 min of training speech
+    holdout_paragraphs: int = 3
+    text_vocab_size: int = 1024  # the shipped text has ~1,700 distinct words
+    # --- codec: Mimi-shaped (8 codebooks, 12.5 Hz); 256 entries rather than 2048 because a tiny model
+    # on minutes of speech cannot learn 2048-way distributions, and the LM head dominates CPU cost.
+    num_codebooks: int = 8
+    codebook_size: int = 256
+    # --- model and training (the 95/5 speech/text mixture of SODA)
+    preset: str = "tiny"
+    steps: int = 400
+    batch: int = 16
+    seq_len: int = 384
+    speech_weight: float = 0.95
+    device: str = "auto"  # "cuda" to train/evaluate on a GPU
+    precision: str = "bf16"
+    # --- evaluation (offline look-alike benchmarks, offline judges)
+    bench_words: int = 24
+    bench_blimp_pairs: int = 24
+    bench_salmon_pairs: int = 10
+    asr_utterances: int = 8
+    tts_items: int = 4
+    eval_limit: int = 0  # 0 = every item
+    workers: int = 2
+
+
+class StageRunner:
+    def __init__(self, out: Path, log: Callable[[str], None]):
+        self.out, self.log = out, log
+        self.dir = out / ".stages"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.prev_key = ""
+        self.timings: dict[str, float] = {}
+
+    def run(self, name: str, params: dict, fn: Callable[[bool], dict], outputs: list[Path], command: str) -> dict:
+        """Run `fn(resume)` unless a finished record with the same key exists; returns its result dict."""
+        blob = json.dumps([self.prev_key, __version__, params], sort_keys=True, default=str)
+        key = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        self.prev_key = key
+        done, started = self.dir / f"{name}.json", self.dir / f"{name}.started"
+        if done.is_file():
+            rec = json.loads(done.read_text())
+            if rec.get("key") == key:
+                self.log(f"[demo] {name}: done already ({rec['seconds']:.0f}s earlier run), skipping")
+                self.timings[name] = 0.0
+                return rec["result"]
+        resume = started.is_file() and started.read_text().strip() == key
+        if not resume:
+            for p in outputs:
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        atomic_write_text(started, key)
+        self.log(f"[demo] {name}{' (resuming)' if resume else ''}: {command}")
+        t0 = time.time()
+        result = fn(resume)
+        seconds = time.time() - t0
+        self.timings[name] = seconds
+        atomic_write_text(done, json.dumps({"key": key, "seconds": seconds, "result": result}, indent=2, default=str))
+        started.unlink(missing_ok=True)
+        self.log(f"[demo] {name}: finished in {seconds:.0f}s")
+        return result
+
+
+def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> Path:
+    out = Path(cfg.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    st = StageRunner(out, log)
+    t_start = time.time()
+    p = {name: out / name for name in ("corpus", "codec", "tokenizer", "segments", "packed", "train", "bench",
+                                       "eval", "samples", "report")}
+
+    # 1. corpus -----------------------------------------------------------------------------------
+    def corpus(_: bool) -> dict:
+        from sodakit.demo.corpus import build_corpus
+
+        return build_corpus(p["corpus"], cfg.voices, cfg.voices_per_paragraph, cfg.holdout_paragraphs,
+                            workers=cfg.workers, log=log)
+
+    corpus_info = st.run("corpus", {"voices": cfg.voices, "vpp": cfg.voices_per_paragraph, "holdout": cfg.holdout_paragraphs},
+                         corpus, [p["corpus"]], "(built in: shipped paragraphs read by flite voices -> manifest.jsonl)")
+
+    # 2. codec --------------------------------------------------------------------------------------
+    def codec(_: bool) -> dict:
+        from sodakit.audio.io import load_audio
+        from sodakit.audio.offline_codec import OfflineCodec, OfflineCodecConfig
+
+        ccfg = OfflineCodecConfig(num_codebooks=cfg.num_codebooks, codebook_size=cfg.codebook_size, seed=cfg.seed)
+        files = sorted({json.loads(line)["audio"] for line in open(p["corpus"] / "manifest.jsonl")})
+        model = OfflineCodec.fit((load_audio(f, ccfg.sample_rate) for f in files), ccfg, log=log)
+        model.save(p["codec"])
+        return {"config_hash": model.config_hash, **{k: v for k, v in model.fit_summary.items() if not isinstance(v, dict | list)}}
+
+    codec_info = st.run("codec", {"k": cfg.num_codebooks, "c": cfg.codebook_size, "seed": cfg.seed}, codec, [p["codec"]],
+                        f"sodakit codec fit {p['corpus'] / 'manifest.jsonl'} {p['codec']} "
+                        f"num_codebooks={cfg.num_codebooks} codebook_size={cfg.codebook_size}")
+
+    # 3. tokenizer ----------------------------------------------------------------------------------
+    def tokenizer(_: bool) -> dict:
+        from sodakit.tokens.soda_tokenizer import SodaTokenizer
+        from sodakit.tokens.text_tokenizer import train_bpe
+
+        lines = (p["corpus"] / "text.txt").read_text().splitlines()
+        tok = SodaTokenizer(train_bpe(lines, vocab_size=cfg.text_vocab_size))
+        tok = tok.with_audio_layout(cfg.num_codebooks, cfg.codebook_size)
+        tok.save_pretrained(p["tokenizer"])
+        return {"text_vocab_size": tok.vocab.text_vocab_size, "vocab_size": tok.vocab.size, "fingerprint": tok.vocab.fingerprint}
+
+    tok_info = st.run("tokenizer", {"v": cfg.text_vocab_size}, tokenizer, [p["tokenizer"]],
+                      f"sodakit tokenizer train {p['corpus'] / 'text.txt'} --output {p['tokenizer']} "
+                      f"--vocab-size {cfg.text_vocab_size} --codebook-size {cfg.codebook_size}")
+
+    # 4. tokenize (audio -> segment shards), training and held-out parts ---------------------------------
+    def tokenize(_: bool) -> dict:
+        from sodakit.audio.tokenize import TokenizeConfig
+        from sodakit.audio.tokenize import tokenize as run_tokenize
+
+        res = {}
+        for part, manifest in (("train", "manifest.jsonl"), ("val", "manifest_val.jsonl")):
+            summary = run_tokenize(TokenizeConfig(input=str(p["corpus"] / manifest), output=str(p["segments"] / part),
+                                                  codec=str(p["codec"]), workers=cfg.workers, shard_size=200), log=log)
+            res[part] = {k: v for k, v in summary.items() if not isinstance(v, dict | list)}
+        return res
+
+    seg_info = st.run("tokenize", {}, tokenize, [p["segments"]],
+                      f"sodakit tokenize input={p['corpus'] / 'manifest.jsonl'} output={p['segments'] / 'train'} codec={p['codec']}")
+
+    # 5. pack ---------------------------------------------------------------------------------------
+    def pack_stage(_: bool) -> dict:
+        from sodakit.data.pack import PackConfig, pack
+
+        tok = str(p["tokenizer"])
+        speech = pack(PackConfig(inputs=[str(p["segments"] / "train")], output=str(p["packed"] / "speech"), tokenizer=tok))
+        text = pack(PackConfig(kind="text", inputs=[str(p["corpus"] / "text.txt")], output=str(p["packed"] / "text"),
+                               tokenizer=tok, vocab_from=str(p["packed"] / "speech")))
+        val = pack(PackConfig(inputs=[str(p["segments"] / "val")], output=str(p["packed"] / "val"), tokenizer=tok))
+        keep = ("num_documents", "num_tokens", "counts")
+        return {name: {k: m[k] for k in keep} for name, m in (("speech", speech), ("text", text), ("val", val))}
+
+    pack_info = st.run("pack", {}, pack_stage, [p["packed"]],
+                       f"sodakit pack inputs=[{p['segments'] / 'train'}] output={p['packed'] / 'speech'} tokenizer={p['tokenizer']}")
+
+    # 6. train ---------------------------------------------------------------------------------------
+    def train_stage(resume: bool) -> dict:
+        from sodakit.train.config import (
+            CheckpointConfig,
+            DataConfig,
+            DataSource,
+            LogConfig,
+            ModelSpec,
+            TrainConfig,
+        )
+        from sodakit.train.trainer import train
+
+        tcfg = TrainConfig(
+            run_dir=str(p["train"]), seed=cfg.seed, steps=cfg.steps, global_batch=cfg.batch, micro_batch=cfg.batch,
+            precision=cfg.precision, device=cfg.device,
+            data=DataConfig(sources=[DataSource(str(p["packed"] / "speech"), cfg.speech_weight),
+                                     DataSource(str(p["packed"] / "text"), round(1 - cfg.speech_weight, 6))],
+                            seq_len=cfg.seq_len, val_path=str(p["packed"] / "val"), val_batches=4,
+                            tokenizer=str(p["tokenizer"] / "tokenizer.json")),
+            model=ModelSpec(preset=cfg.preset, overrides=dict(MODEL_OVERRIDES)),
+            checkpoint=CheckpointConfig(every=max(50, cfg.steps // 4), keep_last=1, resume="auto" if resume else "none"),
+            log=LogConfig(every=10, val_every=max(10, cfg.steps // 8), tensorboard=False, progress=True),
+        )
+        result = train(tcfg)
+        return {"steps": result.step, "last_loss": result.last_loss, "val": result.val,
+                "checkpoint": str(result.last_checkpoint), "metrics": str(result.metrics_path)}
+
+    train_info = st.run("train", {"preset": cfg.preset, "steps": cfg.steps, "batch": cfg.batch, "seq": cfg.seq_len,
+                                  "w": cfg.speech_weight, "precision": cfg.precision, "seed": cfg.seed,
+                                  "model": MODEL_OVERRIDES, "device": cfg.device},
+                        train_stage, [p["train"]],
+                        f"sodakit train data.sources=[...speech 0.95, text 0.05] model.preset={cfg.preset} "
+                        f"steps={cfg.steps} global_batch={cfg.batch} data.seq_len={cfg.seq_len}")
+
+    # 7. bench-data ----------------------------------------------------------------------------------
+    def bench(_: bool) -> dict:
+        from sodakit.eval.bench_data import BenchDataConfig, build_bench_data
+
+        rec = build_bench_data(BenchDataConfig(out=str(p["bench"]), words=cfg.bench_words, blimp_pairs=cfg.bench_blimp_pairs,
+                                               salmon_pairs=cfg.bench_salmon_pairs, asr_utterances=cfg.asr_utterances,
+                                               tts_items=cfg.tts_items, seed=cfg.seed, hf_layout=False), log=log)
+        return {"sets": list(rec["sets"]), "seconds": rec["seconds"]}
+
+    st.run("bench-data", {"w": cfg.bench_words, "b": cfg.bench_blimp_pairs, "s": cfg.bench_salmon_pairs,
+                          "a": cfg.asr_utterances, "t": cfg.tts_items}, bench, [p["bench"]],
+           f"sodakit bench-data {p['bench']} --words {cfg.bench_words} --blimp-pairs {cfg.bench_blimp_pairs}")
+
+    # 8. eval ----------------------------------------------------------------------------------------
+    tasks = {
+        "swuggy": p["bench"] / "zerospeech2021", "sblimp": p["bench"] / "zerospeech2021", "salmon": p["bench"] / "salmon",
+        "twuggy": p["bench"] / "zerospeech2021", "tblimp": p["bench"] / "blimp",
+        "asr": p["bench"] / "librispeech" / "test-clean", "tts": p["bench"] / "seedtts" / "en",
+        "val_nll": p["segments"] / "val",
+    }
+    eval_args = ["--model", str(p["train"]), "--tasks", ",".join(tasks), "--out", str(p["eval"] / "results.json"),
+                 "--device", "cpu" if cfg.device == "auto" else cfg.device, "--batch-size", "8",
+                 "--save-audio", str(p["eval"] / "tts_audio"), "--seed", str(cfg.seed), "--log-items",
+                 "--tts-max-new-tokens", "800"]
+    eval_args += [a for t, d in tasks.items() for a in ("--data", f"{t}={d}")]
+    if cfg.eval_limit:
+        eval_args += ["--limit", str(cfg.eval_limit)]
+
+    def evaluate(_: bool) -> dict:
+        from sodakit.eval.commands import main as eval_main
+        from sodakit.eval.results import soda_scores
+
+        p["eval"].mkdir(parents=True, exist_ok=True)
+        eval_main(eval_args)
+        results = json.loads((p["eval"] / "results.json").read_text())
+        return {"scores": soda_scores(results), "results": str(p["eval"] / "results.json")}
+
+    eval_info = st.run("eval", {"tasks": sorted(tasks), "limit": cfg.eval_limit}, evaluate, [p["eval"]],
+                       "sodakit eval " + " ".join(eval_args))
+
+    # 9. samples -------------------------------------------------------------------------------------
+    def samples(_: bool) -> list[dict]:
+        return _generate_samples(p, cfg, log)
+
+    sample_list = st.run("samples", {}, samples, [p["samples"]],
+                         f"sodakit generate tts|asr|continue --model {p['train']} ...")
+
+    # 10. report -------------------------------------------------------------------------------------
+    summary = {
+        "title": "sodakit demo: the embedded default, end to end on a CPU",
+        "subtitle": (f"{corpus_info['speech_hours'] * 60:.0f} min of synthetic speech ({len(cfg.voices)} flite voices), "
+                     f"offline codec {cfg.num_codebooks}x{cfg.codebook_size} at 12.5 Hz, '{cfg.preset}' model, "
+                     f"{cfg.steps} steps of {cfg.batch}x{cfg.seq_len} tokens. Total {time.time() - t_start:.0f}s "
+                     "(this run; skipped stages count 0)."),
+        "data": {
+            "speech corpus": {k: v for k, v in corpus_info.items() if not isinstance(v, list)},
+            "codec": codec_info,
+            "tokenizer": tok_info,
+            **{f"packed {name}": {"documents": m["num_documents"], "tokens": m["num_tokens"],
+                                  **{f"{k} tokens": v for k, v in m["counts"].items()}} for name, m in pack_info.items()},
+            "tokenize": {f"{part} {k}": v for part, d in seg_info.items() for k, v in d.items()},
+        },
+        "training": {"metrics": str(p["train"] / "metrics.jsonl"),
+                     "info": {"preset": cfg.preset, "steps": train_info["steps"], "global batch": cfg.batch,
+                              "sequence length": cfg.seq_len, "mixture": f"{cfg.speech_weight:.2f} speech / "
+                              f"{1 - cfg.speech_weight:.2f} text", "final train loss": train_info["last_loss"],
+                              **{f"final {k}": v for k, v in (train_info.get("val") or {}).items()}}},
+        "evaluation": {"scale": f"'{cfg.preset}' model, ~{corpus_info['speech_hours'] * 60:.0f} min of synthetic speech, "
+                                "look-alike benchmarks",
+                       "scores": eval_info["scores"],
+                       "judges": "pocketsphinx (ASR) and an MFCC-statistics speaker embedding: offline judges, "
+                                 "not comparable to the paper's Whisper-large-v3 / WavLM-large"},
+        "samples": sample_list,
+        "settings": {"demo": to_dict(cfg), "stage_seconds": {k: round(v, 1) for k, v in st.timings.items()}},
+    }
+    iso = Path(cfg.out).resolve().parent / "isoflop"  # shown when a sweep was run next to the demo output
+    if (iso / "plots").is_dir():
+        summary["isoflop"] = {"plots": [str(x) for x in sorted((iso / "plots").glob("*.png"))]}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    from sodakit.report.builder import build_report
+
+    paths = build_report(summary, p["report"], base_dir=out)
+    log(f"[demo] report: {paths['html']}  (total {time.time() - t_start:.0f}s)")
+    return paths["html"]
+
+
+def _generate_samples(p: dict[str, Path], cfg: DemoConfig, log: Callable[[str], None]) -> list[dict]:
+    import torch
+
+    from sodakit.audio.io import load_audio, save_wav
+    from sodakit.generate.tasks import SodaGenerator
+
+    device = "cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    gen = SodaGenerator.from_pretrained(p["train"], device=device)
+    sr = gen.sample_rate
+    out = p["samples"]
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [json.loads(line) for line in open(p["corpus"] / "manifest_val.jsonl")]
+
+    def clip(row: dict) -> np.ndarray:
+        wav = load_audio(row["audio"], sr)
+        return wav[int(row["start"] * sr): int(row["end"] * sr)]
+
+    samples: list[dict] = []
+    # ASR on held-out sentences
+    asr_rows = rows[:2]
+    for i, (row, res) in enumerate(zip(asr_rows, gen.asr([clip(r) for r in asr_rows], sr))):
+        path = save_wav(out / f"asr{i}_input.wav", clip(row), sr)
+        samples.append({"task": "asr", "prompt_audio": str(path), "output_text": res.text, "reference_text": row["text"]})
+    # TTS with a voice prompt (a held-out sentence and its transcript)
+    voice_row = rows[0]
+    voice = gen.voice(clip(voice_row), sr, voice_row["text"])
+    texts = [rows[2]["text"], rows[3]["text"]] if len(rows) > 3 else [rows[-1]["text"]]
+    torch.manual_seed(cfg.seed)
+    for i, (text, res) in enumerate(zip(texts, gen.tts(texts, voice=voice, max_new_tokens=1000, max_seconds=8,
+                                                             silence_stop_seconds=1.5))):
+        prompt = save_wav(out / f"tts{i}_voice.wav", clip(voice_row), sr)
+        entry = {"task": "tts", "prompt_audio": str(prompt), "prompt_text": text, "stop": res.stop_reason}
+        if res.audio is not None and len(res.audio):
+            entry["output_audio"] = str(save_wav(out / f"tts{i}_output.wav", res.audio, sr))
+        samples.append(entry)
+    # continuation of a held-out utterance
+    row = rows[1]
+    res = gen.continue_audio([clip(row)], sr, seconds=4.0, include_prompt=True)[0]
+    entry = {"task": "continue", "prompt_audio": str(save_wav(out / "continue_prompt.wav", clip(row), sr)),
+             "prompt_text": row["text"], "stop": res.stop_reason}
+    if res.audio is not None and len(res.audio):
+        entry["output_audio"] = str(save_wav(out / "continue_output.wav", res.audio, sr))
+    samples.append(entry)
+    log(f"[demo] samples: {len(samples)} written to {out}")
+    return samples
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sodakit.config import parse_config_args
+
+    cfg, _ = parse_config_args(DemoConfig, argv, "sodakit demo", __doc__ or "")
+    run_demo(cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
+    return 0
