@@ -249,8 +249,8 @@ def tokenize(cfg: TokenizeConfig, log=None) -> dict:
     if world > 1 and device in ("auto", "cuda") and torch.cuda.is_available():
         device = f"cuda:{local}"
         torch.cuda.set_device(local)
-    codec = load_codec(cfg.codec, device=device, dtype=cfg.dtype, num_codebooks=cfg.num_codebooks)
     items, source_errors = open_source(cfg.input, cfg.kind, cfg.audio_field, cfg.text_field)
+    codec = load_codec(cfg.codec, device=device, dtype=cfg.dtype, num_codebooks=cfg.num_codebooks)
     if cfg.limit:
         items = items[: cfg.limit]
     shards = plan_shards(items, cfg.shard_size)
