@@ -168,6 +168,7 @@ def quality(codec: OfflineCodec, cache: Path) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", help="cpu or cuda (Mimi; the offline codec runs on CPU)")
+    p.add_argument("--dtype", default="float32", help="Mimi dtype: float32 or bfloat16 (float16 on CUDA only)")
     p.add_argument("--fit-hours", type=float, default=1.0, help="hours of TTS speech to fit the offline codec on")
     p.add_argument("--codec", type=Path, help="an already fitted offline codec directory (skips the fit)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -199,9 +200,10 @@ def main(argv: list[str] | None = None) -> int:
 
         from sodakit.audio.mimi import MimiCodec
 
-        mimi = MimiCodec(MimiModel(MimiConfig()), num_codebooks=8, device=args.device, source="random-init full-size")
+        mimi = MimiCodec(MimiModel(MimiConfig()), num_codebooks=8, device=args.device, dtype=args.dtype,
+                         source="random-init full-size")
         log("timing Mimi ...")
-        results["speed"]["mimi (random-init, full size)"] = speed(mimi, clips24, args.repeats)
+        results["speed"][f"mimi (random-init, full size, {args.dtype})"] = speed(mimi, clips24, args.repeats)
         del mimi
 
     codec = None

@@ -115,3 +115,12 @@ def test_resynthesis_stays_intelligible(codec, speech):
     # Sanity of the judge itself: noise with the same loudness is not understood.
     noise = [np.random.default_rng(0).standard_normal(len(w)).astype(np.float32) * float(w.std()) for w in resyn[:2]]
     assert wer(refs[:2], asr.transcribe(noise, 16000)) > w_resyn + 0.3
+
+
+def test_shipped_config_is_the_default():
+    from pathlib import Path
+
+    from sodakit.config import load_config
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "codec_offline.yaml"
+    assert load_config(OfflineCodecConfig, path) == OfflineCodecConfig()
