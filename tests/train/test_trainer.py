@@ -99,6 +99,8 @@ def test_refusals(trained, packed, tmp_path):
         train(cfg)
     with pytest.raises(ValueError, match="not a multiple"):
         train(make_cfg(tmp_path / "x", packed, global_batch=6))
+    with pytest.raises(ValueError, match="exceeds the model's max_seq_len"):
+        train(make_cfg(tmp_path / "x", packed, **{"data.seq_len": 2048}))
 
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(packed, tmp_path):
@@ -147,6 +149,11 @@ def test_init_from_and_loss_mask(trained, packed, tmp_path):
     with torch.no_grad():
         out = model(first[:, :-1], first[:, 1:], loss_mask=mask)
     assert result.last_loss == pytest.approx(out.ce_sum.item() / mask.sum().item(), rel=1e-5)
+    other = VOCAB.__class__(text_vocab_size=60, bos_id=1, eos_id=2, num_codebooks=2, codebook_size=16)
+    with pytest.raises(CheckpointError, match="differs from the data's"):
+        train(make_cfg(tmp_path / "sft2", packed, steps=1, **{"model.init_from": str(run), "data.val_path": None,
+                                                              "model.overrides": {}}),
+              source=MaskedSource(other, 64))
 
 
 def test_cli_errors(tmp_path, capsys):
@@ -155,3 +162,16 @@ def test_cli_errors(tmp_path, capsys):
     assert train_main(["steps=3", f"run_dir={tmp_path}"]) == 1
     assert "data.sources is empty" in capsys.readouterr().err
     assert train_main(["--resume"]) == 1
+
+
+def test_shipped_train_configs_load():
+    from pathlib import Path
+
+    from sodakit.config import load_config
+
+    configs = sorted((Path(__file__).resolve().parents[2] / "configs").glob("train_*.yaml"))
+    assert configs
+    for path in configs:
+        cfg = load_config(TrainConfig, path)
+        assert cfg.global_batch % cfg.micro_batch == 0, path
+        assert cfg.data.seq_len <= 4096, path

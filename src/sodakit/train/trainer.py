@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from sodakit.config import save_config, to_dict
+from sodakit.config import from_dict, save_config, to_dict
 from sodakit.model.config import PRESETS, ModelConfig, train_flops_per_token
 from sodakit.model.load import CheckpointError, read_pretrained
 from sodakit.model.qwen3 import Qwen3, build_model
@@ -255,28 +255,39 @@ def _train(
     codec, tokenizer = source_metadata(source, cfg)
 
     # ---- model config, resume target ----
-    pretrained_sd, pretrained_info = None, None
+    pretrained_sd = None
     if cfg.model.init_from:
         if cfg.model.overrides:
             raise ValueError("model.overrides cannot be combined with model.init_from (the weights fix the shape)")
+        # Rank 0 reads the weights; every rank gets the config, or the error, so none waits forever.
+        payload: dict[str, Any] | None = None
         if ctx.is_main:
-            pretrained_sd, pretrained_info = read_pretrained(cfg.model.init_from)
-            model_cfg = pretrained_info.model_config
-            if pretrained_info.vocab is not None and pretrained_info.vocab.fingerprint != vocab.fingerprint:
-                raise CheckpointError(
-                    f"model.init_from={cfg.model.init_from}: its vocabulary layout {pretrained_info.vocab.fingerprint} "
-                    f"differs from the data's {vocab.fingerprint}"
-                )
-            if model_cfg.vocab_size < vocab.size:
-                raise CheckpointError(f"model.init_from: vocab_size {model_cfg.vocab_size} < data vocabulary {vocab.size}")
-            cfg_dict = to_dict(model_cfg)
-        else:
-            cfg_dict = None
-        from sodakit.config import from_dict
-
-        model_cfg = from_dict(ModelConfig, D.broadcast_object(cfg_dict))
+            try:
+                pretrained_sd, info = read_pretrained(cfg.model.init_from)
+                if info.vocab is not None and info.vocab.fingerprint != vocab.fingerprint:
+                    raise CheckpointError(
+                        f"model.init_from={cfg.model.init_from}: its vocabulary layout {info.vocab.fingerprint} "
+                        f"differs from the data's {vocab.fingerprint}"
+                    )
+                if info.model_config.vocab_size < vocab.size:
+                    raise CheckpointError(
+                        f"model.init_from: vocab_size {info.model_config.vocab_size} < data vocabulary {vocab.size}"
+                    )
+                payload = {"model": to_dict(info.model_config)}
+            except (OSError, ValueError) as e:
+                payload = {"error": f"{type(e).__name__}: {e}"}
+        payload = D.broadcast_object(payload)
+        assert payload is not None
+        if "error" in payload:
+            raise CheckpointError(f"model.init_from={cfg.model.init_from}: {payload['error']}")
+        model_cfg = from_dict(ModelConfig, payload["model"])
     else:
         model_cfg = resolve_model_config(cfg.model, vocab)
+    if cfg.data.seq_len > model_cfg.max_seq_len:
+        raise ValueError(
+            f"data.seq_len {cfg.data.seq_len} exceeds the model's max_seq_len {model_cfg.max_seq_len} "
+            f"(raise it with model.overrides.max_seq_len=..., which also goes into the exported config)"
+        )
     resume = C.find_resume(run_dir, cfg.checkpoint.resume)
     state = C.check_compatible(resume, model_cfg, vocab, ctx.world_size) if resume is not None else None
 
