@@ -57,67 +57,91 @@ class CautiousAdamW(torch.optim.Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _moments(self, p: Tensor) -> tuple[dict, Tensor, Tensor, Tensor]:
+    def _constants(self, numels: tuple, eps: tuple, device: torch.device) -> tuple[Tensor, Tensor]:
+        """Per-parameter sizes and eps as device tensors, made once (a host copy each step would sync)."""
+        key = (numels, eps, device)
+        cache = self.__dict__.setdefault("_const_cache", {})
+        if key not in cache:
+            cache.clear()
+            cache[key] = (
+                torch.tensor(numels, dtype=torch.float64, device=device),
+                torch.tensor(eps, dtype=torch.float64, device=device),
+            )
+        return cache[key]
+
+    def _state(self, p: Tensor) -> dict:
         state = self.state[p]
         if not state:
-            state["step"] = torch.zeros((), dtype=torch.float32)
+            state["step"] = torch.zeros((), dtype=torch.float32)  # on the CPU, like torch's optimizers
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        return state, _local(state["exp_avg"]), _local(state["exp_avg_sq"]), _local(p.grad)
-
-    @staticmethod
-    def _direction(group: dict, state: dict, m: Tensor, v: Tensor) -> Tensor:
-        beta1, beta2 = group["betas"]
-        t = float(state["step"])
-        bc1, bc2 = 1.0 - beta1**t, 1.0 - beta2**t
-        return (m / bc1).div_((v / bc2).sqrt_().add_(group["eps"]))
+        return state
 
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
+        """One update, with multi-tensor (foreach) kernels and no host-device synchronisation."""
         if closure is not None:
             raise ValueError("CautiousAdamW does not take a closure")
-        # Pass 1: moments, and the per-parameter count of sign-agreeing coordinates.
-        work: list[tuple[dict, Tensor, dict, Tensor, Tensor, Tensor]] = []
+        plans = []
         counts: list[Tensor] = []
-        groups_of_counts = []
+        numels: list[int] = []
+        eps_c: list[float] = []
+        pgs = set()
         for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            states = [self._state(p) for p in params]
+            ps = [_local(p) for p in params]
+            gs = [_local(p.grad) for p in params]
+            ms = [_local(st["exp_avg"]) for st in states]
+            vs = [_local(st["exp_avg_sq"]) for st in states]
             beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state, m, v, g = self._moments(p)
-                state["step"] += 1
-                m.lerp_(g, 1.0 - beta1)
-                v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
-                work.append((group, p, state, m, v, g))
-                if group["cautious"]:
-                    u = self._direction(group, state, m, v)
-                    counts.append((u * g > 0).sum())
-                    groups_of_counts.append(p.device_mesh.get_group() if isinstance(p, DTensor) else None)
-        scales: list[float] = []
-        if counts:
-            total = torch.stack(counts).to(torch.float64)
-            group_pg = groups_of_counts[0]
-            if group_pg is not None and any(pg is not group_pg for pg in groups_of_counts):
-                raise RuntimeError("CautiousAdamW: parameters sharded over different process groups")
-            if group_pg is not None and dist.get_world_size(group_pg) > 1:
-                dist.all_reduce(total, group=group_pg)
-            scales = total.tolist()
-        # Pass 2: apply (the direction is recomputed: elementwise work instead of holding a copy).
-        ci = 0
-        for group, p, state, m, v, g in work:
-            lr = group["lr"]
-            u = self._direction(group, state, m, v)
+            steps = [st["step"] for st in states]
+            torch._foreach_add_(steps, 1.0)
+            ts = [float(t) for t in steps]
+            torch._foreach_lerp_(ms, gs, 1.0 - beta1)
+            torch._foreach_mul_(vs, beta2)
+            torch._foreach_addcmul_(vs, gs, gs, value=1.0 - beta2)
+            # u = m_hat / (sqrt(v_hat) + eps)
+            denom = torch._foreach_div(vs, [1.0 - beta2**t for t in ts])
+            torch._foreach_sqrt_(denom)
+            torch._foreach_add_(denom, group["eps"])
+            u = torch._foreach_div(ms, [1.0 - beta1**t for t in ts])
+            torch._foreach_div_(u, denom)
+            del denom
+            masks = None
+            first = len(counts)
             if group["cautious"]:
-                mean = scales[ci] / p.numel()
-                ci += 1
-                u.mul_((u * g > 0).to(u.dtype)).mul_(1.0 / (mean + group["cautious_eps"]))
-            pl = _local(p)
+                # mask = 1 where sign(u) == sign(g): sign(u * g) clipped at 0
+                masks = torch._foreach_mul(u, gs)
+                torch._foreach_sign_(masks)
+                torch._foreach_clamp_min_(masks, 0.0)
+                counts += [m.sum(dtype=torch.float64) for m in masks]  # exact counts
+                numels += [p.numel() for p in params]  # whole (unsharded) parameter
+                eps_c += [group["cautious_eps"]] * len(params)
+                pgs.update(p.device_mesh.get_group() if isinstance(p, DTensor) else None for p in params)
+            plans.append((group, ps, u, masks, first))
+        if counts:
+            # The mask mean is over each whole parameter: one all-reduce of every local count.
+            if len(pgs) > 1:
+                raise RuntimeError("CautiousAdamW: parameters sharded over different process groups (or mixed)")
+            total = torch.stack(counts)
+            pg = next(iter(pgs))
+            if pg is not None and dist.get_world_size(pg) > 1:
+                dist.all_reduce(total, group=pg)
+            numel_t, eps_t = self._constants(tuple(numels), tuple(eps_c), total.device)
+            scales = (1.0 / (total / numel_t + eps_t)).float()
+        for group, ps, u, masks, first in plans:
+            lr = group["lr"]
+            if masks is not None:
+                torch._foreach_mul_(u, masks)
+                torch._foreach_mul_(u, list(scales[first : first + len(u)].unbind()))
             wd = group["weight_decay"]
             if wd:
                 ratio = lr / group["max_lr"] if group["wd_lr_scaling"] else 1.0
-                pl.mul_(1.0 - lr * wd * ratio)
-            pl.add_(u, alpha=-lr)
+                torch._foreach_mul_(ps, 1.0 - lr * wd * ratio)
+            torch._foreach_add_(ps, u, alpha=-lr)
         return None
 
 

@@ -180,7 +180,7 @@ def clip_grad_norm(params: Iterable[nn.Parameter], max_norm: float) -> Tensor:
     grads = [_local(p.grad) for p in params if p.grad is not None]
     if not grads:
         return torch.zeros(())
-    sq = torch.stack([g.float().square().sum() for g in grads]).sum()
+    sq = torch.stack(torch._foreach_norm(grads)).float().square().sum()
     D.all_reduce_sum(sq)
     norm = sq.sqrt()
     if max_norm > 0:
@@ -362,9 +362,12 @@ def _train(
             n_scored = torch.stack([m["weights"].sum() for m in micro]).sum()
             D.all_reduce_sum(n_scored)
             normalizer = n_scored.clamp_min(1.0) / ctx.world_size
-            stats = torch.zeros(2 + 2 * len(TOKEN_TYPES), device=ctx.device)
-            bad_micro = []
-            for i, m in enumerate(micro):
+            done = step + 1
+            log_now = done % cfg.log.every == 0 or done == cfg.steps
+            stats = torch.zeros(1 + 2 * len(TOKEN_TYPES), device=ctx.device)  # z, per-type: on log steps
+            ce_total = torch.zeros((), device=ctx.device)
+            finite = []
+            for m in micro:
                 out = model(
                     m["inputs"],
                     m["targets"],
@@ -373,53 +376,56 @@ def _train(
                     normalizer=normalizer,
                     segment_ids=m["segment_ids"],
                 )
-                if not torch.isfinite(out.loss).item():
-                    bad_micro.append(i)
+                finite.append(torch.isfinite(out.loss))
                 # Backward even through a non-finite loss: every rank must run the same collectives.
                 # The step is abandoned below before the update touches the weights.
                 out.loss.backward()
-                stats[0] += out.ce_sum.float()
-                stats[1] += out.z_sum.float()
-                stats[2:] += token_type_sums(out.token_nll, m["targets"], m["weights"], vocab)
-            flags = torch.tensor([float(len(bad_micro))], device=ctx.device)
-            D.all_reduce_sum(flags)
-            grad_norm = clip_grad_norm(model.parameters(), cfg.optim.grad_clip) if flags.item() == 0 else None
-            if flags.item() > 0 or not torch.isfinite(grad_norm).item():
+                ce_total += out.ce_sum.float()
+                if log_now:
+                    stats[0] += out.z_sum.float()
+                    stats[1:] += token_type_sums(out.token_nll, m["targets"], m["weights"], vocab)
+            bad_local = ~torch.stack(finite)
+            head = torch.stack([ce_total, bad_local.sum().float()])
+            D.all_reduce_sum(head)
+            grad_norm = clip_grad_norm(model.parameters(), cfg.optim.grad_clip)
+            # The one host-device synchronisation of a step: is the update safe to apply?
+            ce_sum, n_bad, gnorm, n_tok = torch.cat(
+                [head, grad_norm.reshape(1).float(), n_scored.reshape(1).float()]
+            ).tolist()
+            if n_bad > 0 or not math.isfinite(gnorm):
+                bad_micro = bad_local.nonzero().flatten().tolist()
                 reports = D.all_gather_object({"rank": ctx.rank, "micro_batches": bad_micro})
                 where = "; ".join(f"rank {r['rank']} micro-batch(es) {r['micro_batches']}" for r in reports if r["micro_batches"])
-                what = f"loss at {where}" if where else f"gradient norm ({grad_norm.item()})"
+                what = f"loss at {where}" if where else f"gradient norm ({gnorm})"
                 raise NonFiniteLossError(
-                    f"non-finite {what} at step {step + 1} (lr {lr:.3g}); the batch is the one after loader "
+                    f"non-finite {what} at step {done} (lr {lr:.3g}); the batch is the one after loader "
                     f"state {loader_before}; the update was not applied. Last good checkpoint: "
                     f"{last_ckpt if last_ckpt else 'none'}"
                 )
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            done = step + 1
             window_steps += 1
-
-            D.all_reduce_sum(stats)
-            s = stats.tolist()
-            n_tok = max(n_scored.item(), 1.0)
-            last_loss = s[0] / n_tok
+            n_tok = max(n_tok, 1.0)
+            last_loss = ce_sum / n_tok
             if bar is not None:
                 bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}", refresh=False)
                 bar.update(1)
-            log_now = done % cfg.log.every == 0 or done == cfg.steps
             record: dict[str, Any] | None = None
             if log_now:
                 if ctx.device.type == "cuda":
                     torch.cuda.synchronize(ctx.device)
                 elapsed = time.perf_counter() - window_t0
                 tps = window_steps * tokens_per_step / max(elapsed, 1e-9)
+                D.all_reduce_sum(stats)
+                s = stats.tolist()
                 record = {
                     "step": done,
                     "loss": last_loss,
-                    "z_loss": cfg.optim.z_loss * s[1] / n_tok,  # its contribution to the loss
-                    "logz_sq": s[1] / n_tok,  # mean squared log-partition (what z-loss pushes to 0)
-                    **type_losses(stats[2:]),
+                    "z_loss": cfg.optim.z_loss * s[0] / n_tok,  # its contribution to the loss
+                    "logz_sq": s[0] / n_tok,  # mean squared log-partition (what z-loss pushes to 0)
+                    **type_losses(stats[1:]),
                     "lr": lr,
-                    "grad_norm": grad_norm.item(),
+                    "grad_norm": gnorm,
                     "tokens": done * tokens_per_step,
                     "tokens_per_s": tps,
                     "mfu": tps * flops_per_token / (peak_flops * ctx.world_size),
