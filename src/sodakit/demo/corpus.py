@@ -71,7 +71,7 @@ def _render(args: tuple[Recording, str, int]) -> list[dict]:
 
 
 def build_corpus(out_dir: str | Path, voices: list[str], voices_per_paragraph: int = 2, holdout_paragraphs: int = 3,
-                 sample_rate: int = 16_000, workers: int = 2, log=print) -> dict:
+                 sample_rate: int = 16_000, workers: int = 2, max_paragraphs: int = 0, log=print) -> dict:
     """Synthesise the corpus into out_dir: manifest.jsonl (training speech), manifest_val.jsonl (held-out
     paragraphs: validation and generation prompts), text.txt (text-only corpus, training paragraphs only),
     text_val.txt and corpus.json (statistics)."""
@@ -79,6 +79,8 @@ def build_corpus(out_dir: str | Path, voices: list[str], voices_per_paragraph: i
     audio_dir = out / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
     paragraphs = shipped_paragraphs()
+    if max_paragraphs:
+        paragraphs = paragraphs[:max_paragraphs]
     if not 0 < holdout_paragraphs < len(paragraphs):
         raise ValueError(f"holdout_paragraphs must be in 1..{len(paragraphs) - 1}")
     held_out, train_pars = paragraphs[:holdout_paragraphs], paragraphs[holdout_paragraphs:]

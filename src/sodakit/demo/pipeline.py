@@ -37,6 +37,7 @@ class DemoConfig:
     voices: list[str] = field(default_factory=lambda: list(FLITE_VOICES))
     voices_per_paragraph: int = 2  # 2 -> ~18 min of training speech
     holdout_paragraphs: int = 3
+    max_paragraphs: int = 0  # 0 = all 50 shipped paragraphs; fewer for quick checks
     text_vocab_size: int = 1024  # the shipped text has ~1,700 distinct words
     # --- codec: Mimi-shaped (8 codebooks, 12.5 Hz); 256 entries rather than 2048 because a tiny model
     # on minutes of speech cannot learn 2048-way distributions, and the LM head dominates CPU cost.
@@ -57,6 +58,9 @@ class DemoConfig:
     asr_utterances: int = 8
     tts_items: int = 4
     eval_limit: int = 0  # 0 = every item
+    # Generation caps: held-out sentences take 2-4 s and ~15 text tokens; an untrained model never stops.
+    gen_max_seconds: float = 8.0
+    asr_max_new_tokens: int = 96
     workers: int = 2
 
 
@@ -109,9 +113,10 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> Path:
         from sodakit.demo.corpus import build_corpus
 
         return build_corpus(p["corpus"], cfg.voices, cfg.voices_per_paragraph, cfg.holdout_paragraphs,
-                            workers=cfg.workers, log=log)
+                            workers=cfg.workers, max_paragraphs=cfg.max_paragraphs, log=log)
 
-    corpus_info = st.run("corpus", {"voices": cfg.voices, "vpp": cfg.voices_per_paragraph, "holdout": cfg.holdout_paragraphs},
+    corpus_info = st.run("corpus", {"voices": cfg.voices, "vpp": cfg.voices_per_paragraph, "holdout": cfg.holdout_paragraphs,
+                                    "max": cfg.max_paragraphs},
                          corpus, [p["corpus"]], "(built in: shipped paragraphs read by flite voices -> manifest.jsonl)")
 
     # 2. codec --------------------------------------------------------------------------------------
@@ -231,7 +236,8 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> Path:
     eval_args = ["--model", str(p["train"]), "--tasks", ",".join(tasks), "--out", str(p["eval"] / "results.json"),
                  "--device", "cpu" if cfg.device == "auto" else cfg.device, "--batch-size", "8",
                  "--save-audio", str(p["eval"] / "tts_audio"), "--seed", str(cfg.seed), "--log-items",
-                 "--tts-max-new-tokens", "800"]
+                 "--tts-max-new-tokens", str(_audio_tokens(cfg, cfg.gen_max_seconds)),
+                 "--asr-max-new-tokens", str(cfg.asr_max_new_tokens)]
     eval_args += [a for t, d in tasks.items() for a in ("--data", f"{t}={d}")]
     if cfg.eval_limit:
         eval_args += ["--limit", str(cfg.eval_limit)]
@@ -245,14 +251,15 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> Path:
         results = json.loads((p["eval"] / "results.json").read_text())
         return {"scores": soda_scores(results), "results": str(p["eval"] / "results.json")}
 
-    eval_info = st.run("eval", {"tasks": sorted(tasks), "limit": cfg.eval_limit}, evaluate, [p["eval"]],
+    eval_info = st.run("eval", {"tasks": sorted(tasks), "limit": cfg.eval_limit, "caps": [cfg.gen_max_seconds,
+                                cfg.asr_max_new_tokens]}, evaluate, [p["eval"]],
                        "sodakit eval " + " ".join(eval_args))
 
     # 9. samples -------------------------------------------------------------------------------------
     def samples(_: bool) -> list[dict]:
         return _generate_samples(p, cfg, log)
 
-    sample_list = st.run("samples", {}, samples, [p["samples"]],
+    sample_list = st.run("samples", {"caps": [cfg.gen_max_seconds, cfg.asr_max_new_tokens]}, samples, [p["samples"]],
                          f"sodakit generate tts|asr|continue --model {p['train']} ...")
 
     # 10. report -------------------------------------------------------------------------------------
@@ -294,6 +301,11 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> Path:
     return paths["html"]
 
 
+def _audio_tokens(cfg: DemoConfig, seconds: float) -> int:
+    """Token budget for `seconds` of audio at 12.5 frames/s (+1 for <|audio_end|>)."""
+    return int(seconds * 12.5) * cfg.num_codebooks + 1
+
+
 def _generate_samples(p: dict[str, Path], cfg: DemoConfig, log: Callable[[str], None]) -> list[dict]:
     import torch
 
@@ -314,7 +326,8 @@ def _generate_samples(p: dict[str, Path], cfg: DemoConfig, log: Callable[[str], 
     samples: list[dict] = []
     # ASR on held-out sentences
     asr_rows = rows[:2]
-    for i, (row, res) in enumerate(zip(asr_rows, gen.asr([clip(r) for r in asr_rows], sr))):
+    for i, (row, res) in enumerate(zip(asr_rows, gen.asr([clip(r) for r in asr_rows], sr,
+                                                         max_new_tokens=cfg.asr_max_new_tokens))):
         path = save_wav(out / f"asr{i}_input.wav", clip(row), sr)
         samples.append({"task": "asr", "prompt_audio": str(path), "output_text": res.text, "reference_text": row["text"]})
     # TTS with a voice prompt (a held-out sentence and its transcript)
@@ -322,8 +335,8 @@ def _generate_samples(p: dict[str, Path], cfg: DemoConfig, log: Callable[[str], 
     voice = gen.voice(clip(voice_row), sr, voice_row["text"])
     texts = [rows[2]["text"], rows[3]["text"]] if len(rows) > 3 else [rows[-1]["text"]]
     torch.manual_seed(cfg.seed)
-    for i, (text, res) in enumerate(zip(texts, gen.tts(texts, voice=voice, max_new_tokens=1000, max_seconds=8,
-                                                             silence_stop_seconds=1.5))):
+    for i, (text, res) in enumerate(zip(texts, gen.tts(texts, voice=voice, max_new_tokens=_audio_tokens(cfg, cfg.gen_max_seconds),
+                                                             max_seconds=cfg.gen_max_seconds, silence_stop_seconds=1.5))):
         prompt = save_wav(out / f"tts{i}_voice.wav", clip(voice_row), sr)
         entry = {"task": "tts", "prompt_audio": str(prompt), "prompt_text": text, "stop": res.stop_reason}
         if res.audio is not None and len(res.audio):
@@ -331,7 +344,7 @@ def _generate_samples(p: dict[str, Path], cfg: DemoConfig, log: Callable[[str], 
         samples.append(entry)
     # continuation of a held-out utterance
     row = rows[1]
-    res = gen.continue_audio([clip(row)], sr, seconds=4.0, include_prompt=True)[0]
+    res = gen.continue_audio([clip(row)], sr, seconds=min(4.0, cfg.gen_max_seconds), include_prompt=True)[0]
     entry = {"task": "continue", "prompt_audio": str(save_wav(out / "continue_prompt.wav", clip(row), sr)),
              "prompt_text": row["text"], "stop": res.stop_reason}
     if res.audio is not None and len(res.audio):
