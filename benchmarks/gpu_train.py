@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -49,10 +50,12 @@ def run(name: str, batch: int, seq: int, steps: int, warmup: int, compile_blocks
     tokens = torch.randint(0, cfg.vocab_size, (batch, seq + 1), device=ctx.device, generator=gen)
     x, y = tokens[:, :-1], tokens[:, 1:]
 
-    def step() -> None:
+    def step() -> None:  # as sodakit.train.trainer does it, including its one sync per step
         out = model(x, y, z_loss_weight=1e-4)
         out.loss.backward()
-        clip_grad_norm(model.parameters(), 1.0)
+        norm = clip_grad_norm(model.parameters(), 1.0)
+        if not all(map(math.isfinite, torch.stack([out.loss.detach().float(), norm.float()]).tolist())):
+            raise RuntimeError("non-finite loss or gradient norm")
         opt.step()
         opt.zero_grad(set_to_none=True)
 
