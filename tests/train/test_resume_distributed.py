@@ -92,25 +92,33 @@ def test_sigkill_then_resume_reproduces_the_curve_exactly(packed, tmp_path):
     assert not (ckpts / ".tmp-step_00000099-123").exists()
 
 
+def torchrun(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "sodakit", "train", *args],
+        env=ENV, cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="torchrun + gloo test written for Linux")
 def test_two_gloo_ranks_match_one_process(packed, tmp_path):
     data = packed[0]
-    one = write_cfg(tmp_path / "one.yaml", tmp_path / "one", data, steps=6, checkpoint={"every": 3})
-    two = write_cfg(tmp_path / "two.yaml", tmp_path / "two", data, steps=6, checkpoint={"every": 3})
+    # constant LR so a run can be extended by resuming with more steps
+    common = {"checkpoint": {"every": 2}, "schedule": {"kind": "constant", "warmup_steps": 0}}
+    one = write_cfg(tmp_path / "one.yaml", tmp_path / "one", data, steps=6, **common)
+    two = write_cfg(tmp_path / "two.yaml", tmp_path / "two", data, steps=4, **common)
     run_train(str(one))  # 1 process: 2 micro-batches of 4 per step
-    p = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "sodakit", "train", str(two)],  # 2 ranks: 1 micro-batch of 4 each
-        env=ENV, cwd=REPO, capture_output=True, text=True, timeout=300,
-    )
+    p = torchrun(str(two))  # 2 ranks: 1 micro-batch of 4 each
+    assert p.returncode == 0, p.stderr[-3000:]
+    state = json.loads((tmp_path / "two" / "checkpoints" / "step_00000004" / "trainer_state.json").read_text())
+    assert state["world_size"] == 2 and [r["loader"]["consumed"] for r in state["ranks"]] == [32, 32]
+    p = torchrun(str(two), "--resume", "auto", "steps=6")  # resume the sharded model and optimizer
     assert p.returncode == 0, p.stderr[-3000:]
     a, b = curve(tmp_path / "one"), curve(tmp_path / "two")
     assert sorted(a) == sorted(b) == list(range(1, 7))
     for step in a:
         assert b[step][0] == pytest.approx(a[step][0], rel=DP_RTOL), step
         assert b[step][1] == pytest.approx(a[step][1], rel=DP_RTOL), step
-    state = json.loads((tmp_path / "two" / "checkpoints" / "step_00000006" / "trainer_state.json").read_text())
-    assert state["world_size"] == 2 and [r["loader"]["consumed"] for r in state["ranks"]] == [48, 48]
     # resuming the 2-rank run in 1 process is refused
     p = run_train(str(two), "--resume", "auto", "steps=8", check=False)
     assert p.returncode == 1 and "written by 2 ranks but this run has 1" in p.stderr
