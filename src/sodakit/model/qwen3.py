@@ -7,8 +7,10 @@ untied LM head. No biases. All weights are initialised N(0, 0.02), norms to 1.
 Speed choices (the weights map 1:1 onto Hugging Face `Qwen3ForCausalLM`, see `model/hf.py`):
 - q/k/v are one fused projection (`wqkv`) and gate/up one fused projection (`w_gate_up`): fewer, larger
   matmuls and one read of the input instead of three/two.
-- Attention goes through SDPA (flash / memory-efficient kernels) with native GQA (`enable_gqa`), never
-  materialising repeated K/V heads; without a mask it uses the `is_causal` fast path.
+- Attention goes through SDPA with the `is_causal` fast path when there is no mask, and native GQA
+  (`enable_gqa`, no repeated K/V heads) wherever a fused kernel supports it (CPU; flash attention in
+  bf16 on GPU); with a mask on GPU, K/V are expanded for the memory-efficient kernel instead of letting
+  SDPA fall back to its slow "math" kernel.
 - The loss never builds fp32 logits over the whole vocabulary for the whole batch: `fused_linear_cross_entropy`
   runs the LM head chunk by chunk, computes the gradient of each chunk on the spot (as Liger's fused
   linear cross-entropy does) and keeps only grad(hidden) and grad(W_head), so peak memory holds one
