@@ -45,8 +45,7 @@ The scaled-down "mini" preset keeps every rule and changes only the scale: seque
 set it to yours), widths 32..512 (steps 32/64, head width 32: all SODA's width constants / 4; the step
 switches above 1.5e13), target steps 2^7 instead of 2^16 so that batches of >= 8 sequences are reachable
 at laptop budgets, and budgets 1.5e12, 3e12, 6e12 (16 runs: 4, 5 and 7 per budget, 6.3e13 FLOPs in
-all; the measured laptop sweep took about half an hour single-threaded on a shared 2-core CPU, see
-README). Widths below ~94 never qualify: the LR cap 0.33*sqrt(8)/d <= 0.01 needs d >= 94 at the minimum
+all; the measured laptop sweep took 17 minutes single-threaded on a shared 2-core CPU, see README). Widths below ~94 never qualify: the LR cap 0.33*sqrt(8)/d <= 0.01 needs d >= 94 at the minimum
 batch of 8, exactly as in SODA's rules. Budgets below ~1.5e12 leave fewer than 4 widths at this
 vocabulary (the minimum batch of 8 rejects the larger models), which is why the sweep starts there.
 """
@@ -141,7 +140,7 @@ class SweepRules:
 # The scaled-down preset: same rules, laptop scale (see the module docstring).
 MINI_RULES = SweepRules(
     name="mini",
-    # 6.3e13 FLOPs for the whole sweep (16 runs, >= 4 widths per budget): ~30 min on one shared CPU core.
+    # 6.3e13 FLOPs for the whole sweep (16 runs, >= 4 widths per budget): 17 min on one shared CPU core.
     budgets=[1.5e12, 3e12, 6e12],
     seq_len=256,
     vocab_size=1540,  # the laptop study's data (512 text + 4 markers + 8 x 128 audio); set to your data's
