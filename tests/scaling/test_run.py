@@ -252,3 +252,12 @@ def test_torchrun_two_ranks_match_one_process(plan_dir, packed_data):
     for ra, rb in zip(a, b):
         for col in ("loss", "loss_audio", "train_loss"):
             assert float(rb[col]) == pytest.approx(float(ra[col]), rel=1e-4), col
+
+
+def test_refuses_a_hand_edited_plan_row(plan_dir, packed_data):
+    data = json.loads((plan_dir / "plan.json").read_text())
+    data["runs"][0]["params"] += 1
+    (plan_dir / "plan.json").write_text(json.dumps(data))
+    with pytest.raises(R.RunError, match="do not match its shape"):
+        R.run_plan(plan_dir, settings(plan_dir, packed_data))
+    assert not (plan_dir / "runs").exists()
