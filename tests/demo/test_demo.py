@@ -39,3 +39,15 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     log = capsys.readouterr().err
     assert log.count("done already") == 5 and "[demo] train:" in log
     assert json.loads((out / "summary.json").read_text())["training"]["info"]["steps"] == 4
+
+
+def test_corpus_recording_ids_are_unique_across_parts():
+    from sodakit.demo.corpus import plan_recordings, shipped_paragraphs
+
+    pars = shipped_paragraphs()
+    assert len(pars) == 50 and all(len(p) >= 3 for p in pars)
+    voices = ["flite:slt", "flite:rms"]
+    val = plan_recordings(pars[:3], voices, 2, first_index=0)
+    train = plan_recordings(pars[3:], voices, 2, first_index=3)
+    ids = [r.recording_id for r in val + train]
+    assert len(ids) == len(set(ids)) == 100

@@ -36,10 +36,15 @@ class Recording:
     sentences: list[str]
 
 
-def plan_recordings(paragraphs: list[list[str]], voices: list[str], voices_per_paragraph: int) -> list[Recording]:
-    """Paragraph i is read by voices i, i+1, ... (round robin), so every voice reads every kind of text."""
+def plan_recordings(paragraphs: list[list[str]], voices: list[str], voices_per_paragraph: int,
+                    first_index: int = 0) -> list[Recording]:
+    """Paragraph i is read by voices i, i+1, ... (round robin), so every voice reads every kind of text.
+
+    Recording ids carry the paragraph's index in the shipped file (`first_index` + position), so ids of
+    different parts never collide."""
     out = []
-    for i, sentences in enumerate(paragraphs):
+    for n, sentences in enumerate(paragraphs):
+        i = first_index + n
         for j in range(min(voices_per_paragraph, len(voices))):
             voice = voices[(i + j) % len(voices)]
             out.append(Recording(f"p{i:03d}-{voice.replace(':', '_').replace('+', '_')}", voice, sentences))
@@ -84,8 +89,8 @@ def build_corpus(out_dir: str | Path, voices: list[str], voices_per_paragraph: i
     if not 0 < holdout_paragraphs < len(paragraphs):
         raise ValueError(f"holdout_paragraphs must be in 1..{len(paragraphs) - 1}")
     held_out, train_pars = paragraphs[:holdout_paragraphs], paragraphs[holdout_paragraphs:]
-    parts = {"train": plan_recordings(train_pars, voices, voices_per_paragraph),
-             "val": plan_recordings(held_out, voices, voices_per_paragraph)}
+    parts = {"train": plan_recordings(train_pars, voices, voices_per_paragraph, first_index=holdout_paragraphs),
+             "val": plan_recordings(held_out, voices, voices_per_paragraph, first_index=0)}
     jobs = [(r, str(audio_dir), sample_rate) for recs in parts.values() for r in recs]
     rendered: list[list[dict]] = []
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
