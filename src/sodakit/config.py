@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +18,11 @@ from typing import Any, TypeVar
 import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from sodakit.fileio import atomic_write_bytes, atomic_write_text
+
+__all__ = ["ConfigError", "atomic_write_bytes", "atomic_write_text", "describe", "from_dict", "load_config",
+           "parse_config_args", "save_config", "to_dict"]
 
 T = TypeVar("T")
 
@@ -115,23 +119,3 @@ def parse_config_args(
     if args and "=" not in args[0]:
         path = Path(args.pop(0))
     return load_config(cls, path, args), path
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sodakit.config import atomic_write_text
+from sodakit.fileio import atomic_write_text, sha256_file
 from sodakit.tokens.vocab import Vocab
 
 PACKED_FORMAT = "sodakit.packed/1"
@@ -152,7 +152,7 @@ class PackedDataset:
                     f"{path}: {size} bytes but {METADATA_NAME} says {info['num_tokens']} tokens "
                     f"({info['num_tokens'] * TOKEN_DTYPE.itemsize} bytes): truncated or from another pack run"
                 )
-            if verify_checksums and _sha256(path) != info["sha256"]:
+            if verify_checksums and sha256_file(path) != info["sha256"]:
                 raise PackedDataError(f"{path}: sha256 differs from {METADATA_NAME}: corrupt shard")
             tokens = np.memmap(path, dtype=TOKEN_DTYPE, mode="r") if size else np.zeros(0, TOKEN_DTYPE)
             self.shards.append(_Shard(path, tokens, start))  # type: ignore[arg-type]
@@ -195,10 +195,3 @@ class PackedDataset:
         info = self.metadata["shards"][shard_index]
         return np.load(self.directory / info["docs_file"], allow_pickle=False)
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()

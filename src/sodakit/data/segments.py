@@ -13,7 +13,6 @@ Shards are written to a temporary name and renamed, so a file with the final nam
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -25,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sodakit.config import atomic_write_text
+from sodakit.fileio import atomic_write_text, sha256_file
 
 SEGMENTS_FORMAT = "sodakit.segments/1"
 MANIFEST_NAME = "manifest.json"
@@ -120,14 +119,6 @@ class SegmentManifest:
             )
         except (KeyError, TypeError, json.JSONDecodeError) as e:
             raise SegmentFormatError(f"{path}: malformed manifest ({e})") from e
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def segments_to_table(segments: Iterable[Segment]) -> pa.Table:

@@ -14,7 +14,6 @@ Only safetensors are read: loading never unpickles anything.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -27,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from sodakit.config import ConfigError, from_dict, to_dict
+from sodakit.fileio import sha256_file
 from sodakit.model import hf
 from sodakit.model.config import ModelConfig
 from sodakit.model.qwen3 import Qwen3
@@ -63,14 +63,6 @@ class PretrainedInfo:
 # ---------------------------------------------------------------------------------------------------
 # Writing (used by train/checkpoint.py and model/commands.py)
 # ---------------------------------------------------------------------------------------------------
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def make_sidecar(
     cfg: ModelConfig,
     vocab: Vocab | None,

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -43,6 +42,7 @@ import pyarrow.parquet as pq
 import torch
 
 from sodakit.config import ConfigError, atomic_write_text, parse_config_args
+from sodakit.fileio import sha256_file
 from sodakit.model.load import CheckpointError
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.vocab import Vocab
@@ -104,14 +104,6 @@ class SFTExample:
     response_start: int  # index of the first response token
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_sft_dataset(
     out: str | os.PathLike,
     examples: Sequence[SFTExample],
@@ -158,7 +150,7 @@ def write_sft_dataset(
             "num_tokens": int(sum(lengths)),
             "response_tokens": int(sum(len(e.input_ids) - e.response_start for e in examples)),
             "max_length": int(max(lengths)),
-            "examples_sha256": _sha256(tmp / EXAMPLES),
+            "examples_sha256": sha256_file(tmp / EXAMPLES),
             **info,
         }
         (tmp / METADATA).write_text(json.dumps(meta, indent=2))
@@ -197,7 +189,7 @@ class SFTDataset:
             raise SFTDataError(
                 f"{path}: vocabulary layout {vocab.fingerprint} differs from the model's {expected_vocab.fingerprint}"
             )
-        sha = _sha256(path / EXAMPLES)
+        sha = sha256_file(path / EXAMPLES)
         if meta.get("examples_sha256") and meta["examples_sha256"] != sha:
             raise SFTDataError(f"{path / EXAMPLES}: checksum {sha[:12]} does not match metadata ({meta['examples_sha256'][:12]})")
         table = pq.read_table(path / EXAMPLES)
@@ -449,7 +441,7 @@ def prepare_jsonl(
     if not examples:
         raise SFTDataError(f"{path}: no usable examples ({skipped} longer than max_len={max_len})")
     return write_sft_dataset(
-        out, examples, v, tok_file, codec, recipe="jsonl", source=str(path.resolve()), source_sha256=_sha256(path),
+        out, examples, v, tok_file, codec, recipe="jsonl", source=str(path.resolve()), source_sha256=sha256_file(path),
         skipped_too_long=skipped, max_len=max_len,
     )
 
@@ -502,7 +494,7 @@ def prepare_s2st(
         print(f"note: skipped {len(skipped)} pair(s) longer than {max_len} tokens (e.g. {skipped[:3]})", file=sys.stderr)
     return write_sft_dataset(
         out, examples, v, tok_file, dataclasses.asdict(codec_obj.info()), recipe="s2st", response_from=response_from,
-        source=str(Path(manifest).resolve()), source_sha256=_sha256(Path(manifest)), skipped_too_long=skipped,
+        source=str(Path(manifest).resolve()), source_sha256=sha256_file(Path(manifest)), skipped_too_long=skipped,
         max_len=max_len, codec_notes=notes,
     )
 
