@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from sodakit.cli import COMMANDS
 from sodakit.cli import main as cli_main
 from sodakit.config import ConfigError, describe, load_config, parse_config_args
 
@@ -58,3 +59,13 @@ def test_cli_help_and_unknown(capsys):
     assert cli_main(["--help"]) == 0
     assert "commands:" in capsys.readouterr().out
     assert cli_main(["no-such-stage"]) == 2
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_stage_is_listed_and_has_help(command, capsys):
+    assert cli_main(["--help"]) == 0
+    assert f"  {command} " in capsys.readouterr().out  # listed, so its module exists
+    with pytest.raises(SystemExit) as exc:
+        cli_main([command, "--help"])
+    assert exc.value.code == 0
+    assert "usage:" in capsys.readouterr().out
