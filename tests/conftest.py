@@ -26,6 +26,9 @@ def _find_shared_data() -> Path:
 
 
 SHARED_DATA = _find_shared_data()
+if SHARED_DATA.is_dir():
+    # Library defaults (e.g. tblimp/hellaswag data) read the same variable, so they agree with the tests.
+    os.environ.setdefault("SODAKIT_SHARED_DATA", str(SHARED_DATA))
 
 
 @pytest.fixture(scope="session")
