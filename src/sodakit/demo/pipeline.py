@@ -278,7 +278,8 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> Path:
             "tokenizer": tok_info,
             **{f"packed {name}": {"documents": m["num_documents"], "tokens": m["num_tokens"],
                                   **{f"{k} tokens": v for k, v in m["counts"].items()}} for name, m in pack_info.items()},
-            "tokenize": {f"{part} {k}": v for part, d in seg_info.items() for k, v in d.items()},
+            "tokenize": {f"{part} {k}": d.get(k) for part, d in seg_info.items()
+                         for k in ("segments", "errors", "audio_hours", "wall_seconds")},
         },
         "training": {"metrics": str(p["train"] / "metrics.jsonl"),
                      "info": {"preset": cfg.preset, "steps": train_info["steps"], "global batch": cfg.batch,
