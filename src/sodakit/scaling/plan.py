@@ -40,14 +40,35 @@ Interpretation notes (where the paper is terse):
 * **Step limit.** "Under 400k steps" is read as steps <= 400,000 (rejects tiny models at large budgets,
   whose LR cap forces a small batch).
 
-The scaled-down "mini" preset keeps every rule and changes only the scale: sequences 256 instead of
-4096, a small vocabulary (1540 = 512 text ids + 4 markers + 8 codebooks x 128, the laptop study's data;
-set it to yours), widths 32..512 (steps 32/64, head width 32: all SODA's width constants / 4; the step
-switches above 1.5e13), target steps 2^7 instead of 2^16 so that batches of >= 8 sequences are reachable
-at laptop budgets, and budgets 1.5e12, 3e12, 6e12 (16 runs: 4, 5 and 7 per budget, 6.3e13 FLOPs in
-all; the measured laptop sweep took 17 minutes single-threaded on a shared 2-core CPU, see README). Widths below ~94 never qualify: the LR cap 0.33*sqrt(8)/d <= 0.01 needs d >= 94 at the minimum
-batch of 8, exactly as in SODA's rules. Budgets below ~1.5e12 leave fewer than 4 widths at this
-vocabulary (the minimum batch of 8 rejects the larger models), which is why the sweep starts there.
+The scaled-down "mini" preset keeps every rule *formula* (layers, heads = d // head_width, FFN 4d, the
+batch rule, LR = 0.33 sqrt(B) / d with the 0.01 cap, beta2, the 1% tolerance, optimizer and WSD) and
+changes only constants, each for a stated reason:
+
+    knob              soda            mini           why
+    budgets           3e18..3e20      1.5e12..1.2e13 a ~45 min sweep on one CPU core
+    seq_len           4096            256            laptop-sized windows (the data's recordings are short)
+    vocab_size        144,644         1540           the laptop data (512 text + 4 markers + 8 x 128 audio)
+    target_steps      2^16            2^10           runs need enough optimizer steps to be limited by model
+                                                     size and data, not by step count: with 2^7 (the first
+                                                     mini preset) runs had 73..1413 steps and every size fell
+                                                     on one loss-vs-steps curve (no interior minimum)
+    min_batch         8               2              with min_batch = 2 every kept run has >= target/2 steps,
+                                                     exactly like SODA's >= 2^15 (min_batch 1 would not:
+                                                     next_pow2 gives 1 for any x <= 1, so steps could be tiny)
+    min_width         128             48             the smallest width the LR cap admits at batch 2
+                                                     (0.33 sqrt(2) / d <= 0.01 needs d >= 46.7); it lies
+                                                     below the compute-optimal size of every budget
+    width step        128 / 256       32 / 64        switch above 2e13 (every mini budget uses 32)
+    max_width         2048            240            wider models are far right of every minimum
+    head_width        128             16             every width of the grid 48 + 32k splits into whole heads
+    max_steps         400,000         16,384         bounds the wall time of LR-capped small models (SODA's
+                                                     limit is ~6x its target; ours 16x, so that the smallest
+                                                     width stays in up to 6e12)
+
+Depth: the layer formula gives 1 layer up to d = 112 (48 / 79.3 rounds to 1; below d ~ 40 it would round
+to 0, hence the clamp to >= 1). An LR that cannot reach the cap even at batch 1 (possible only with
+min_batch = 1) is a skip, never a run above the cap. Measured on the laptop data (README): the LR rule is
+within 0.02 nats of the best of 0.5x..4x its value at batch 2 for d = 64 and d = 160.
 """
 
 from __future__ import annotations
@@ -137,20 +158,27 @@ class SweepRules:
             raise ValueError(f"SweepRules.flop_tolerance must be in (0, 1), got {self.flop_tolerance}")
 
 
-# The scaled-down preset: same rules, laptop scale (see the module docstring).
+# The scaled-down preset: same rules, laptop scale (see the module docstring for why each knob differs).
 MINI_RULES = SweepRules(
     name="mini",
-    # 6.3e13 FLOPs for the whole sweep (16 runs, >= 4 widths per budget): 17 min on one shared CPU core.
-    budgets=[1.5e12, 3e12, 6e12],
+    # 21 runs (3, 5, 7, 6 per budget), 1.3e14 FLOPs: about 45 min on one shared CPU core (README).
+    budgets=[1.5e12, 3e12, 6e12, 1.2e13],
     seq_len=256,
     vocab_size=1540,  # the laptop study's data (512 text + 4 markers + 8 x 128 audio); set to your data's
-    min_width=32,
-    max_width=512,
+    # 48 is the smallest width the LR cap admits at the minimum batch of 2 (0.33*sqrt(2)/d <= 0.01).
+    min_width=48,
+    # Step 32 up to 2e13 training FLOPs, 64 above; max 240: wider models are far right of every minimum.
+    max_width=240,
     width_step_small=32,
     width_step_large=64,
-    width_step_switch=1.5e13,
-    head_width=32,
-    target_steps=2**7,
+    width_step_switch=2e13,
+    # Heads of 16 dims so that every width of the grid (48 + 32k) splits into whole heads.
+    head_width=16,
+    # 2^10 target steps (SODA 2^16): with a minimum batch of 2 every run has >= 512 optimizer steps.
+    target_steps=2**10,
+    min_batch=2,
+    # Bounds the wall time of the smallest, LR-capped models (SODA's 400k is ~6 x its target).
+    max_steps=16384,
 )
 
 PRESETS: dict[str, SweepRules] = {"soda": SweepRules(), "mini": MINI_RULES}
@@ -297,6 +325,10 @@ def plan_budget(budget: float, rules: SweepRules) -> tuple[list[RunSpec], list[S
             lr = learning_rate(batch, d, rules)
         if batch < rules.min_batch:
             skipped.append(Skipped(budget, d, cfg.n_layers, batch, 0, f"batch {batch} < {rules.min_batch}"))
+            continue
+        if lr > rules.max_lr:  # only with min_batch 1: even one sequence per step exceeds the LR cap
+            skipped.append(Skipped(budget, d, cfg.n_layers, batch, 0,
+                                   f"lr {lr:.4g} > {rules.max_lr} even at batch {batch}"))
             continue
         steps = round(budget / (f_tok * batch * rules.seq_len))
         achieved = f_tok * batch * rules.seq_len * steps
