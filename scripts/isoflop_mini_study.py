@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The laptop IsoFLOP study, end to end on offline data: speech corpus -> codec -> tokens -> sweep -> fit.
 
-    python scripts/isoflop_mini_study.py [--out runs/isoflop-mini] [--docs docs/isoflop]
+    python scripts/isoflop_mini_study.py [--out runs/isoflop-mini] [--docs docs/isoflop] [--until STAGE]
 
 Stages (each one is skipped when its output is complete, so rerunning the script resumes it; the sweep
 itself skips finished runs and resumes an interrupted run from its checkpoint):
@@ -10,7 +10,9 @@ itself skips finished runs and resumes an interrupted run from its checkpoint):
              (`sodakit.demo.corpus.build_corpus`); manifest.jsonl has one row per sentence.
 2. split     held-out validation = the corpus's `--val-paragraphs` held-out paragraphs read by every
              `--val-voice-stride`-th voice; those paragraphs are in no training data (speech or text), so
-             validation text and speech are unseen. train.jsonl / val.jsonl / train_text.txt.
+             validation text and speech are unseen. train.jsonl / val.jsonl / train_text.txt. A corpus
+             from the builder before its fix (held-out and training recordings sharing WAV files) is
+             refused: delete OUT/corpus and rerun.
 3. codec     `sodakit codec fit` on the training speech (8 codebooks x 128 entries: SODA's 8 codebooks,
              a CPU-sized vocabulary).
 4. tokenize  `sodakit tokenize` of train.jsonl and val.jsonl with that codec.
@@ -20,7 +22,11 @@ itself skips finished runs and resumes an interrupted run from its checkpoint):
 7. plan      `sodakit isoflop plan --config configs/isoflop_mini.yaml vocab_size=<the data's>`.
 8. run       `sodakit isoflop run` (single-threaded torch: on a shared 2-core machine one thread per
              process is faster than two fighting threads).
-9. fit       `sodakit isoflop fit` -> fit.json + plots; `--docs DIR` copies the plots and a summary there.
+9. fit       `sodakit isoflop fit` on the audio-token NLL (OUT/fit_audio, the primary result: the runs
+             memorise the 4k-token text corpus) and on all tokens (OUT/fit) -> fit.json + plots;
+             `--docs DIR` copies the plots, the results table and a summary there.
+
+`--until pack|plan|run` stops after that stage (e.g. build the data now and sweep later).
 
 Wall time of each stage goes to OUT/study.json.
 """
@@ -88,11 +94,10 @@ def split_corpus(corpus: Path, data: Path, val_voice_stride: int) -> None:
     """Training = the corpus's training manifest and text; validation = its held-out paragraphs read by
     every `val_voice_stride`-th voice (a small set keeps the per-run evaluation cheap).
 
-    Guard: if a validation recording shares its id (hence its WAV path) with a training recording, one
-    render overwrote the other. Then the training recording is dropped and the validation recording is
-    synthesised again under its own name, so neither split holds audio that does not match its text.
+    Refuses a corpus in which a validation recording shares its id (hence its WAV path) with a training
+    recording: corpora built before the `build_corpus` fix (recording ids now carry the paragraph's
+    global index) rendered one over the other. Delete OUT/corpus and rerun to rebuild it.
     """
-    from sodakit.demo.corpus import Recording, _render
 
     def rows(name: str) -> list[dict]:
         return [json.loads(line) for line in (corpus / name).read_text().splitlines() if line.strip()]
@@ -100,21 +105,11 @@ def split_corpus(corpus: Path, data: Path, val_voice_stride: int) -> None:
     info = json.loads((corpus / "corpus.json").read_text())
     val_voices = set(info["voices"][::val_voice_stride])
     train = rows("manifest.jsonl")
-    all_val = rows("manifest_val.jsonl")
-    val = [r for r in all_val if r["speaker"] in val_voices]
-    clash = {r["recording_id"] for r in all_val} & {r["recording_id"] for r in train}
+    val = [r for r in rows("manifest_val.jsonl") if r["speaker"] in val_voices]
+    clash = {r["audio"] for r in rows("manifest_val.jsonl")} & {r["audio"] for r in train}
     if clash:
-        log(f"split: {len(clash)} validation recordings share a WAV path with training ones; dropping those "
-            "from training and re-rendering validation")
-        train = [r for r in train if r["recording_id"] not in clash]
-        audio = data / "val_audio"
-        audio.mkdir(parents=True, exist_ok=True)
-        fixed = []
-        for rid in sorted({r["recording_id"] for r in val}):
-            mine = [r for r in val if r["recording_id"] == rid]
-            rec = Recording(f"val-{rid}", mine[0]["speaker"], [r["text"] for r in mine])
-            fixed += _render((rec, str(audio), int(info["sample_rate"])))
-        val = fixed
+        raise SystemExit(f"{corpus}: {len(clash)} validation recordings share a WAV file with training ones "
+                         f"(e.g. {sorted(clash)[0]}): a corpus from the old builder. Delete {corpus} and rerun")
     data.mkdir(parents=True, exist_ok=True)
     atomic_write_text(data / "train.jsonl", "".join(json.dumps(r) + "\n" for r in train))
     atomic_write_text(data / "val.jsonl", "".join(json.dumps(r) + "\n" for r in val))
@@ -124,7 +119,6 @@ def split_corpus(corpus: Path, data: Path, val_voice_stride: int) -> None:
         "voices": info["voices"], "train_segments": len(train), "val_segments": len(val),
         "train_seconds": round(sum(r["end"] - r["start"] for r in train), 1),
         "val_seconds": round(sum(r["end"] - r["start"] for r in val), 1), "text_paragraphs": info["paragraphs"],
-        "dropped_clashing_train_recordings": sorted(clash),
     }, indent=1) + "\n")
 
 
@@ -141,6 +135,8 @@ def main() -> int:
     ap.add_argument("--val-voice-stride", type=int, default=3, help="validation uses every k-th voice")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the sweep")
     ap.add_argument("--bootstrap", type=int, default=200)
+    ap.add_argument("--until", choices=("pack", "plan", "run"),
+                    help="stop after this stage (e.g. build the data now, sweep later)")
     ap.add_argument("--docs", type=Path, help="copy the plots and a summary JSON here (e.g. docs/isoflop)")
     ap.add_argument("overrides", nargs="*", help="extra SweepRules overrides for the plan (key=value)")
     args = ap.parse_args()
@@ -190,6 +186,8 @@ def main() -> int:
         sodakit("pack", f"inputs=[{data / 'tokens' / 'val'}]", f"output={packed / 'val'}", f"tokenizer={tok}")
 
     timer.stage("pack", (packed / "val" / "metadata.json").is_file(), pack)
+    if args.until == "pack":
+        return 0
     vocab_size = packed_vocab_size(packed / "speech")
 
     def plan() -> None:
@@ -197,6 +195,8 @@ def main() -> int:
                 "--out", str(plan_dir))
 
     timer.stage("plan", (plan_dir / "plan.json").is_file(), plan)
+    if args.until == "plan":
+        return 0
     t = time.perf_counter()
     sodakit("isoflop", "run", str(plan_dir), "--data", f"{packed / 'speech'}:{SPEECH_WEIGHT}",
             f"{packed / 'text'}:{TEXT_WEIGHT}", "--val", str(packed / "val"), "--threads", str(args.threads),
@@ -204,26 +204,34 @@ def main() -> int:
     timer.record["stages"]["run (this invocation)"] = round(time.perf_counter() - t, 1)
     sweep_time = _sweep_wall_time(plan_dir / "results.csv")
     timer.record["stages"]["run (sum of run wall times)"] = sweep_time
+    atomic_write_text(out / "study.json", json.dumps(timer.record, indent=1) + "\n")
+    if args.until == "run":
+        return 0
 
-    fit = run_fit(plan_dir / "results.csv", fit_dir, args.bootstrap)
-    # The same sweep scored on audio tokens only (SODA's "audio" NLL variant): the 5% text part is a
-    # 4k-token corpus that long runs memorise, so the all-token loss mixes in text over-fitting.
+    # Primary: the audio-token NLL (SODA's "audio" variant). The 5% text part is a 4k-token corpus that
+    # the runs memorise over many epochs (held-out text NLL 5..8.5 nats), so the all-token loss mixes text
+    # over-fitting into the profiles; it is fitted too and reported next to it.
     fit_audio = run_fit(plan_dir / "results.csv", out / "fit_audio", args.bootstrap, "--loss-col", "loss_audio")
-    print(sodakit("isoflop", "predict", "--fit", str(fit_dir), "--flops", "1e13", "1e15", "1e20"))
+    fit = run_fit(plan_dir / "results.csv", fit_dir, args.bootstrap)
+    print(sodakit("isoflop", "predict", "--fit", str(out / "fit_audio"), "--flops", "1e13", "1e15", "1e20"))
     timer.record["total_this_invocation_s"] = round(time.perf_counter() - t_start, 1)
     atomic_write_text(out / "study.json", json.dumps(timer.record, indent=1) + "\n")
-    summary = summarize(fit, fit_audio, timer.record, json.loads((data / "split.json").read_text()), vocab_size)
+    summary = summarize(fit, fit_audio, timer.record, json.loads((data / "split.json").read_text()), vocab_size,
+                        plan_dir / "results.csv")
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
     plot_loss_vs_steps(plan_dir / "results.csv", out / "loss_vs_steps.png")
     if args.docs:
         args.docs.mkdir(parents=True, exist_ok=True)
-        # Only the plots that show measurements: the fitted-law plots of a sweep without interior minima
-        # would display an unidentified law as if it were a result (they stay in OUT/fit*).
-        shutil.copy(fit_dir / "isoflop_profiles.png", args.docs / "isoflop_profiles.png")
         shutil.copy(out / "loss_vs_steps.png", args.docs / "loss_vs_steps.png")
-        if fit.get("approach2"):
-            shutil.copy(fit_dir / "optimal_vs_compute.png", args.docs / "optimal_vs_compute.png")
+        for prefix, fit_out, result in (("audio", out / "fit_audio", fit_audio), ("all_tokens", fit_dir, fit)):
+            # The fitted-law plots only where their approach fitted: without interior minima (Approach 2)
+            # or a law (Approach 3) they would show an unidentified fit as if it were a result.
+            names = ["isoflop_profiles.png"]
+            names += ["optimal_vs_compute.png"] if result.get("approach2") else []
+            names += ["parametric_contours.png"] if result.get("approach3") else []
+            for name in names:
+                shutil.copy(fit_out / name, args.docs / f"{prefix}_{name}")
         atomic_write_text(args.docs / "mini_study_summary.json", json.dumps(summary, indent=1) + "\n")
         shutil.copy(plan_dir / "results.csv", args.docs / "mini_study_results.csv")
         for f in args.docs.iterdir():
@@ -293,11 +301,19 @@ def _sweep_wall_time(results: Path) -> float:
         return round(sum(float(r["wall_time_s"]) for r in csv.DictReader(f)), 1)
 
 
-def summarize(fit: dict, fit_audio: dict, timing: dict, split: dict, vocab_size: int) -> dict:
+def summarize(fit: dict, fit_audio: dict, timing: dict, split: dict, vocab_size: int, results: Path) -> dict:
     """The numbers README quotes: exponents with intervals (Approach 2 and 3) next to SODA's."""
+    import csv
+
+    with open(results) as f:
+        rows = list(csv.DictReader(f))
     return {
-        "fit_all_tokens": _pick(fit),
+        "primary": "fit_audio_tokens",
         "fit_audio_tokens": _pick(fit_audio),
+        "fit_all_tokens": _pick(fit),
+        "sweep": {"runs": len(rows), "flops": sum(float(r["flops"]) for r in rows),
+                  "wall_time_s": round(sum(float(r["wall_time_s"]) for r in rows), 1),
+                  "steps_range": [min(int(r["steps"]) for r in rows), max(int(r["steps"]) for r in rows)]},
         "reference_soda": {"N_exponent": 0.367, "D_exponent": 0.579},
         "timing_s": timing,
         "data": {**split, "vocab_size": vocab_size, "codec": f"offline, {NUM_CODEBOOKS} x {CODEBOOK_SIZE}",
