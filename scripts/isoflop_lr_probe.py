@@ -12,7 +12,8 @@ that has nothing to do with scaling.
 
 For every chosen run of the plan (one budget, the given widths) and every factor, a copy of the run with
 LR x factor (same model, batch, steps, data, seed) goes into OUT/plan.json, with run id
-`<run id>-lrx<factor>`; `sodakit isoflop run` trains them (resumable: finished probes are skipped) and
+`<run id>-lrx<factor>` (a later call with other widths or factors adds to the same probe plan);
+`sodakit isoflop run` trains them (resumable: finished probes are skipped) and
 the table of validation losses, next to the factor-1 losses from the plan's own results CSV, is printed
 and written to OUT/lr_probe.json. The probe plan is a copy of the planned rows with only the LR changed;
 it is not a plan of the rules and is kept apart from the sweep's results.
@@ -51,7 +52,7 @@ def probe_plan(plan_path: Path, budget: float, widths: list[int], factors: list[
             row.update(lr=r.lr * f, run_id=f"{r.run_id}-lrx{f:g}")
             runs.append(row)
     data.update(runs=runs, skipped=[], total_flops=sum(r["achieved_flops"] for r in runs),
-                lr_probe={"source_plan": str(plan_path), "budget": budget, "widths": widths, "factors": factors})
+                lr_probe={"source_plan": str(plan_path), "probes": [r["run_id"] for r in runs]})
     return data
 
 
@@ -72,6 +73,14 @@ def main() -> int:
     plan_dir = args.plan if args.plan.is_dir() else args.plan.parent
     out = args.out or plan_dir.parent / "lr_probe"
     probe = probe_plan(args.plan, args.budget, args.widths, args.factors)
+    if (out / "plan.json").exists():  # a later call adds probes: keep the earlier ones in the plan
+        earlier = json.loads((out / "plan.json").read_text())
+        if earlier.get("lr_probe", {}).get("source_plan") != str(args.plan):
+            raise SystemExit(f"{out} holds probes of another plan ({earlier.get('lr_probe')}); choose another --out")
+        ids = {r["run_id"] for r in probe["runs"]}
+        probe["runs"] = [r for r in earlier["runs"] if r["run_id"] not in ids] + probe["runs"]
+        probe["total_flops"] = sum(r["achieved_flops"] for r in probe["runs"])
+        probe["lr_probe"] = {"source_plan": str(args.plan), "probes": sorted(r["run_id"] for r in probe["runs"])}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "plan.json", json.dumps(probe, indent=1) + "\n")
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS=str(args.threads))
