@@ -58,3 +58,21 @@ def test_split_refuses_corpus_whose_val_and_train_share_wav_files(tmp_path):
     study.split_corpus(corpus, tmp_path / "data", 1)
     split = json.loads((tmp_path / "data" / "split.json").read_text())
     assert (split["train_segments"], split["val_segments"]) == (2, 2)
+
+
+def test_best_lr_results_picks_the_lowest_loss_variant(tmp_path):
+    probe = _script("isoflop_lr_probe")
+    cols = ["run_id", "budget", "width", "batch", "lr", "loss", "loss_audio"]
+    base = [["C1-d48", "1e12", "48", "2", "0.01", "3.9", "3.6"], ["C1-d80", "1e12", "80", "4", "0.008", "3.8", "3.5"]]
+    (tmp_path / "results.csv").write_text("\n".join(",".join(r) for r in [cols, *base]) + "\n")
+    probed = {
+        "C1-d48-lrx0.5": dict(zip(cols, ["C1-d48-lrx0.5", "1e12", "48", "2", "0.005", "3.8", "3.7"])),
+        "C1-d80-lrx0.5": dict(zip(cols, ["C1-d80-lrx0.5", "1e12", "80", "4", "0.004", "3.9", "3.4"])),
+    }
+    text, replaced = probe.best_lr_results(tmp_path / "results.csv", probed, "loss_audio")
+    rows = [line.split(",") for line in text.strip().splitlines()[1:]]
+    assert replaced == 1 and [r[0] for r in rows] == ["C1-d48", "C1-d80-lrx0.5"]
+    _, replaced = probe.best_lr_results(tmp_path / "results.csv", probed, "loss")
+    assert replaced == 1  # by all-token loss the d48 probe wins instead
+    table = probe.probe_table({r[0]: dict(zip(cols, r)) for r in base}, probed)
+    assert [(t["width"], t["factor"]) for t in table] == [(48, 0.5), (48, 1.0), (80, 0.5), (80, 1.0)]
