@@ -13,23 +13,9 @@ from sodakit.audio.codec import CodecError, load_codec
 from sodakit.audio.mimi import MimiCodec
 
 
-def _small_mimi_dir(path, seed=0):
-    from transformers import MimiConfig, MimiModel
-
-    torch.manual_seed(seed)
-    # Real Mimi's rates and codebooks (24 kHz, 12.5 Hz, 2048 entries, 10 > 8 quantizers), tiny widths.
-    cfg = MimiConfig(
-        hidden_size=32, num_filters=4, num_hidden_layers=1, intermediate_size=64, num_attention_heads=2,
-        num_key_value_heads=2, head_dim=16, codebook_dim=16, vector_quantization_hidden_dimension=16,
-        num_quantizers=10, codebook_size=2048, upsample_groups=32,
-    )
-    MimiModel(cfg).save_pretrained(path)
-    return path
-
-
 @pytest.fixture(scope="module")
-def mimi_dir(tmp_path_factory):
-    return _small_mimi_dir(tmp_path_factory.mktemp("mimi"))
+def mimi_dir(tmp_path_factory, small_mimi):
+    return small_mimi(tmp_path_factory.mktemp("mimi"))
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +39,8 @@ def test_loaded_through_user_path(codec, mimi_dir):
     assert load_codec(mimi_dir, device="cpu").config_hash == codec.config_hash
 
 
-def test_hash_changes_with_weights_and_codebooks(codec, mimi_dir, tmp_path):
-    other = load_codec(_small_mimi_dir(tmp_path / "other", seed=1), device="cpu")
+def test_hash_changes_with_weights_and_codebooks(codec, mimi_dir, tmp_path, small_mimi):
+    other = load_codec(small_mimi(tmp_path / "other", seed=1), device="cpu")
     assert other.config_hash != codec.config_hash
     assert load_codec(mimi_dir, device="cpu", num_codebooks=4).config_hash != codec.config_hash
 
@@ -114,7 +100,7 @@ def test_bad_inputs(codec):
         codec.decode(torch.zeros(1, 7, 3, dtype=torch.long))
 
 
-def test_missing_models_say_how_to_get_them(tmp_path, monkeypatch):
+def test_missing_models_say_how_to_get_them(tmp_path, monkeypatch, small_mimi):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CodecError, match="huggingface-cli download kyutai/mimi"):
         load_codec("kyutai/mimi-not-cached-here")
@@ -124,7 +110,7 @@ def test_missing_models_say_how_to_get_them(tmp_path, monkeypatch):
     with pytest.raises(CodecError, match="not a codec directory"):
         load_codec(tmp_path / "empty")
     with pytest.raises(CodecError, match="float16 is not supported on CPU"):
-        load_codec(_small_mimi_dir(tmp_path / "m"), device="cpu", dtype="float16")
+        load_codec(small_mimi(tmp_path / "m"), device="cpu", dtype="float16")
 
 
 def test_bfloat16_runs_on_cpu(mimi_dir):

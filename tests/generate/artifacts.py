@@ -6,8 +6,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import torch
-
 from sodakit.model.config import ModelConfig
 from sodakit.model.load import write_model_dir
 from sodakit.model.qwen3 import build_model
@@ -22,20 +20,6 @@ SENTENCES = [
     "speech to speech translation keeps the voice",
     "<language>fr</language> <language>en</language>",
 ]
-
-
-def small_mimi(path: Path, seed: int = 0) -> Path:
-    from transformers import MimiConfig, MimiModel
-
-    torch.manual_seed(seed)
-    # Mimi's real rates and codebooks (24 kHz, 12.5 Hz, 8 of 10 codebooks of 2048), tiny widths.
-    cfg = MimiConfig(
-        hidden_size=32, num_filters=4, num_hidden_layers=1, intermediate_size=64, num_attention_heads=2,
-        num_key_value_heads=2, head_dim=16, codebook_dim=16, vector_quantization_hidden_dimension=16,
-        num_quantizers=10, codebook_size=2048, upsample_groups=32,
-    )
-    MimiModel(cfg).save_pretrained(path)
-    return path
 
 
 def small_tokenizer(path: Path) -> SodaTokenizer:

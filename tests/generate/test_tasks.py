@@ -17,7 +17,7 @@ from sodakit.generate.tasks import CodecMismatchError, SodaGenerator
 from sodakit.tokens.documents import document_ids
 from sodakit.tokens.vocab import AUDIO_END, AUDIO_START, BOS_TEXT, EOS_TEXT, TEXT_END, TEXT_START
 
-from .artifacts import small_mimi, small_model_dir, small_tokenizer
+from .artifacts import small_model_dir, small_tokenizer
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Seg:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, small_mimi):
     root = tmp_path_factory.mktemp("gen")
     codec = load_codec(small_mimi(root / "mimi"), device="cpu")
     tok = small_tokenizer(root / "tok")
@@ -98,7 +98,7 @@ def test_text_in_the_audio_range_is_refused(setup):
 
 
 # ---- task layer ---------------------------------------------------------------------------------------
-def test_generator_uses_the_recorded_codec_and_refuses_another(setup, tmp_path):
+def test_generator_uses_the_recorded_codec_and_refuses_another(setup, tmp_path, small_mimi):
     g = SodaGenerator.from_pretrained(setup["model_dir"])
     assert g.codec.config_hash == setup["codec"].config_hash and g.sample_rate == 24000
     other = small_mimi(tmp_path / "other", seed=1)

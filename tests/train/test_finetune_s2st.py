@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from sodakit.audio.codec import load_codec
 from sodakit.generate.commands import main as generate_main
@@ -35,21 +34,8 @@ PAIRS = [
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 
 
-def _mimi(path):
-    from transformers import MimiConfig, MimiModel
-
-    torch.manual_seed(0)
-    cfg = MimiConfig(
-        hidden_size=32, num_filters=4, num_hidden_layers=1, intermediate_size=64, num_attention_heads=2,
-        num_key_value_heads=2, head_dim=16, codebook_dim=16, vector_quantization_hidden_dimension=16,
-        num_quantizers=10, codebook_size=2048, upsample_groups=32,
-    )
-    MimiModel(cfg).save_pretrained(path)
-    return path
-
-
 @pytest.fixture(scope="module")
-def parallel_set(tmp_path_factory):
+def parallel_set(tmp_path_factory, small_mimi):
     from sodakit.audio.synth import synthesize
 
     root = tmp_path_factory.mktemp("s2st")
@@ -61,7 +47,7 @@ def parallel_set(tmp_path_factory):
         sf.write(tgt, synthesize(en, "espeak:en+m3", 16000, speed=1.5), 16000)
         items.append(S2STItem(f"p{i}", src, "fr", fr, en, tgt))
     manifest = write_manifest(items, root / "train.tsv")
-    codec = load_codec(_mimi(root / "mimi"), device="cpu")
+    codec = load_codec(small_mimi(root / "mimi"), device="cpu")
     words = [t for pair in PAIRS for t in pair] + ["<language>fr</language>", "<language>en</language>"]
     tok = SodaTokenizer(train_bpe(words * 6, vocab_size=300)).with_audio_layout(8, 2048)
     tok.save_pretrained(root / "tok")
