@@ -91,3 +91,15 @@ def test_soda_scores_maps_results_to_the_published_columns():
                      "tts": {"status": "ok", "metrics": {"wer": 0.061, "sim": 0.56}},
                      "swuggy": {"status": "error", "error": "no data"}}}
     assert soda_scores(res) == {"sBLIMP": 51.4, "SALMon": 70.0, "HellaSwag": 35.0, "TTS WER": 6.1, "TTS SIM": 0.56}
+
+
+def test_eval_codec_names_a_moved_recorded_codec(tmp_path, small_mimi):
+    from sodakit.audio.codec import CodecError, load_codec
+    from sodakit.eval.loading import load_eval_codec
+
+    codec = load_codec(small_mimi(tmp_path / "codec"), device="cpu")
+    record = {"name": codec.name, "config_hash": codec.config_hash, "source": str(tmp_path / "codec")}
+    (tmp_path / "codec").rename(tmp_path / "moved")
+    with pytest.raises(CodecError, match="codec recorded at .*pass its new location with --codec"):
+        load_eval_codec(None, record, "cpu")
+    assert load_eval_codec(str(tmp_path / "moved"), record, "cpu").config_hash == codec.config_hash

@@ -108,6 +108,20 @@ def test_generator_uses_the_recorded_codec_and_refuses_another(setup, tmp_path, 
     assert any("WARNING" in n for n in g2.notes)
 
 
+def test_a_moved_codec_is_named_and_can_be_given_again(setup, tmp_path, small_mimi):
+    import shutil
+
+    from sodakit.audio.codec import CodecError
+
+    moved = load_codec(small_mimi(tmp_path / "codec"), device="cpu")
+    model_dir = small_model_dir(tmp_path / "model", setup["tok"], moved)
+    shutil.move(tmp_path / "codec", tmp_path / "codec-new-home")
+    with pytest.raises(CodecError, match="codec recorded at .*codec.*pass its new location with --codec"):
+        SodaGenerator.from_pretrained(model_dir)
+    g = SodaGenerator.from_pretrained(model_dir, codec=str(tmp_path / "codec-new-home"))
+    assert g.codec.config_hash == moved.config_hash
+
+
 def test_tts_asr_continue_s2st_produce_decodable_output(setup):
     g = SodaGenerator.from_pretrained(setup["model_dir"], batch_size=2)
     voice = g.voice(_tone(0.5), 24000, "hello world")

@@ -147,9 +147,15 @@ class SodaGenerator:
                     f"{info.path}: the checkpoint records no codec source; pass one with --codec (a Mimi directory, "
                     "an offline codec directory or a hub id)"
                 )
-            from sodakit.audio.codec import load_codec
+            from sodakit.audio.codec import CodecError, load_codec
 
-            codec_obj = load_codec(spec, device=device, num_codebooks=vocab.num_codebooks)
+            try:
+                codec_obj = load_codec(spec, device=device, num_codebooks=vocab.num_codebooks)
+            except CodecError as e:
+                if codec is not None:
+                    raise
+                raise CodecError(f"{info.path}: the model was trained on codes of the codec recorded at {spec}, "
+                                 f"which cannot be loaded ({e}); pass its new location with --codec") from e
         if codec_obj is not None:
             notes += check_codec(codec_obj, vocab, info.codec, allow_codec_mismatch)
         g = cls(model, vocab, tok, codec_obj, info.codec, batch_size)
