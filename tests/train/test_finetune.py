@@ -90,8 +90,9 @@ def test_loss_mask_rows_and_packing(base, tmp_path):
     ds = _dataset(tmp_path, v)
     src = SFTSource(ds, seq_len=15, loss="response", rank=0, world_size=1)
     for i in range(len(ds)):
-        tokens, mask, _ = src.build_row([i])
+        tokens, mask, _, real = src.build_row([i])
         n, s = len(ds.sequences[i]), int(ds.response_starts[i])
+        assert real == n - 1  # positions whose target is a real token
         assert np.array_equal(tokens[:n], ds.sequences[i]) and (tokens[n:] == v.eos_id).all()
         assert mask.tolist() == [0.0] * s + [1.0] * (n - s) + [0.0] * (16 - n)
     full = SFTSource(ds, seq_len=15, loss="full", rank=0, world_size=1)
@@ -101,7 +102,10 @@ def test_loss_mask_rows_and_packing(base, tmp_path):
     assert sorted(i for row in epoch for i in row) == list(range(len(ds)))
     assert all(sum(len(ds.sequences[i]) for i in row) <= 16 for row in epoch) and len(epoch) < len(ds)
     batch = packed.next_batch(2)
-    assert set(batch) == {"tokens", "loss_mask", "segment_ids"} and batch["tokens"].shape == (2, 16)
+    assert set(batch) == {"tokens", "loss_mask", "segment_ids", "real_tokens"} and batch["tokens"].shape == (2, 16)
+    # tokens/s counts real positions only: each row's packed examples, less the last one's final token.
+    rows = epoch[:2]
+    assert int(batch["real_tokens"]) == sum(min(sum(len(ds.sequences[i]) for i in r), 16) - 1 for r in rows)
     with pytest.raises(SFTDataError, match="longer than seq_len"):
         SFTSource(ds, seq_len=8)
 

@@ -300,8 +300,9 @@ class SFTSource:
             pos -= self._epoch_lengths[epoch]
             epoch += 1
 
-    def build_row(self, examples: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """tokens, loss mask and segment ids [seq_len + 1] of one row."""
+    def build_row(self, examples: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """tokens, loss mask and segment ids [seq_len + 1] of one row, and its number of real (not padding)
+        input positions."""
         n = self.seq_len + 1
         tokens = np.full(n, self.vocab.eos_id, dtype=np.int64)
         mask = np.zeros(n, dtype=np.float32)
@@ -314,7 +315,7 @@ class SFTSource:
             first = int(self.dataset.response_starts[i]) if self.loss == "response" else 1
             mask[pos + first : pos + len(s)] = 1.0
             pos += len(s)
-        return tokens, mask, seg
+        return tokens, mask, seg, max(min(pos, n) - 1, 0)
 
     def next_batch(self, batch_size: int) -> dict[str, torch.Tensor]:
         start = self.cursor + self.rank * batch_size
@@ -323,6 +324,8 @@ class SFTSource:
         batch = {
             "tokens": torch.from_numpy(np.stack([r[0] for r in rows])),
             "loss_mask": torch.from_numpy(np.stack([r[1] for r in rows])),
+            # Padding is computed but is not work done: tokens/s counts these (see the trainer).
+            "real_tokens": torch.tensor(sum(r[3] for r in rows)),
         }
         if self.pack:
             batch["segment_ids"] = torch.from_numpy(np.stack([r[2] for r in rows]))

@@ -347,6 +347,8 @@ def _train(
         bar = tqdm(total=cfg.steps, initial=start_step, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True)
 
     tokens_per_step = cfg.global_batch * seq_len
+    local_tokens_per_micro = cfg.micro_batch * seq_len
+    window_tokens = 0  # input positions this rank processed since the last log (real ones when a source pads)
     last_ckpt = resume
     last_loss = None
     val_result = None
@@ -358,7 +360,10 @@ def _train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             loader_before = source.state_dict()
-            micro = [split_batch(source.next_batch(cfg.micro_batch), ctx.device) for _ in range(accum)]
+            raw = [source.next_batch(cfg.micro_batch) for _ in range(accum)]
+            # Sources that pad (fine-tuning) say how many positions are real; packed data has no padding.
+            window_tokens += sum(int(r["real_tokens"]) if "real_tokens" in r else local_tokens_per_micro for r in raw)
+            micro = [split_batch(r, ctx.device) for r in raw]
             n_scored = torch.stack([m["weights"].sum() for m in micro]).sum()
             D.all_reduce_sum(n_scored)
             normalizer = n_scored.clamp_min(1.0) / ctx.world_size
@@ -415,7 +420,9 @@ def _train(
                 if ctx.device.type == "cuda":
                     torch.cuda.synchronize(ctx.device)
                 elapsed = time.perf_counter() - window_t0
-                tps = window_steps * tokens_per_step / max(elapsed, 1e-9)
+                counted = torch.tensor(float(window_tokens), device=ctx.device)
+                D.all_reduce_sum(counted)
+                tps = counted.item() / max(elapsed, 1e-9)
                 D.all_reduce_sum(stats)
                 s = stats.tolist()
                 record = {
@@ -432,7 +439,7 @@ def _train(
                     "peak_mem_gb": peak_memory_bytes(ctx.device) / 2**30,
                     "step_time_s": elapsed / window_steps,
                 }
-                window_t0, window_steps = time.perf_counter(), 0
+                window_t0, window_steps, window_tokens = time.perf_counter(), 0, 0
             if val_data and ((cfg.log.val_every and done % cfg.log.val_every == 0) or done == cfg.steps):
                 val_result = evaluate(model, val_data, vocab, ctx)
                 record = {**(record or {"step": done}), **val_result}
