@@ -69,6 +69,10 @@ class DemoConfig:
     gen_max_seconds: float = 8.0
     asr_max_new_tokens: int = 96
     workers: int = 2
+    # --- report: the IsoFLOP plots and fitted exponents to show. A fit directory (`sodakit isoflop fit
+    # RESULTS --out DIR`) or a study directory (scripts/isoflop_mini_study.py, its docs copy); "" looks for
+    # ./runs/isoflop-mini, then the repository's docs/isoflop. Only files are read: no sweep is run.
+    isoflop: str = ""
 
 
 class StageRunner:
@@ -112,6 +116,9 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> Path:
         import torch
 
         torch.set_num_threads(cfg.threads)
+    if cfg.isoflop and not Path(cfg.isoflop).exists():
+        raise SystemExit(f"demo: isoflop={cfg.isoflop} does not exist (a `sodakit isoflop fit` output directory or "
+                         "an IsoFLOP study directory such as runs/isoflop-mini)")
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     st = StageRunner(out, log)
@@ -298,19 +305,51 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> Path:
                                 "look-alike benchmarks",
                        "scores": eval_info["scores"],
                        "judges": "pocketsphinx (ASR) and an MFCC-statistics speaker embedding: offline judges, "
-                                 "not comparable to the paper's Whisper-large-v3 / WavLM-large"},
+                                 "not comparable to the paper's Whisper-large-v3 / WavLM-large",
+                       "coverage": _coverage(Path(eval_info["results"]))},
         "samples": sample_list,
         "settings": {"demo": to_dict(cfg), "stage_seconds": {k: round(v, 1) for k, v in st.timings.items()}},
     }
-    iso = Path(cfg.out).resolve().parent / "isoflop"  # shown when a sweep was run next to the demo output
-    if (iso / "plots").is_dir():
-        summary["isoflop"] = {"plots": [str(x) for x in sorted((iso / "plots").glob("*.png"))]}
+    summary["isoflop"] = _isoflop(cfg, log)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     from sodakit.report.builder import build_report
 
     paths = build_report(summary, p["report"], base_dir=out)
     log(f"[demo] report: {paths['html']}  (total {time.time() - t_start:.0f}s)")
     return paths["html"]
+
+
+# The repository's copy of the laptop IsoFLOP study (absent from an installed wheel).
+REPO_ISOFLOP_DOCS = Path(__file__).resolve().parents[3] / "docs" / "isoflop"
+
+
+def _isoflop(cfg: DemoConfig, log: Callable[[str], None]) -> dict:
+    """The report's IsoFLOP section: cfg.isoflop, else ./runs/isoflop-mini, else the repository's
+    docs/isoflop; a note on how to produce a sweep when none holds plots or a fit."""
+    from sodakit.report.isoflop import isoflop_section, missing_section
+
+    candidates = [Path(cfg.isoflop)] if cfg.isoflop else [Path("runs") / "isoflop-mini", REPO_ISOFLOP_DOCS]
+    for c in candidates:
+        section = isoflop_section(c) if c.exists() else None
+        if section:
+            log(f"[demo] report: IsoFLOP plots and fit from {section['source']}")
+            return section
+    looked = [c.resolve() for c in candidates]
+    log(f"[demo] report: no IsoFLOP sweep found in {', '.join(map(str, looked))}")
+    return missing_section(looked)
+
+
+def _coverage(results_path: Path) -> dict:
+    """{column: {scored, expected, missing}} for the scores averaged over parts (SALMon)."""
+    try:
+        tasks = json.loads(results_path.read_text()).get("tasks", {})
+    except (OSError, ValueError):
+        return {}
+    m = (tasks.get("salmon") or {}).get("metrics") or {}
+    if not isinstance(m.get("parts_scored"), int) or not isinstance(m.get("parts_expected"), int):
+        return {}
+    return {"SALMon": {"scored": m["parts_scored"], "expected": m["parts_expected"],
+                       "missing": m.get("parts_missing") or []}}
 
 
 def _audio_tokens(cfg: DemoConfig, seconds: float) -> int:

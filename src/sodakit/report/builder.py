@@ -7,10 +7,16 @@ relative to the summary file or absolute.
      "data": {name: {stat: value}},                       # data statistics, one table per dataset
      "training": {"metrics": "metrics.jsonl", "info": {...}},
      "evaluation": {"scale": "tiny model, 10 min of synthetic speech", "scores": {column: value},
-                    "details": {...}, "judges": "..."},
+                    "details": {...}, "judges": "...",
+                    "coverage": {column: {"scored": 4, "expected": 8, "missing": [...]}}},  # partial scores
      "samples": [{"task": "tts", "prompt_text": ..., "prompt_audio": "a.wav", "output_audio": "b.wav",
                   "output_text": ..., "reference_text": ...}],
-     "isoflop": {"plots": ["profiles.png", ...], "summary": {...}}}
+     "isoflop": {"source": "runs/isoflop-mini", "plots": ["profiles.png", ...], "summary": {...},
+                 "reference": {"fit": "SODA", "N_exponent": 0.367, "D_exponent": 0.579},
+                 "exponents": [{"fit": ..., "N_exponent": .4, "N_exponent_ci": [.1, .5], "D_exponent": ...}],
+                 "warnings": [...], "message": "shown in place of the plots when there is no sweep"}}
+
+(`sodakit.report.isoflop.isoflop_section` builds the "isoflop" section from a fit or study directory.)
 
 The page references only files copied into its own `assets/` folder, so the report directory can be
 moved or served as is.
@@ -97,6 +103,25 @@ def _fmt(v: Any) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     return str(v)
+
+
+def _with_ci(v: Any, ci: Any) -> str:
+    if not isinstance(v, int | float):
+        return "-"
+    text = f"{v:.3f}"
+    if isinstance(ci, list | tuple) and len(ci) == 2 and all(isinstance(x, int | float) for x in ci):
+        text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return text
+
+
+def _partial_columns(coverage: dict) -> dict[str, tuple[int, int, list[str]]]:
+    """{column: (scored, expected, missing parts)} for the columns scored on fewer parts than expected."""
+    out = {}
+    for col, c in coverage.items():
+        scored, expected = (c or {}).get("scored"), (c or {}).get("expected")
+        if isinstance(scored, int) and isinstance(expected, int) and scored < expected:
+            out[col] = (scored, expected, [str(m) for m in (c.get("missing") or [])])
+    return out
 
 
 def _table_html(headers: list[str], rows: list[list[Any]], cls: str = "") -> str:
@@ -190,9 +215,17 @@ def build_report(summary: dict, out_dir: str | Path, base_dir: str | Path = ".")
         md += [f"> {note}", ""]
         ours = [scores.get(c) for c in SODA_COLUMNS]
         rows = [["this run", *ours]] + [[name, *vals] for name, vals in SODA_PUBLISHED.items()]
-        headers = ["model", *[c + (" (lower better)" if c in LOWER_IS_BETTER else "") for c in SODA_COLUMNS]]
+        partial = _partial_columns(evaluation.get("coverage") or {})
+        headers = ["model", *[c + (f" ({partial[c][0]}/{partial[c][1]} parts)" if c in partial else "")
+                              + (" (lower better)" if c in LOWER_IS_BETTER else "") for c in SODA_COLUMNS]]
         h.append(_table_html(headers, rows, "eval"))
         md += [_table_md(headers, rows), ""]
+        for c, (scored, expected, missing) in partial.items():
+            line = (f"{c}: this run scored {scored} of the {expected} parts"
+                    + (f" (missing: {', '.join(missing)})" if missing else "")
+                    + "; the published numbers average all of them.")
+            h.append(f"<p class='note'>{html.escape(line)}</p>")
+            md += [f"> {line}", ""]
         extra = [[k, v] for k, v in scores.items() if k not in SODA_COLUMNS]
         if extra:
             h.append("<h3>Other measurements</h3>" + _table_html(["metric", "value"], extra))
@@ -232,20 +265,40 @@ def build_report(summary: dict, out_dir: str | Path, base_dir: str | Path = ".")
         record["samples"] = rec_samples
 
     iso = summary.get("isoflop") or {}
-    if iso.get("plots"):
+    if iso.get("plots") or iso.get("exponents") or iso.get("message"):
         h.append("<h2>IsoFLOP study</h2>")
         md += ["## IsoFLOP study", ""]
+        if iso.get("message"):
+            h.append(f"<p class='note'>{html.escape(iso['message'])}</p>")
+            md += [f"> {iso['message']}", ""]
+        if iso.get("source"):
+            h.append(f"<p>Source: <code>{html.escape(str(iso['source']))}</code></p>")
+            md += [f"Source: `{iso['source']}`", ""]
+        if iso.get("exponents"):
+            headers = ["fit", "N* ~ C^a: a", "D* ~ C^b: b"]
+            rows = [[iso["reference"].get("fit", "SODA"), iso["reference"].get("N_exponent"),
+                     iso["reference"].get("D_exponent")]] if iso.get("reference") else []
+            rows += [[e.get("fit", ""), _with_ci(e.get("N_exponent"), e.get("N_exponent_ci")),
+                      _with_ci(e.get("D_exponent"), e.get("D_exponent_ci"))] for e in iso["exponents"]]
+            h.append(_table_html(headers, rows, "iso"))
+            h.append("<p class='note'>Fitted exponents with their bootstrap intervals in brackets.</p>")
+            md += [_table_md(headers, rows), "", "Fitted exponents with their bootstrap intervals in brackets.", ""]
         if iso.get("summary"):
             rows = [[k, v] for k, v in iso["summary"].items() if not isinstance(v, dict | list)]
             h.append(_table_html(["quantity", "value"], rows))
             md += [_table_md(["quantity", "value"], rows), ""]
+        for w in iso.get("warnings") or []:
+            h.append(f"<p class='note'>{html.escape(str(w))}</p>")
+            md += [f"> {w}", ""]
         srcs = []
-        for p in iso["plots"]:
-            src = assets.add(_resolve(p, base), "isoflop")  # type: ignore[arg-type]
+        for p in iso.get("plots") or []:
+            folder = Path(p).parent.name  # fit_audio/ and fit/ of a study hold plots of the same names
+            src = assets.add(_resolve(p, base), f"isoflop-{folder}" if folder else "isoflop")  # type: ignore[arg-type]
             srcs.append(src)
-            h.append(f'<figure><img src="{src}" alt="IsoFLOP plot"></figure>')
-            md += [f"![isoflop]({src})", ""]
-        record["isoflop"] = {**iso, "plots": srcs}
+            h.append(f'<figure><img src="{src}" alt="IsoFLOP plot {html.escape(Path(p).name)}">'
+                     f"<figcaption>{html.escape(str(p))}</figcaption></figure>")
+            md += [f"![isoflop]({src})", "", f"*{p}*", ""]
+        record["isoflop"] = {**iso, "plots": srcs, "plot_sources": list(iso.get("plots") or [])}
 
     if summary.get("settings"):
         h.append("<h2>Settings</h2><pre>" + html.escape(json.dumps(summary["settings"], indent=2)) + "</pre>")
@@ -271,6 +324,6 @@ h1{margin-bottom:.2em} .sub{color:#555;margin-top:0}
 table{border-collapse:collapse;margin:.6em 0 1.2em} th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}
 th{background:#f3f3f3} table.eval tr:first-child td{font-weight:bold;background:#eef6ff}
 .note{color:#555;font-size:.9em;background:#fafafa;border-left:3px solid #ccc;padding:.4em .8em}
-figure{margin:1em 0} img{max-width:100%} audio{display:block;margin:.2em 0;width:260px} .txt{font-size:.9em;color:#333}
+figure{margin:1em 0} figcaption{font-size:.85em;color:#555} img{max-width:100%} audio{display:block;margin:.2em 0;width:260px} .txt{font-size:.9em;color:#333}
 pre{background:#f6f6f6;padding:.8em;overflow:auto;font-size:.85em}
 """
