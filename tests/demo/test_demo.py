@@ -8,8 +8,11 @@ import shutil
 import pytest
 
 from sodakit.cli import main as cli_main
+from sodakit.demo import pipeline
 
-pytestmark = pytest.mark.skipif(shutil.which("flite") is None, reason="the demo corpus needs Debian's flite")
+from ..report.browser import load_media, needs_chromium
+
+needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="the demo corpus needs Debian's flite")
 
 TOY = ["max_paragraphs=6", "holdout_paragraphs=2", "voices_per_paragraph=1", "voices=[flite:slt,flite:rms]",
        "codebook_size=64", "steps=6", "batch=4", "seq_len=128", "bench_words=2", "bench_blimp_pairs=2",
@@ -17,19 +20,45 @@ TOY = ["max_paragraphs=6", "holdout_paragraphs=2", "voices_per_paragraph=1", "vo
        "gen_max_seconds=1", "asr_max_new_tokens=8"]
 
 
-def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert cli_main(["demo", f"out={out}", *TOY]) == 0
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory):
+    """One toy demo run shared by this module's tests. The working directory is an empty folder, so the
+    default IsoFLOP lookup skips ./runs/isoflop-mini and takes the repository's docs/isoflop."""
+    if shutil.which("flite") is None:
+        pytest.skip("the demo corpus needs Debian's flite")
+    root = tmp_path_factory.mktemp("demo")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        assert cli_main(["demo", f"out={root / 'demo'}", *TOY]) == 0
+        yield root / "demo"
+
+
+@needs_flite
+def test_demo_runs_end_to_end_and_resumes(demo_out, capsys):
+    out = demo_out
     summary = json.loads((out / "summary.json").read_text())
     scores = summary["evaluation"]["scores"]
-    for column in ("sBLIMP", "sWUGGY", "SALMon", "tBLIMP", "tWUGGY", "ASR WER"):
+    for column in ("sBLIMP", "sWUGGY", "SALMon", "tBLIMP", "tWUGGY", "ASR WER", "TTS WER", "TTS SIM"):
         assert isinstance(scores.get(column), float), (column, scores)
+    assert scores["TTS WER"] >= 0 and -1 <= scores["TTS SIM"] <= 1, scores
     assert summary["training"]["info"]["steps"] == 6
     assert {s["task"] for s in summary["samples"]} == {"asr", "tts", "continue"}
     page = (out / "report" / "index.html").read_text()
     assert "Loss per token type" in page and "<audio" in page
     record = json.loads((out / "report" / "report.json").read_text())
     assert record["evaluation"]["scores"] == scores
+    # SALMon-like: the toy bench data has some of the 8 parts, and the table's label says how many
+    salmon = json.loads((out / "eval" / "results.json").read_text())["tasks"]["salmon"]["metrics"]
+    scored, expected = salmon["parts_scored"], salmon["parts_expected"]
+    assert summary["evaluation"]["coverage"]["SALMon"]["scored"] == scored and expected == 8
+    assert (f"SALMon ({scored}/{expected} parts)" in page) == (scored < expected)
+    # IsoFLOP: the repository's copy of the laptop study, with its exponents beside SODA's
+    iso = summary["isoflop"]
+    if pipeline.REPO_ISOFLOP_DOCS.is_dir():
+        assert iso["source"] == str(pipeline.REPO_ISOFLOP_DOCS) and iso["plots"] and iso["exponents"]
+        assert page.count("<img") == 1 + len(iso["plots"]) and "0.367" in page and str(iso["source"]) in page
+    else:
+        assert "scripts/isoflop_mini_study.py" in iso["message"]
     capsys.readouterr()
     # A rerun with the same settings skips every stage; changing the training settings redoes training on.
     assert cli_main(["demo", f"out={out}", *TOY]) == 0
@@ -41,6 +70,43 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert json.loads((out / "summary.json").read_text())["training"]["info"]["steps"] == 4
 
 
+@needs_flite
+@needs_chromium
+def test_demo_report_loads_every_image_and_audio_in_headless_chromium(demo_out, tmp_path):
+    report = demo_out / "report"
+    page = (report / "index.html").read_text()
+    result = load_media(report, tmp_path / "profile")
+    assert len(result["images"]) == page.count("<img") >= 2  # loss curves + IsoFLOP plots
+    assert len(result["audio"]) == page.count("<audio") >= 5
+    assert all(i["ok"] for i in result["images"]), result
+    assert all(a["ok"] for a in result["audio"]), result
+
+
+def test_isoflop_lookup_order_and_missing_sweep(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    docs = tmp_path / "repo_docs"
+    monkeypatch.setattr(pipeline, "REPO_ISOFLOP_DOCS", docs)
+    logs: list[str] = []
+    # nothing anywhere: the report says how to produce a sweep
+    sec = pipeline._isoflop(pipeline.DemoConfig(), logs.append)
+    assert "python scripts/isoflop_mini_study.py" in sec["message"] and str(docs) in sec["message"]
+    # the repository's docs copy, then ./runs/isoflop-mini ahead of it
+    docs.mkdir()
+    (docs / "loss_vs_steps.png").write_bytes(b"png")
+    assert pipeline._isoflop(pipeline.DemoConfig(), logs.append)["source"] == str(docs)
+    study = tmp_path / "runs" / "isoflop-mini" / "fit_audio"
+    study.mkdir(parents=True)
+    (study / "isoflop_profiles.png").write_bytes(b"png")
+    assert pipeline._isoflop(pipeline.DemoConfig(), logs.append)["source"] == str(study.parent)
+    # an explicit fit directory wins; one without plots or a fit says so
+    assert pipeline._isoflop(pipeline.DemoConfig(isoflop=str(study)), logs.append)["source"] == str(study)
+    (tmp_path / "empty").mkdir()
+    assert "message" in pipeline._isoflop(pipeline.DemoConfig(isoflop="empty"), logs.append)
+    with pytest.raises(SystemExit, match="does not exist"):
+        pipeline.run_demo(pipeline.DemoConfig(out=str(tmp_path / "o"), isoflop="nope"))
+
+
+@needs_flite
 def test_corpus_recording_ids_are_unique_across_parts():
     from sodakit.demo.corpus import plan_recordings, shipped_paragraphs
 

@@ -1,17 +1,15 @@
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import re
-import shutil
-import threading
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from sodakit.report.builder import SODA_PUBLISHED, build_report
+
+from .browser import load_media, needs_chromium
 
 
 @pytest.fixture()
@@ -65,58 +63,109 @@ def test_report_files_and_numbers(summary_dir):
         assert (out / src).is_file()
 
 
-CHECK_SCRIPT = """
-const done = arguments[arguments.length - 1];
-(async () => {
-  const out = {images: [], audio: []};
-  for (const img of document.images) {
-    let ok = true; try { await img.decode(); } catch (e) { ok = false; }
-    out.images.push({src: img.getAttribute('src'), ok: ok && img.naturalWidth > 0});
-  }
-  for (const a of document.querySelectorAll('audio')) {
-    const ok = await new Promise((resolve) => {
-      if (a.readyState >= 1 && a.duration > 0) return resolve(true);
-      a.addEventListener('loadedmetadata', () => resolve(a.duration > 0), {once: true});
-      a.addEventListener('error', () => resolve(false), {once: true});
-      a.preload = 'auto'; a.load();
-    });
-    out.audio.push({src: a.getAttribute('src'), ok, error: a.error ? a.error.code : null, duration: a.duration});
-  }
-  done(out);
-})();
-"""
-
-
-def _chromedriver() -> str | None:
-    return shutil.which("chromedriver")
-
-
-@pytest.mark.skipif(_chromedriver() is None or shutil.which("chromium") is None,
-                    reason="headless Chromium + chromedriver not installed (Debian packages chromium chromium-driver)")
+@needs_chromium
 def test_every_image_and_audio_loads_in_headless_chromium(summary_dir, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     out = summary_dir / "report"
     build_report(json.loads((summary_dir / "summary.json").read_text()), out, base_dir=summary_dir)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
-    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(_chromedriver()), options=options)
-    try:
-        driver.set_script_timeout(60)
-        driver.get(f"http://127.0.0.1:{server.server_address[1]}/index.html")
-        result = driver.execute_async_script(CHECK_SCRIPT)
-    finally:
-        driver.quit()
-        server.shutdown()
+    result = load_media(out, tmp_path / "profile")
     assert len(result["images"]) == 2 and len(result["audio"]) == 3
     assert all(i["ok"] for i in result["images"]), result
     assert all(a["ok"] for a in result["audio"]), result
+
+
+def _png(path):
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([1, 2], [2, 1])
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _fit_json(loss_col: str, n: float, d: float) -> dict:
+    """The parts of a `sodakit isoflop fit` fit.json that the report reads."""
+    return {"format": "sodakit.isoflop.fit/1", "data": {"n_runs": 9, "columns": {"loss": loss_col}},
+            "warnings": ["budget 1e12: exactly 3 runs"],
+            "approach2": {"n_opt": {"exponent": n, "exponent_ci": [n - 0.1, n + 0.1]},
+                          "d_opt": {"exponent": d, "exponent_ci": [d - 0.1, d + 0.1]}},
+            "approach3": {"n_exponent": 0.2, "d_exponent": 0.8, "ci": {"n_exponent": [0.1, 0.3], "d_exponent": [0.7, 0.9]}}}
+
+
+def test_isoflop_section_from_a_study_a_fit_and_the_docs_copy(tmp_path):
+    from sodakit.report.isoflop import isoflop_section
+
+    # study directory (scripts/isoflop_mini_study.py): fit_audio/ and fit/ plus summary.json
+    study = tmp_path / "isoflop-mini"
+    for sub in ("fit_audio", "fit"):
+        for name in ("isoflop_profiles.png", "optimal_vs_compute.png"):
+            _png(study / sub / name)
+        (study / sub / "fit.json").write_text(json.dumps(_fit_json("loss_audio" if sub == "fit_audio" else "loss", 0.4, 0.6)))
+    _png(study / "loss_vs_steps.png")
+    pick = {"approach2": {"N_exponent": 0.41, "N_exponent_ci": [0.03, 0.56], "D_exponent": 0.53,
+                          "D_exponent_ci": [0.37, 0.89]}, "warnings": ["w"]}
+    (study / "summary.json").write_text(json.dumps({"primary": "fit_audio_tokens", "fit_audio_tokens": pick,
+                                                    "fit_all_tokens": {}, "sweep": {"runs": 21, "flops": 1.3e14}}))
+    sec = isoflop_section(study)
+    assert sec["source"] == str(study.resolve())
+    assert [str(p).removeprefix(str(study) + "/") for p in sec["plots"]] == [
+        "fit_audio/isoflop_profiles.png", "fit_audio/optimal_vs_compute.png", "fit/isoflop_profiles.png",
+        "fit/optimal_vs_compute.png", "loss_vs_steps.png"]
+    assert sec["exponents"] == [{"fit": "audio tokens, Approach 2 (IsoFLOP minima)", "N_exponent": 0.41,
+                                 "N_exponent_ci": [0.03, 0.56], "D_exponent": 0.53, "D_exponent_ci": [0.37, 0.89]}]
+    assert sec["reference"]["N_exponent"] == 0.367 and sec["reference"]["D_exponent"] == 0.579
+    assert sec["summary"]["sweep runs"] == 21 and sec["warnings"] == ["audio tokens: w"]
+
+    # a fit directory (`sodakit isoflop fit RESULTS --out DIR`), named by the directory or its fit.json
+    for where in (study / "fit_audio", study / "fit_audio" / "fit.json"):
+        sec = isoflop_section(where)
+        assert sec["source"] == str((study / "fit_audio").resolve()) and len(sec["plots"]) == 2
+        assert [e["fit"] for e in sec["exponents"]] == ["audio tokens, Approach 2 (IsoFLOP minima)",
+                                                        "audio tokens, Approach 3 (parametric law, implied)"]
+        assert sec["exponents"][0]["N_exponent_ci"] == pytest.approx([0.3, 0.5])
+
+    # a study without summary.json (fits only): both fit.json files, primary first
+    (study / "summary.json").unlink()
+    assert [e["fit"].split(",")[0] for e in isoflop_section(study)["exponents"]] == ["audio tokens"] * 2 + ["all tokens"] * 2
+
+    # the docs copy (`--docs docs/isoflop`): prefixed plots, audio ones first, mini_study_summary.json
+    docs = tmp_path / "docs"
+    for name in ("all_tokens_isoflop_profiles.png", "audio_isoflop_profiles.png", "loss_vs_steps.png"):
+        _png(docs / name)
+    (docs / "mini_study_summary.json").write_text(json.dumps({"fit_audio_tokens": pick}))
+    sec = isoflop_section(docs)
+    assert [p.rsplit("/", 1)[1] for p in sec["plots"]] == ["audio_isoflop_profiles.png",
+                                                           "all_tokens_isoflop_profiles.png", "loss_vs_steps.png"]
+    assert len(sec["exponents"]) == 1
+
+    # nothing there; a broken JSON is reported, not raised
+    assert isoflop_section(tmp_path / "empty") is None
+    (tmp_path / "empty").mkdir()
+    assert isoflop_section(tmp_path / "empty") is None
+    (docs / "mini_study_summary.json").write_text("{")
+    sec = isoflop_section(docs)
+    assert sec["exponents"] == [] and any("unreadable" in w for w in sec["warnings"])
+
+
+def test_report_isoflop_section_and_partial_salmon(tmp_path):
+    from sodakit.report.isoflop import isoflop_section, missing_section
+
+    fit = tmp_path / "fit"
+    _png(fit / "isoflop_profiles.png")
+    (fit / "fit.json").write_text(json.dumps(_fit_json("loss", 0.35, 0.65)))
+    summary = {"evaluation": {"scale": "tiny", "scores": {"SALMon": 50.0, "sWUGGY": 60.0},
+                              "coverage": {"SALMon": {"scored": 4, "expected": 8, "missing": ["bg_alignment"]}}},
+               "isoflop": isoflop_section(fit)}
+    paths = build_report(summary, tmp_path / "report")
+    page, md = paths["html"].read_text(), paths["markdown"].read_text()
+    for text in (page, md):
+        assert "SALMon (4/8 parts)" in text and "missing: bg_alignment" in text
+        assert "0.367" in text and "0.579" in text and "0.350 [0.250, 0.450]" in text
+        assert str(fit / "isoflop_profiles.png") in text  # each plot labelled with its source path
+    assert page.count("<img") == 1
+    # all parts scored: no label
+    summary["evaluation"]["coverage"]["SALMon"]["scored"] = 8
+    assert "parts)" not in build_report(summary, tmp_path / "report")["html"].read_text()
+    # no sweep: the section says how to make one
+    page = build_report({"isoflop": missing_section([tmp_path / "runs"])}, tmp_path / "report")["html"].read_text()
+    assert "IsoFLOP study" in page and "scripts/isoflop_mini_study.py" in page and "<img" not in page
