@@ -145,8 +145,10 @@ class MixtureLoader:
     def read_samples(self, samples: np.ndarray) -> np.ndarray:
         ds, win = self.locate(samples)
         out = np.empty((len(samples), self.seq_len + 1), dtype=TOKEN_DTYPE)
-        for i, (d, w) in enumerate(zip(ds.tolist(), win.tolist())):
-            self.datasets[d].read(w * self.seq_len, self.seq_len + 1, out=out[i])
+        reads = [(self.datasets[d], w * self.seq_len) for d, w in zip(ds.tolist(), win.tolist())]
+        for i, (dataset, start) in enumerate(reads):
+            dataset.read(start, self.seq_len + 1, out=out[i])
+        check_windows(out, reads, self.vocab)
         return out
 
     # ---- the iterator API ---------------------------------------------------------------------------
@@ -184,6 +186,14 @@ class MixtureLoader:
         self.consumed = int(state["consumed"])
 
 
+def check_windows(tokens: np.ndarray, reads: Sequence[tuple[PackedDataset, int]], vocab: Vocab) -> None:
+    """Windows [B, L] read from (dataset, start) each: one max over the batch; a corrupt shard's id >= the
+    vocabulary size then raises `PackedDataError` naming the shard file and offset."""
+    if tokens.size and int(tokens.max()) >= vocab.size:
+        for row, (dataset, start) in zip(tokens, reads):
+            dataset.check_ids(row, start)
+
+
 def segment_ids(tokens: np.ndarray, bos_id: int) -> np.ndarray:
     """Per-position document index inside each window (BOS starts a new document), int32."""
     return np.cumsum(tokens == bos_id, axis=-1, dtype=np.int32)
@@ -208,8 +218,10 @@ def sequential_batches(
             return
         count = min(batch_size, n - start)
         out = np.empty((count, seq_len + 1), dtype=TOKEN_DTYPE)
-        for i in range(count):
-            ds.read((start + i) * seq_len, seq_len + 1, out=out[i])
+        reads = [(ds, (start + i) * seq_len) for i in range(count)]
+        for i, (_, offset) in enumerate(reads):
+            ds.read(offset, seq_len + 1, out=out[i])
+        check_windows(out, reads, ds.vocab)
         batch = {"tokens": torch.from_numpy(out.astype(np.int64))}
         if return_segment_ids:
             batch["segment_ids"] = torch.from_numpy(segment_ids(out, ds.vocab.bos_id))

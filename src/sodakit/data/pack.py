@@ -234,6 +234,18 @@ def _encode_chunk(items: list, kind: str, cfg: PackConfig, tok: SodaTokenizer, w
     return out
 
 
+def _check_document_ids(doc: np.ndarray, vocab: Vocab, cfg: PackConfig, where: str) -> None:
+    """No id outside the layout may reach a shard (e.g. a tokenizer whose added audio tokens exceed it)."""
+    try:
+        vocab.check_ids(doc, where)
+    except ValueError as e:
+        raise PackError(
+            f"pack: {e}; the tokenizer {cfg.tokenizer} yields ids that the audio layout "
+            f"({vocab.num_codebooks} codebooks of {vocab.codebook_size}, {vocab.size} ids) does not hold: pack with "
+            f"the layout the tokenizer was built for (check vocab_from and the codec of the inputs)"
+        ) from e
+
+
 def _chunked(items: Iterator, size: int) -> Iterator[list]:
     chunk: list = []
     for item in items:
@@ -316,7 +328,7 @@ def pack(cfg: PackConfig, progress: bool = True) -> dict:
                 docs = _encode_chunk([item for _, item in chunk], src.kind, cfg, tok, where=str(src.path))
                 for n, (index, _) in enumerate(chunk):
                     for doc in docs[n * per_item : (n + 1) * per_item]:
-                        vocab.check_ids(doc, f"{src.path} item {index}")
+                        _check_document_ids(doc, vocab, cfg, f"{src.path} item {index}")
                         if writer is None:
                             writer = ShardWriter(out, len(state["shards"]))
                         writer.add(doc)

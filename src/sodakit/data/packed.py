@@ -8,7 +8,9 @@ A packed dataset is a directory:
 
 Every document starts with BOS and ends with EOS. A shard only appears under its final name once it is
 complete (temp file + rename), and `metadata.json` is written last, so a directory with metadata is a
-complete dataset. Readers check every shard against the metadata (size always, sha256 on request).
+complete dataset. Readers check every shard against the metadata (size always, sha256 on request), and
+the loaders check that every token they serve is inside the vocabulary (`PackedDataset.check_ids`), so a
+corrupt shard fails at the read that meets it, not later inside the embedding or as a device assert.
 """
 
 from __future__ import annotations
@@ -190,6 +192,26 @@ class PackedDataset:
             done += n
             i += 1
         return out
+
+    def locate(self, offset: int) -> tuple[Path, int]:
+        """The shard file holding token `offset` of the stream, and the token's offset inside that file."""
+        i = int(np.searchsorted(self._starts, offset, side="right")) - 1
+        return self.shards[i].path, offset - self.shards[i].start
+
+    def check_ids(self, tokens: np.ndarray, start: int) -> None:
+        """Refuse tokens [start, start + len(tokens)) of the stream if one is outside the vocabulary.
+
+        One max over the tokens; the culprit is searched for only when that fails."""
+        tokens, size = np.asarray(tokens).reshape(-1), self.vocab.size
+        if tokens.size == 0 or int(tokens.max()) < size:
+            return
+        pos = int(np.argmax(tokens >= size))
+        path, offset = self.locate(start + pos)
+        raise PackedDataError(
+            f"{path}: token id {int(tokens[pos])} at token offset {offset} (byte {offset * TOKEN_DTYPE.itemsize}) is "
+            f"outside the vocabulary of size {size}: corrupt shard; open the dataset with verify_checksums=True "
+            f"(`sodakit inspect {self.directory} --verify`) to check every shard against {METADATA_NAME}"
+        )
 
     def documents(self, shard_index: int) -> np.ndarray:
         info = self.metadata["shards"][shard_index]
