@@ -10,22 +10,42 @@ A recording's segments (audio codes + transcript) in time order become
 and a text-only corpus document is `<|begin_of_text|>text<|end_of_text|>` (no text markers). Nothing is
 added inside the markers (no stray spaces). The id form equals the tokenization of the string form
 (tests prove it); it is built directly because that is faster.
+
+Transcripts obey the same rules in both forms: text with characters of the audio range follows the PUA
+policy (`TextInAudioRangeError` by default, or escaped), and text holding a literal marker, BOS or EOS
+string is refused (`MarkerInTextError`), since it would silently change the document's structure.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Literal, Protocol
 
 import numpy as np
 
-from sodakit.tokens.soda_tokenizer import SodaTokenizer
-from sodakit.tokens.vocab import AUDIO_END, AUDIO_START, BOS_TEXT, EOS_TEXT, TEXT_END, TEXT_START, Vocab
+from sodakit.tokens.soda_tokenizer import PuaPolicy, SodaTokenizer, TextInAudioRangeError, escape_text
+from sodakit.tokens.vocab import (
+    AUDIO_END,
+    AUDIO_START,
+    BOS_TEXT,
+    EOS_TEXT,
+    MARKERS,
+    PUA_BASE,
+    TEXT_END,
+    TEXT_START,
+    Vocab,
+)
 
 DocFormat = Literal["text_first", "audio_first", "audio_only", "semantic_only"]
 DOC_FORMATS: tuple[str, ...] = ("text_first", "audio_first", "audio_only", "semantic_only")
 # SODA builds both orders from every recording, so each utterance appears twice in the corpus.
 DEFAULT_FORMATS: tuple[str, ...] = ("text_first", "audio_first")
+
+
+class MarkerInTextError(ValueError):
+    """A transcript holds a literal marker (or BOS/EOS) string, which would change the document's structure."""
 
 
 class SegmentLike(Protocol):
@@ -36,6 +56,49 @@ class SegmentLike(Protocol):
 def _check_format(fmt: str) -> None:
     if fmt not in DOC_FORMATS:
         raise ValueError(f"unknown document format {fmt!r}; choose from {DOC_FORMATS}")
+
+
+def _segment_where(seg: SegmentLike, i: int) -> str:
+    seg_id = getattr(seg, "id", None)
+    return f"segment text[{i}]" + (f" (segment {seg_id})" if seg_id else "")
+
+
+def _check_no_structure_strings(segments: Sequence[SegmentLike], specials: Sequence[str]) -> None:
+    """Refuse transcripts holding a marker/BOS/EOS string: tokenized, it would become that token."""
+    for i, seg in enumerate(segments):
+        for special in specials:
+            pos = seg.text.find(special)
+            if pos >= 0:
+                raise MarkerInTextError(
+                    f"{_segment_where(seg, i)}: text holds the literal string {special!r} at position {pos}, which "
+                    f"would act as that token and change the document's structure; remove it from the transcript"
+                )
+
+
+@lru_cache(maxsize=8)
+def _audio_char_re(num_audio_tokens: int) -> re.Pattern:
+    return re.compile(f"[{chr(PUA_BASE)}-{chr(PUA_BASE + num_audio_tokens - 1)}]")
+
+
+def _prepare_string_text(text: str, vocab: Vocab, pua_policy: PuaPolicy, where: str) -> str:
+    """The PUA policy of `SodaTokenizer.prepare_text`, for the string form (which has no tokenizer)."""
+    pattern = _audio_char_re(vocab.num_audio_tokens)
+    if pua_policy == "escape":
+        return escape_text(text, pattern)
+    m = pattern.search(text)
+    if m:
+        raise TextInAudioRangeError(
+            f"{where}: character U+{ord(m.group()):04X} at position {m.start()} lies in the audio-code range "
+            f"U+{PUA_BASE:04X}..U+{PUA_BASE + vocab.num_audio_tokens - 1:04X} and would become an audio "
+            f"token; clean the text or use pua_policy='escape'"
+        )
+    return text
+
+
+def _encode_segment_texts(segments: Sequence[SegmentLike], tokenizer: SodaTokenizer) -> list[list[int]]:
+    """Transcripts -> text ids, after the tokenizer's PUA policy (errors name the segment)."""
+    texts = [tokenizer.prepare_text(seg.text, _segment_where(seg, i)) for i, seg in enumerate(segments)]
+    return tokenizer.text.encode_batch(texts)
 
 
 def _segment_codes(seg: SegmentLike, vocab: Vocab, fmt: str) -> np.ndarray:
@@ -57,15 +120,23 @@ def _semantic_string(vocab: Vocab, codes: np.ndarray) -> str:
     return cps.astype("<u4").tobytes().decode("utf-32-le")
 
 
-def document_string(segments: Sequence[SegmentLike], fmt: DocFormat, vocab: Vocab) -> str:
-    """The SODA string form of one recording's document."""
+def document_string(
+    segments: Sequence[SegmentLike], fmt: DocFormat, vocab: Vocab, pua_policy: PuaPolicy = "error"
+) -> str:
+    """The SODA string form of one recording's document; transcripts obey `pua_policy` as in the id form."""
     _check_format(fmt)
+    if pua_policy not in ("error", "escape"):
+        raise ValueError(f"pua_policy must be 'error' or 'escape', got {pua_policy!r}")
+    with_text = fmt in ("text_first", "audio_first")
+    if with_text:
+        _check_no_structure_strings(segments, (*MARKERS, BOS_TEXT, EOS_TEXT))
     parts = [BOS_TEXT]
-    for seg in segments:
+    for i, seg in enumerate(segments):
         codes = _segment_codes(seg, vocab, fmt)
         audio = _semantic_string(vocab, codes) if fmt == "semantic_only" else vocab.codes_to_pua(codes)
         audio_span = f"{AUDIO_START}{audio}{AUDIO_END}"
-        text_span = f"{TEXT_START}{seg.text}{TEXT_END}"
+        text = _prepare_string_text(seg.text, vocab, pua_policy, _segment_where(seg, i)) if with_text else ""
+        text_span = f"{TEXT_START}{text}{TEXT_END}"
         if fmt == "text_first":
             parts += [text_span, audio_span]
         elif fmt == "audio_first":
@@ -86,8 +157,10 @@ def document_ids(
     """The id form of one recording's document (uint32). `text_ids` may carry pre-encoded transcripts."""
     _check_format(fmt)
     v = tokenizer.vocab
-    if text_ids is None and fmt in ("text_first", "audio_first"):
-        text_ids = tokenizer.encode_texts([s.text for s in segments], where="segment text")
+    if fmt in ("text_first", "audio_first"):
+        _check_no_structure_strings(segments, (*MARKERS, tokenizer.text.bos_token, tokenizer.text.eos_token))
+        if text_ids is None:
+            text_ids = _encode_segment_texts(segments, tokenizer)
     parts: list[np.ndarray] = [np.array([v.bos_id], dtype=np.uint32)]
     ts, te = np.array([v.text_start_id], np.uint32), np.array([v.text_end_id], np.uint32)
     as_, ae = np.array([v.audio_start_id], np.uint32), np.array([v.audio_end_id], np.uint32)
@@ -120,5 +193,5 @@ def recording_documents(
 ) -> list[np.ndarray]:
     """Every requested document of one recording, transcripts encoded once."""
     need_text = any(f in ("text_first", "audio_first") for f in formats)
-    text_ids = tokenizer.encode_texts([s.text for s in segments], where="segment text") if need_text else None
+    text_ids = _encode_segment_texts(segments, tokenizer) if need_text else None
     return [document_ids(segments, f, tokenizer, text_ids) for f in formats]  # type: ignore[arg-type]

@@ -182,40 +182,51 @@ class Vocab:
         errors either way.
         """
         k = self.num_codebooks if num_codebooks is None else num_codebooks
+        frames, wrong = self._audio_frames(ids, k)
+        codes = (frames - self.audio_offset) % self.codebook_size
+        if wrong.any():
+            if on_error == "raise":
+                raise self._order_error(frames, wrong, "use on_error='repair' to replace them")
+            codes = np.where(wrong, 0, codes)
+        return codes.T.copy()
+
+    def select_codebooks(self, flat_ids: np.ndarray, k: int) -> np.ndarray:
+        """Keep codebooks [0, k) of a flat frame-major span: reshape to (frames, K), keep columns [:k].
+
+        The span must be audio in codebook order (as `ids_to_codes` checks): a rolled or mixed span would
+        otherwise come back silently as the wrong codebooks."""
+        if not 1 <= k <= self.num_codebooks:
+            raise ValueError(f"k must be in 1..{self.num_codebooks}, got {k}")
+        return self._keep_columns(flat_ids, list(range(k)))
+
+    def semantic_only(self, flat_ids: np.ndarray) -> np.ndarray:
+        """The semantic codebook(s) of a flat frame-major span, still frame-major (span checked as above)."""
+        return self._keep_columns(flat_ids, list(self.semantic_codebooks))
+
+    def _keep_columns(self, flat_ids: np.ndarray, cols: list[int]) -> np.ndarray:
+        flat = np.asarray(flat_ids).reshape(-1)
+        frames, wrong = self._audio_frames(flat, self.num_codebooks)
+        if wrong.any():
+            raise self._order_error(frames, wrong, "repair it with ids_to_codes(..., on_error='repair')")
+        return frames[:, cols].reshape(-1).astype(flat.dtype, copy=False)
+
+    def _audio_frames(self, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Flat frame-major audio ids -> (frames [T, k] int64, mask of tokens whose codebook is not the one
+        due at their position). A trailing partial frame is dropped; non-audio ids raise `AudioSpanError`."""
         ids = np.asarray(ids).astype(np.int64).reshape(-1)
         if ids.size and not self.is_audio(ids).all():
             bad = ids[~self.is_audio(ids)][:5].tolist()
             raise AudioSpanError(f"audio span holds non-audio ids {bad}")
         frames = ids.size // k
         ids = ids[: frames * k].reshape(frames, k)
-        book = self.codebook_of(ids)
-        expected = np.arange(k)[None, :]
-        wrong = book != expected
-        codes = (ids - self.audio_offset) % self.codebook_size
-        if wrong.any():
-            if on_error == "raise":
-                t, j = np.argwhere(wrong)[0]
-                raise AudioSpanError(
-                    f"audio span out of codebook order: frame {t} position {j} holds codebook {book[t, j]}, "
-                    f"expected {j} ({int(wrong.sum())} misplaced tokens); use on_error='repair' to replace them"
-                )
-            codes = np.where(wrong, 0, codes)
-        return codes.T.copy()
+        return ids, self.codebook_of(ids) != np.arange(k)[None, :]
 
-    def select_codebooks(self, flat_ids: np.ndarray, k: int) -> np.ndarray:
-        """Keep codebooks [0, k) of a flat frame-major span: reshape to (frames, K), keep columns [:k]."""
-        if not 1 <= k <= self.num_codebooks:
-            raise ValueError(f"k must be in 1..{self.num_codebooks}, got {k}")
-        flat = np.asarray(flat_ids).reshape(-1)
-        frames = flat.size // self.num_codebooks
-        return flat[: frames * self.num_codebooks].reshape(frames, self.num_codebooks)[:, :k].reshape(-1)
-
-    def semantic_only(self, flat_ids: np.ndarray) -> np.ndarray:
-        """The semantic codebook(s) of a flat frame-major span, still frame-major."""
-        flat = np.asarray(flat_ids).reshape(-1)
-        frames = flat.size // self.num_codebooks
-        cols = list(self.semantic_codebooks)
-        return flat[: frames * self.num_codebooks].reshape(frames, self.num_codebooks)[:, cols].reshape(-1)
+    def _order_error(self, frames: np.ndarray, wrong: np.ndarray, hint: str) -> AudioSpanError:
+        t, j = np.argwhere(wrong)[0]
+        return AudioSpanError(
+            f"audio span out of codebook order: frame {t} position {j} holds codebook {self.codebook_of(frames[t, j])}, "
+            f"expected {j} ({int(wrong.sum())} misplaced tokens); {hint}"
+        )
 
     def codes_to_pua(self, codes: np.ndarray) -> str:
         """codes [K, T] -> the frame-major PUA string used by released SODA datasets."""
@@ -251,3 +262,4 @@ class Vocab:
             raise ValueError(f"codes must be [K, T] with 1 <= K <= {self.num_codebooks}, got shape {codes.shape}")
         if codes.size and (codes.min() < 0 or codes.max() >= self.codebook_size):
             raise ValueError(f"codes outside [0, {self.codebook_size}): min {codes.min()}, max {codes.max()}")
+
