@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from sodakit.data.packed import PACKED_FORMAT, ShardWriter, token_counts, write_metadata
 from sodakit.tokens.vocab import Vocab
 
 VOCAB = Vocab(text_vocab_size=64, bos_id=1, eos_id=2, num_codebooks=2, codebook_size=16)
+# Words of the small fine-tuning sets (a BPE trained on them covers every prompt and response).
+SFT_WORDS = "red green blue cat dog bird one two three four five six seven eight nine ten".split()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # The CPU is shared; one thread keeps small ops fast and results reproducible.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def sft_pairs(path: Path, n: int = 8, seed: int = 0) -> Path:
+    """A JSONL of n prompt/response pairs (SODA strings over a 2 x 16 audio layout) for `prepare_jsonl`."""
+    rng = np.random.default_rng(seed)
+    audio = "".join(chr(0xE000 + k * 16 + c) for c in rng.integers(0, 16, 3) for k in range(2))
+    lines = []
+    for i in range(n):
+        q = " ".join(rng.choice(SFT_WORDS, 3))
+        a = " ".join(rng.choice(SFT_WORDS, 2))
+        prompt = f"<|text_start|>{q}<|text_end|><|audio_start|>{audio}<|audio_end|><|text_start|>"
+        lines.append(json.dumps({"id": f"ex{i}", "prompt": prompt, "response": f"{a}<|text_end|>"}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def make_packed(directory: Path, n_docs: int = 120, seed: int = 0, vocab: Vocab = VOCAB) -> Path:

@@ -14,7 +14,6 @@ from sodakit.model.load import load_pretrained, write_model_dir
 from sodakit.model.qwen3 import build_model
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.text_tokenizer import train_bpe
-from sodakit.tokens.vocab import AUDIO_END, AUDIO_START
 from sodakit.train.finetune import (
     FinetuneConfig,
     SFTDataError,
@@ -27,14 +26,14 @@ from sodakit.train.finetune import (
     write_sft_dataset,
 )
 
-WORDS = "red green blue cat dog bird one two three four five six seven eight nine ten".split()
+from .conftest import SFT_WORDS, sft_pairs
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """A tiny random model directory with a tokenizer and a small audio layout (2 codebooks x 16)."""
     root = tmp_path_factory.mktemp("ft")
-    text = train_bpe([" ".join(WORDS)] * 8, vocab_size=300)
+    text = train_bpe([" ".join(SFT_WORDS)] * 8, vocab_size=300)
     tok = SodaTokenizer(text).with_audio_layout(2, 16)
     tok.save_pretrained(root / "tok")
     cfg = ModelConfig(vocab_size=tok.vocab.size, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=16,
@@ -44,21 +43,10 @@ def base(tmp_path_factory):
     return {"root": root, "tok": tok, "model": root / "model"}
 
 
-def _pairs(path, n=8, seed=0):
-    rng = np.random.default_rng(seed)
-    audio = "".join(chr(0xE000 + k * 16 + c) for c in rng.integers(0, 16, 3) for k in range(2))
-    lines = []
-    for i in range(n):
-        q = " ".join(rng.choice(WORDS, 3))
-        a = " ".join(rng.choice(WORDS, 2))
-        prompt = f"<|text_start|>{q}<|text_end|>{AUDIO_START}{audio}{AUDIO_END}<|text_start|>"
-        lines.append(json.dumps({"id": f"ex{i}", "prompt": prompt, "response": f"{a}<|text_end|>"}))
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def test_prepare_jsonl_and_bad_input(base, tmp_path):
-    out = prepare_jsonl(_pairs(tmp_path / "pairs.jsonl"), tmp_path / "sft", model=str(base["model"]))
+    out = prepare_jsonl(sft_pairs(tmp_path / "pairs.jsonl"), tmp_path / "sft", model=str(base["model"]))
     ds = SFTDataset.load(out)
     v = base["tok"].vocab
     assert len(ds) == 8 and ds.vocab == v and (out / "tokenizer.json").is_file()
@@ -153,7 +141,7 @@ def test_masked_positions_contribute_nothing(base, tmp_path):
 
 
 def test_finetune_lowers_response_loss(base, tmp_path, capsys):
-    sft = prepare_jsonl(_pairs(tmp_path / "pairs.jsonl"), tmp_path / "sft", model=str(base["model"]))
+    sft = prepare_jsonl(sft_pairs(tmp_path / "pairs.jsonl"), tmp_path / "sft", model=str(base["model"]))
     run = tmp_path / "run"
     overrides = [
         f"sft.path={sft}", "sft.epochs=null", f"train.model.init_from={base['model']}", f"train.run_dir={run}",
@@ -188,7 +176,7 @@ def test_finetune_resume_is_exact(base, tmp_path):
     total): the SFT source's cursor comes back with the engine's checkpoint."""
     from safetensors.torch import load_file
 
-    sft = prepare_jsonl(_pairs(tmp_path / "pairs.jsonl", n=6), tmp_path / "sft", model=str(base["model"]))
+    sft = prepare_jsonl(sft_pairs(tmp_path / "pairs.jsonl", n=6), tmp_path / "sft", model=str(base["model"]))
     common = [
         f"sft.path={sft}", "sft.epochs=null", "sft.eval_before=false", "sft.eval_batches=1",
         f"train.model.init_from={base['model']}", "train.global_batch=4", "train.micro_batch=2",

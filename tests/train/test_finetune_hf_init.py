@@ -13,19 +13,13 @@ import torch.nn.functional as F
 
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.text_tokenizer import train_bpe
-from sodakit.tokens.vocab import AUDIO_END, AUDIO_START
 from sodakit.train.finetune import SFTDataset, SFTSource, main, prepare_jsonl
 
-WORDS = "red green blue cat dog bird one two three four five six seven eight nine ten".split()
+from .conftest import SFT_WORDS, sft_pairs
+
 SEQ, GLOBAL, MICRO, STEPS = 64, 4, 2, 10
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module", params=["transformers", "sodakit_export"])
@@ -39,7 +33,7 @@ def hf_base(request, tmp_path_factory):
     from sodakit.model.qwen3 import build_model
 
     root = tmp_path_factory.mktemp("hfinit")
-    tok = SodaTokenizer(train_bpe([" ".join(WORDS)] * 8, vocab_size=300)).with_audio_layout(2, 16)
+    tok = SodaTokenizer(train_bpe([" ".join(SFT_WORDS)] * 8, vocab_size=300)).with_audio_layout(2, 16)
     tok.save_pretrained(root / "tok")
     torch.manual_seed(0)
     if request.param == "transformers":
@@ -69,17 +63,6 @@ def hf_base(request, tmp_path_factory):
     return {"tok": tok, "tok_dir": root / "tok", "hf": root / "hf"}
 
 
-def _pairs(path, n=8, seed=0):
-    rng = np.random.default_rng(seed)
-    audio = "".join(chr(0xE000 + k * 16 + c) for c in rng.integers(0, 16, 3) for k in range(2))
-    lines = []
-    for i in range(n):
-        q = " ".join(rng.choice(WORDS, 3))
-        a = " ".join(rng.choice(WORDS, 2))
-        prompt = f"<|text_start|>{q}<|text_end|>{AUDIO_START}{audio}{AUDIO_END}<|text_start|>"
-        lines.append(json.dumps({"id": f"ex{i}", "prompt": prompt, "response": f"{a}<|text_end|>"}))
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def _hf_masked_nll(model, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
@@ -94,7 +77,7 @@ def _hf_masked_nll(model, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[flo
 def test_finetune_from_hf_directory(hf_base, tmp_path, capsys):
     from transformers import Qwen3ForCausalLM
 
-    sft = prepare_jsonl(_pairs(tmp_path / "pairs.jsonl"), tmp_path / "sft", model=str(hf_base["hf"]),
+    sft = prepare_jsonl(sft_pairs(tmp_path / "pairs.jsonl"), tmp_path / "sft", model=str(hf_base["hf"]),
                         tokenizer=str(hf_base["tok_dir"]))
     data = SFTDataset.load(sft)
     assert data.vocab == hf_base["tok"].vocab and len(data) == 8

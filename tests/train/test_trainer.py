@@ -19,13 +19,6 @@ from .conftest import VOCAB, make_packed
 SMALL = {"d_model": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "head_dim": 16, "d_ff": 128}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The CPU is shared; one thread keeps small ops fast and results reproducible.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_cfg(run_dir, data, **kw) -> TrainConfig:
