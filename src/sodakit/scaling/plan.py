@@ -45,7 +45,7 @@ batch rule, LR = 0.33 sqrt(B) / d with the 0.01 cap, beta2, the 1% tolerance, op
 changes only constants, each for a stated reason:
 
     knob              soda            mini           why
-    budgets           3e18..3e20      1.5e12..1.2e13 a ~45 min sweep on one CPU core
+    budgets           3e18..3e20      1.5e12..2.4e13 16x of compute in a ~70 min sweep on one CPU core
     seq_len           4096            256            laptop-sized windows (the data's recordings are short)
     vocab_size        144,644         1540           the laptop data (512 text + 4 markers + 8 x 128 audio)
     target_steps      2^16            2^10           runs need enough optimizer steps to be limited by model
@@ -58,7 +58,7 @@ changes only constants, each for a stated reason:
     min_width         128             48             the smallest width the LR cap admits at batch 2
                                                      (0.33 sqrt(2) / d <= 0.01 needs d >= 46.7); it lies
                                                      below the compute-optimal size of every budget
-    width step        128 / 256       32 / 64        switch above 2e13 (every mini budget uses 32)
+    width step        128 / 256       32 / 64        switch above 1e14 (every mini budget uses 32)
     max_width         2048            240            wider models are far right of every minimum
     head_width        128             16             every width of the grid 48 + 32k splits into whole heads
     max_steps         400,000         16,384         bounds the wall time of LR-capped small models (SODA's
@@ -161,17 +161,18 @@ class SweepRules:
 # The scaled-down preset: same rules, laptop scale (see the module docstring for why each knob differs).
 MINI_RULES = SweepRules(
     name="mini",
-    # 21 runs (3, 5, 7, 6 per budget), 1.3e14 FLOPs: about 45 min on one shared CPU core (README).
-    budgets=[1.5e12, 3e12, 6e12, 1.2e13],
+    # 27 runs (3, 5, 7, 6, 6 per budget) over 16x of compute, 2.8e14 FLOPs: about 70 min on one shared
+    # CPU core, half that with two sweep processes (docs/scaling.md).
+    budgets=[1.5e12, 3e12, 6e12, 1.2e13, 2.4e13],
     seq_len=256,
     vocab_size=1540,  # the laptop study's data (512 text + 4 markers + 8 x 128 audio); set to your data's
     # 48 is the smallest width the LR cap admits at the minimum batch of 2 (0.33*sqrt(2)/d <= 0.01).
     min_width=48,
-    # Step 32 up to 2e13 training FLOPs, 64 above; max 240: wider models are far right of every minimum.
+    # Step 32 at every mini budget (64 only above 1e14); max 240: wider models are far right of every minimum.
     max_width=240,
     width_step_small=32,
     width_step_large=64,
-    width_step_switch=2e13,
+    width_step_switch=1e14,
     # Heads of 16 dims so that every width of the grid (48 + 32k) splits into whole heads.
     head_width=16,
     # 2^10 target steps (SODA 2^16): with a minimum batch of 2 every run has >= 512 optimizer steps.
