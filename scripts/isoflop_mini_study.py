@@ -21,7 +21,8 @@ itself skips finished runs and resumes an interrupted run from its checkpoint):
              vocab_from), validation speech. Training mixture 95% speech / 5% text (SODA's recipe).
 7. plan      `sodakit isoflop plan --config configs/isoflop_mini.yaml vocab_size=<the data's>`.
 8. run       `sodakit isoflop run` (single-threaded torch: on a shared 2-core machine one thread per
-             process is faster than two fighting threads).
+             process is faster than two fighting threads; `--workers 2` runs two sweep processes that
+             share the plan, each claiming a run before training it).
 9. fit       `sodakit isoflop fit` on the audio-token NLL (OUT/fit_audio, the primary result: the runs
              memorise the 4k-token text corpus) and on all tokens (OUT/fit) -> fit.json + plots;
              `--docs DIR` copies the plots, the results table and a summary there.
@@ -40,6 +41,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,7 +135,9 @@ def main() -> int:
     ap.add_argument("--voices", nargs="+", help="TTS voices (default: every installed English voice)")
     ap.add_argument("--val-paragraphs", type=int, default=2)
     ap.add_argument("--val-voice-stride", type=int, default=3, help="validation uses every k-th voice")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads of the sweep")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of each sweep process")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="sweep processes sharing the plan (e.g. one per core: 2 halves the sweep's wall time)")
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--until", choices=("pack", "plan", "run"),
                     help="stop after this stage (e.g. build the data now, sweep later)")
@@ -198,9 +202,11 @@ def main() -> int:
     if args.until == "plan":
         return 0
     t = time.perf_counter()
-    sodakit("isoflop", "run", str(plan_dir), "--data", f"{packed / 'speech'}:{SPEECH_WEIGHT}",
-            f"{packed / 'text'}:{TEXT_WEIGHT}", "--val", str(packed / "val"), "--threads", str(args.threads),
-            threads=args.threads)
+    run_args = ["isoflop", "run", str(plan_dir), "--data", f"{packed / 'speech'}:{SPEECH_WEIGHT}",
+                f"{packed / 'text'}:{TEXT_WEIGHT}", "--val", str(packed / "val"), "--threads", str(args.threads)]
+    # Several sweep processes share the plan: each claims a run before training it (sodakit.scaling.run).
+    with ThreadPoolExecutor(args.workers) as pool:
+        list(pool.map(lambda _: sodakit(*run_args, threads=args.threads), range(args.workers)))
     timer.record["stages"]["run (this invocation)"] = round(time.perf_counter() - t, 1)
     sweep_time = _sweep_wall_time(plan_dir / "results.csv")
     timer.record["stages"]["run (sum of run wall times)"] = sweep_time

@@ -223,6 +223,39 @@ def test_append_row_is_atomic_under_concurrent_writers(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
 
 
+def test_a_claimed_run_is_left_to_its_process(plan_dir, packed_data, capsys):
+    """Several sweeps may share one plan: a run another process has claimed is skipped, then trained once
+    the claim is gone (claims are flocks, so a crashed process leaves none behind)."""
+    plan = read_plan(plan_dir)
+    argv = ["run", str(plan_dir), "--data", f"{packed_data.speech}:0.95", f"{packed_data.text}:0.05",
+            "--val", str(packed_data.val)]
+    held = R._claim_run(plan_dir / "runs", plan.runs[0].run_id)  # "another process" trains run 0
+    assert held is not None and R._claim_run(plan_dir / "runs", plan.runs[0].run_id) is None
+    assert commands.main(argv) == 0
+    out = capsys.readouterr()
+    assert "trained 5, skipped 0 finished, diverged 0, left 1 to other processes" in out.out
+    assert "taken by another process" in out.err
+    assert sorted(r["run_id"] for r in rows(plan_dir / "results.csv")) == sorted(r.run_id for r in plan.runs[1:])
+    held.close()
+    assert commands.main(argv) == 0
+    assert "trained 1, skipped 5 finished" in capsys.readouterr().out
+
+
+def test_two_processes_share_one_plan(plan_dir, packed_data):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
+    argv = [sys.executable, "-m", "sodakit", "isoflop", "run", str(plan_dir), "--data",
+            f"{packed_data.speech}:0.95", f"{packed_data.text}:0.05", "--val", str(packed_data.val)]
+    procs = [subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for _, e in outs]
+    trained = [int(out.split("trained ")[1].split(",")[0]) for out, _ in outs]
+    ids = [r["run_id"] for r in rows(plan_dir / "results.csv")]
+    plan = read_plan(plan_dir)
+    # every run once, trained by exactly one of the two (however their timing interleaved)
+    assert sorted(ids) == sorted(r.run_id for r in plan.runs) and sum(trained) == len(plan.runs)
+
+
 def test_parse_data_arg():
     assert R.parse_data_arg("a/b:0.25") == ("a/b", 0.25)
     assert R.parse_data_arg("a/b") == ("a/b", 1.0)

@@ -73,7 +73,9 @@ def _run_parser(sub) -> None:
     p.add_argument("--keep-checkpoints", action="store_true", help="keep each run's final checkpoint")
     p.add_argument("--compile", action="store_true", help="torch.compile each decoder block (GPU)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
-    p.add_argument("--only", nargs="+", default=[], metavar="RUN_ID", help="train only these runs")
+    p.add_argument("--only", nargs="+", default=[], metavar="RUN_ID",
+                   help="train only these runs (several `isoflop run` processes on one plan share the runs "
+                        "anyway: each claims a run before training it)")
     p.add_argument("--max-runs", type=int, default=0, help="stop after this many runs (0: all)")
     p.add_argument("--progress", action="store_true", help="per-step progress bar")
 
@@ -169,8 +171,9 @@ def _cmd_run(args) -> int:
     )
     out = run_plan(args.plan, settings, log=lambda m: print(m, file=sys.stderr, flush=True))
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"trained {len(out.trained)}, skipped {len(out.skipped)} finished, diverged {len(out.diverged)}; "
-              f"results in {settings.results}")
+        print(f"trained {len(out.trained)}, skipped {len(out.skipped)} finished, diverged {len(out.diverged)}"
+              + (f", left {len(out.taken)} to other processes" if out.taken else "")
+              + f"; results in {settings.results}")
     return 0
 
 

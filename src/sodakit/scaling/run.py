@@ -92,6 +92,7 @@ class RunOutcome:
     trained: list[str]
     skipped: list[str]
     diverged: list[str]
+    taken: list[str] = field(default_factory=list)  # being trained (or just finished) by another process
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -407,45 +408,71 @@ def run_plan(plan_path: str | Path, settings: RunSettings, log: Callable[[str], 
         for i, spec in enumerate(todo, 1):
             if settings.max_runs and len(outcome.trained) + len(outcome.diverged) >= settings.max_runs:
                 break
-            cfg = train_config(spec, settings, ctx.world_size, n_val, ctx.device.type)
-            model_cfg = resolve_model_config(cfg.model, vocab)
-            if model_cfg != spec.model_config():
-                raise RunError(f"run {spec.run_id}: engine model config {model_cfg} != planned {spec.model_config()}")
-            run_dir = Path(cfg.run_dir)
-            resumed_from = _resume_step(run_dir)
-            if ctx.is_main:
-                log(f"[{i}/{len(todo)}] {spec.run_id}: d={spec.width} L={spec.layers} B={spec.batch} "
-                    f"steps={spec.steps} lr={spec.lr:.4g} N={spec.params:.3e}"
-                    + (f" (resuming from step {resumed_from})" if resumed_from else ""))
-            t0 = time.perf_counter()
-            status, val = STATUS_OK, None
-            try:
-                result = train(cfg)
-                val = result.val
-            except NonFiniteLossError as e:
-                status = STATUS_DIVERGED
+            claim = _claim_run(settings.runs_dir, spec.run_id) if ctx.is_main else None
+            # Another `isoflop run` on this plan is training it, or finished it after this one started.
+            busy = ctx.is_main and (claim is None or spec.run_id in read_finished(settings.results))
+            if D.broadcast_object(busy):
+                if claim is not None:
+                    claim.close()
                 if ctx.is_main:
-                    log(f"  {spec.run_id} diverged: {e}")
-            wall = time.perf_counter() - t0
-            if status == STATUS_OK and val is None:
-                # The run had already reached its last step before this invocation.
-                val = D.broadcast_object(_final_val_from_metrics(run_dir, spec.steps) if ctx.is_main else None)
-                if val is None:
-                    val = _evaluate_checkpoint(cfg, ctx, vocab)
-            if ctx.is_main:
-                row = result_row(spec, cfg, val, status, _last_train_loss(run_dir), wall, resumed_from,
-                                 ctx.world_size, str(ctx.device), fingerprint)
-                append_row(settings.results, row)
-                if not settings.keep_checkpoints:
-                    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-                log(f"  {spec.run_id}: val loss {row['loss']:.4f} "
-                    + " ".join(f"{t} {row[f'loss_{t}']:.3f}" for t in TOKEN_TYPES if row[f"loss_{t}"] is not None)
-                    + f" ({wall:.1f} s)")
-            D.barrier()
-            (outcome.diverged if status == STATUS_DIVERGED else outcome.trained).append(spec.run_id)
+                    log(f"[{i}/{len(todo)}] {spec.run_id}: taken by another process, skipped")
+                outcome.taken.append(spec.run_id)
+                continue
+            with contextlib.ExitStack() as held:
+                if claim is not None:
+                    held.callback(claim.close)
+                cfg = train_config(spec, settings, ctx.world_size, n_val, ctx.device.type)
+                model_cfg = resolve_model_config(cfg.model, vocab)
+                if model_cfg != spec.model_config():
+                    raise RunError(f"run {spec.run_id}: engine model config {model_cfg} != planned {spec.model_config()}")
+                run_dir = Path(cfg.run_dir)
+                resumed_from = _resume_step(run_dir)
+                if ctx.is_main:
+                    log(f"[{i}/{len(todo)}] {spec.run_id}: d={spec.width} L={spec.layers} B={spec.batch} "
+                        f"steps={spec.steps} lr={spec.lr:.4g} N={spec.params:.3e}"
+                        + (f" (resuming from step {resumed_from})" if resumed_from else ""))
+                t0 = time.perf_counter()
+                status, val = STATUS_OK, None
+                try:
+                    result = train(cfg)
+                    val = result.val
+                except NonFiniteLossError as e:
+                    status = STATUS_DIVERGED
+                    if ctx.is_main:
+                        log(f"  {spec.run_id} diverged: {e}")
+                wall = time.perf_counter() - t0
+                if status == STATUS_OK and val is None:
+                    # The run had already reached its last step before this invocation.
+                    val = D.broadcast_object(_final_val_from_metrics(run_dir, spec.steps) if ctx.is_main else None)
+                    if val is None:
+                        val = _evaluate_checkpoint(cfg, ctx, vocab)
+                if ctx.is_main:
+                    row = result_row(spec, cfg, val, status, _last_train_loss(run_dir), wall, resumed_from,
+                                     ctx.world_size, str(ctx.device), fingerprint)
+                    append_row(settings.results, row)
+                    if not settings.keep_checkpoints:
+                        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+                    log(f"  {spec.run_id}: val loss {row['loss']:.4f} "
+                        + " ".join(f"{t} {row[f'loss_{t}']:.3f}" for t in TOKEN_TYPES if row[f"loss_{t}"] is not None)
+                        + f" ({wall:.1f} s)")
+                D.barrier()
+                (outcome.diverged if status == STATUS_DIVERGED else outcome.trained).append(spec.run_id)
         return outcome
     finally:
         D.teardown(ctx)
+
+
+def _claim_run(runs_dir: Path, run_id: str):
+    """An open file holding an exclusive lock on RUNS_DIR/RUN_ID.claim, or None if another process holds it.
+    The lock lasts while the file is open and dies with its process, so a crash never strands a run."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    f = open(runs_dir / f"{run_id}.claim", "a")  # closed by the caller once the run is recorded
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        return None
+    return f
 
 
 def default_paths(plan_path: str | Path) -> tuple[Path, Path]:
