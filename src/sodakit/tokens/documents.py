@@ -18,21 +18,18 @@ string is refused (`MarkerInTextError`), since it would silently change the docu
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Literal, Protocol
 
 import numpy as np
 
-from sodakit.tokens.soda_tokenizer import PuaPolicy, SodaTokenizer, TextInAudioRangeError, escape_text
+from sodakit.tokens.soda_tokenizer import PuaPolicy, SodaTokenizer, apply_pua_policy
 from sodakit.tokens.vocab import (
     AUDIO_END,
     AUDIO_START,
     BOS_TEXT,
     EOS_TEXT,
     MARKERS,
-    PUA_BASE,
     TEXT_END,
     TEXT_START,
     Vocab,
@@ -75,26 +72,6 @@ def _check_no_structure_strings(segments: Sequence[SegmentLike], specials: Seque
                 )
 
 
-@lru_cache(maxsize=8)
-def _audio_char_re(num_audio_tokens: int) -> re.Pattern:
-    return re.compile(f"[{chr(PUA_BASE)}-{chr(PUA_BASE + num_audio_tokens - 1)}]")
-
-
-def _prepare_string_text(text: str, vocab: Vocab, pua_policy: PuaPolicy, where: str) -> str:
-    """The PUA policy of `SodaTokenizer.prepare_text`, for the string form (which has no tokenizer)."""
-    pattern = _audio_char_re(vocab.num_audio_tokens)
-    if pua_policy == "escape":
-        return escape_text(text, pattern)
-    m = pattern.search(text)
-    if m:
-        raise TextInAudioRangeError(
-            f"{where}: character U+{ord(m.group()):04X} at position {m.start()} lies in the audio-code range "
-            f"U+{PUA_BASE:04X}..U+{PUA_BASE + vocab.num_audio_tokens - 1:04X} and would become an audio "
-            f"token; clean the text or use pua_policy='escape'"
-        )
-    return text
-
-
 def _encode_segment_texts(segments: Sequence[SegmentLike], tokenizer: SodaTokenizer) -> list[list[int]]:
     """Transcripts -> text ids, after the tokenizer's PUA policy (errors name the segment)."""
     texts = [tokenizer.prepare_text(seg.text, _segment_where(seg, i)) for i, seg in enumerate(segments)]
@@ -135,7 +112,7 @@ def document_string(
         codes = _segment_codes(seg, vocab, fmt)
         audio = _semantic_string(vocab, codes) if fmt == "semantic_only" else vocab.codes_to_pua(codes)
         audio_span = f"{AUDIO_START}{audio}{AUDIO_END}"
-        text = _prepare_string_text(seg.text, vocab, pua_policy, _segment_where(seg, i)) if with_text else ""
+        text = apply_pua_policy(seg.text, vocab.num_audio_tokens, pua_policy, _segment_where(seg, i)) if with_text else ""
         text_span = f"{TEXT_START}{text}{TEXT_END}"
         if fmt == "text_first":
             parts += [text_span, audio_span]

@@ -15,6 +15,7 @@ tokenization: a backslash becomes two backslashes and an audio-range character b
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
@@ -57,8 +58,6 @@ class SodaTokenizer:
         self._special_ids = specials
         self._special_arrays = {k: np.array([i], dtype=np.uint32) for k, i in specials.items()}
         self._special_re = re.compile("|".join(re.escape(s) for s in sorted(specials, key=len, reverse=True)))
-        last = PUA_BASE + vocab.num_audio_tokens - 1
-        self._audio_char_re = re.compile(f"[{chr(PUA_BASE)}-{chr(last)}]")
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod
@@ -94,16 +93,7 @@ class SodaTokenizer:
     # ---- text -------------------------------------------------------------------------------
     def prepare_text(self, text: str, where: str = "text") -> str:
         """Apply the PUA policy to user text (see module docstring)."""
-        if self.pua_policy == "escape":
-            return escape_text(text, self._audio_char_re)
-        m = self._audio_char_re.search(text)
-        if m:
-            raise TextInAudioRangeError(
-                f"{where}: character U+{ord(m.group()):04X} at position {m.start()} lies in the audio-code range "
-                f"U+{PUA_BASE:04X}..U+{PUA_BASE + self.vocab.num_audio_tokens - 1:04X} and would become an audio "
-                f"token; clean the text or use pua_policy='escape'"
-            )
-        return text
+        return apply_pua_policy(text, self.vocab.num_audio_tokens, self.pua_policy, where)
 
     def encode_texts(self, texts: list[str], where: str = "text") -> list[list[int]]:
         """Plain text runs -> text ids, after the PUA policy (no markers, no BOS/EOS)."""
@@ -209,6 +199,28 @@ class SodaTokenizer:
             "model_max_length": 4096,
         }
         atomic_write_text(directory / "tokenizer_config.json", json.dumps(config, indent=2))
+
+
+@functools.lru_cache(maxsize=8)
+def audio_char_pattern(num_audio_tokens: int) -> re.Pattern:
+    """Matches one character of the audio-code range U+E000.. of a layout with that many audio tokens."""
+    return re.compile(f"[{chr(PUA_BASE)}-{chr(PUA_BASE + num_audio_tokens - 1)}]")
+
+
+def apply_pua_policy(text: str, num_audio_tokens: int, policy: str, where: str = "text") -> str:
+    """User text under a PUA policy: "error" refuses a character of the audio range (naming `where`),
+    "escape" escapes every such character reversibly."""
+    pattern = audio_char_pattern(num_audio_tokens)
+    if policy == "escape":
+        return escape_text(text, pattern)
+    m = pattern.search(text)
+    if m:
+        raise TextInAudioRangeError(
+            f"{where}: character U+{ord(m.group()):04X} at position {m.start()} lies in the audio-code range "
+            f"U+{PUA_BASE:04X}..U+{PUA_BASE + num_audio_tokens - 1:04X} and would become an audio "
+            f"token; clean the text or use pua_policy='escape'"
+        )
+    return text
 
 
 def escape_text(text: str, audio_char_re: re.Pattern) -> str:
