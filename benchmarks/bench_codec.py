@@ -3,6 +3,7 @@
     python benchmarks/bench_codec.py                     # CPU: Mimi + offline codec, speed and WER
     python benchmarks/bench_codec.py --device cuda       # the same table on a GPU
     python benchmarks/bench_codec.py --skip-wer --skip-fit --codec DIR   # speed of an already fitted codec
+    python benchmarks/bench_codec.py --device cuda --skip-fit --synthetic-clips   # Mimi speed only, no flite
 
 Speed: encode throughput (audio seconds per wall second) batched versus one clip at a time, and decode
 throughput, for Mimi (random-init full-size config: same shapes and FLOPs as kyutai/mimi, so the same
@@ -128,31 +129,41 @@ def fit_corpus(cache: Path, hours: float) -> list[Path]:
     return files
 
 
-def eval_sets() -> dict[str, tuple[list[np.ndarray], list[str]]]:
+def eval_sets(max_clips: int | None = None) -> dict[str, tuple[list[np.ndarray], list[str]]]:
+    """The WER sets; `max_clips` keeps only the first clips of each (a quick check, not a measurement)."""
     sets = {}
     ls = SHARED / "librispeech-mini"
     if (ls / "trans.txt").is_file():
         refs = dict(line.rstrip("\n").split("\t", 1) for line in (ls / "trans.txt").read_text().splitlines() if line)
         wavs, texts = [], []
-        for utt in sorted(refs):
+        for utt in sorted(refs)[:max_clips]:
             path = next(p for p in ls.iterdir() if p.stem == utt)
             wavs.append(load_audio(path, 16000))
             texts.append(refs[utt])
-        sets["librispeech (real, 4 clips)"] = (wavs, texts)
+        sets[f"librispeech (real, {len(wavs)} clips)"] = (wavs, texts)
     else:
         log(f"no {ls}: skipping the real-speech WER")
-    wavs = [synthesize(s, v, 16000) for v in EVAL_VOICES for s in HARVARD]
-    sets[f"flite {'+'.join(v.split(':')[1] for v in EVAL_VOICES)} (Harvard, unseen voices)"] = (wavs, HARVARD * len(EVAL_VOICES))
+    pairs = [(s, v) for v in EVAL_VOICES for s in HARVARD][:max_clips]
+    wavs = [synthesize(s, v, 16000) for s, v in pairs]
+    sets[f"flite {'+'.join(v.split(':')[1] for v in EVAL_VOICES)} (Harvard, unseen voices)"] = (wavs, [s for s, _ in pairs])
     return sets
 
 
-def quality(codec: OfflineCodec, cache: Path) -> list[dict]:
+def synthetic_clips(n: int, seconds: float, sr: int = 24000, seed: int = 0) -> list[np.ndarray]:
+    """Speech-rate modulated noise (no TTS binary needed). Mimi's speed does not depend on the content."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    return [(0.1 * rng.standard_normal(len(t)) * 0.5 * (1 + np.sin(2 * np.pi * 4.0 * t + i))).astype(np.float32)
+            for i in range(n)]
+
+
+def quality(codec: OfflineCodec, cache: Path, max_clips: int | None = None) -> list[dict]:
     from sodakit.eval.judges.asr_pocketsphinx import PocketSphinxASR
     from sodakit.eval.metrics import wer
 
     asr = PocketSphinxASR()
     rows = []
-    for name, (wavs, refs) in eval_sets().items():
+    for name, (wavs, refs) in eval_sets(max_clips).items():
         codes = codec.encode_audio(wavs, 16000)
         resyn = [codec.decode(c)[0] for c in codes]
         sr = codec.sample_rate
@@ -180,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-mimi", action="store_true")
     p.add_argument("--skip-wer", action="store_true")
     p.add_argument("--skip-fit", action="store_true", help="no offline codec at all unless --codec is given")
+    p.add_argument("--synthetic-clips", action="store_true",
+                   help="time on modulated noise instead of flite TTS sentences (no flite needed; fine for Mimi, "
+                        "whose speed does not depend on the content, not for the offline codec)")
+    p.add_argument("--eval-clips", type=int, default=None, metavar="N",
+                   help="WER on only the first N clips of each set (a quick check of the script; default: all)")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
     args = p.parse_args(argv)
     torch.manual_seed(0)
@@ -191,9 +207,13 @@ def main(argv: list[str] | None = None) -> int:
         results["gpu"] = torch.cuda.get_device_name(0)
 
     # Speech-like test clips: TTS sentences concatenated to clip_seconds (content matters for the offline codec).
-    base = np.concatenate([synthesize(s, "flite:slt", 24000) for s in HARVARD])
-    n = int(args.clip_seconds * 24000)
-    clips24 = [np.roll(base, i * 7919)[:n] for i in range(args.clips)]
+    results["clips"] = "synthetic noise" if args.synthetic_clips else "flite:slt Harvard sentences"
+    if args.synthetic_clips:
+        clips24 = synthetic_clips(args.clips, args.clip_seconds)
+    else:
+        base = np.concatenate([synthesize(s, "flite:slt", 24000) for s in HARVARD])
+        n = int(args.clip_seconds * 24000)
+        clips24 = [np.roll(base, i * 7919)[:n] for i in range(args.clips)]
 
     if not args.skip_mimi:
         from transformers import MimiConfig, MimiModel
@@ -225,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         results["offline_bitrate_bps"] = codec.bitrate()
         if not args.skip_wer:
             log("ASR judge on original and resynthesised audio ...")
-            results["offline_wer"] = quality(codec, args.cache)
+            results["offline_wer"] = quality(codec, args.cache, args.eval_clips)
 
     print_table(results)
     if args.json:

@@ -12,6 +12,7 @@ model (which holds the weights: the same for both).
 
     .venv/bin/python benchmarks/bench_train.py                 # everything (CPU: a few minutes)
     .venv/bin/python benchmarks/bench_train.py --only speed --dtype bf16
+    .venv/bin/python benchmarks/bench_train.py --smoke --dtype fp32 --steps 1 --preset tiny --seq 64   # seconds
 """
 
 from __future__ import annotations
@@ -146,6 +147,8 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=4096, help="memory benchmark sequence length")
     ap.add_argument("--preset", default="135M")
     ap.add_argument("--compile", action="store_true", help="also time ours with torch.compile per block")
+    ap.add_argument("--smoke", action="store_true",
+                    help="speed on one tiny shape only (vocab 8192, B1 x 64): checks the script runs, in seconds")
     ap.add_argument("--default-allocator", action="store_true", help="keep glibc's default malloc settings")
     ap.add_argument("--child-memory", choices=["ours", "transformers"], help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -166,6 +169,8 @@ def main() -> None:
             ("tiny, vocab 144644, B4 x 256", PRESETS["tiny"], 4, 256),
             ("135M, vocab 144644, B2 x 256", PRESETS["135M"], 2, 256),
         ]
+        if args.smoke:
+            shapes = [("tiny, vocab 8192, B1 x 64", PRESETS["tiny"].replace(vocab_size=8192), 1, 64)]
         print("\n== training step speed (fwd + loss + bwd + AdamW), median of alternating steps ==")
         print(f"{'shape':<32} {'dtype':<6} {'ours tok/s':>11} {'hf tok/s':>10} {'speedup':>8} {'ours MFU':>9} {'hf MFU':>8}")
         for d in chosen:
