@@ -22,9 +22,10 @@ from typing import Any
 
 from sodakit.scaling.laws import SODA_D_EXPONENT, SODA_N_EXPONENT
 
-HOW_TO = ("`python scripts/isoflop_mini_study.py` runs the laptop IsoFLOP study offline (about 40 minutes on "
-          "2 cores; writes runs/isoflop-mini), or `sodakit isoflop plan -> run -> fit RESULTS --out DIR` fits a "
-          "sweep of your own; rerun the demo with isoflop=DIR (a fit or study directory) to show it here.")
+HOW_TO = ("`python scripts/isoflop_mini_study.py` runs the laptop IsoFLOP study offline (about 70 minutes on "
+          "one core, 35 with --workers 2; writes runs/isoflop-mini), or `sodakit isoflop plan -> run -> fit "
+          "RESULTS --out DIR` fits a sweep of your own; rerun the demo with isoflop=DIR (a fit or study "
+          "directory) to show it here.")
 
 # Study subdirectories, primary fit first.
 _STUDY_FITS = (("fit_audio", "audio tokens"), ("fit", "all tokens"))
