@@ -69,3 +69,19 @@ def test_every_stage_is_listed_and_has_help(command, capsys):
         cli_main([command, "--help"])
     assert exc.value.code == 0
     assert "usage:" in capsys.readouterr().out
+
+
+def test_shipped_configs_load_by_name_from_anywhere(tmp_path, monkeypatch):
+    from sodakit.config import ConfigError, load_config, resolve_config_path
+    from sodakit.train.config import TrainConfig
+
+    monkeypatch.chdir(tmp_path)  # outside a checkout: no ./configs here
+    by_name = load_config(TrainConfig, "train_135m")
+    assert by_name == load_config(TrainConfig, "configs/train_135m.yaml")
+    assert by_name.model.preset == "135M"
+    assert resolve_config_path("isoflop_mini").name == "isoflop_mini.yaml"
+    with pytest.raises(ConfigError, match="does not exist .*shipped configs.*train_135m"):
+        load_config(TrainConfig, "train_nope")
+    local = tmp_path / "train_135m.yaml"  # a user's own file of the same name wins
+    local.write_text("steps: 7\n")
+    assert load_config(TrainConfig, "train_135m.yaml").steps == 7

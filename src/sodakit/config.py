@@ -31,14 +31,29 @@ class ConfigError(ValueError):
     """A config file or override that does not fit the declared dataclass."""
 
 
+# The shipped recipes (train_135m.yaml, isoflop_mini.yaml, ...), also inside an installed wheel.
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def resolve_config_path(path: str | os.PathLike) -> Path:
+    """A config file: the path itself, else the shipped config of that name (`train_135m`,
+    `configs/train_135m.yaml` outside a checkout); a clear error listing the shipped ones otherwise."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    shipped = SHIPPED_CONFIGS / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    if shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in SHIPPED_CONFIGS.glob("*.yaml"))
+    raise ConfigError(f"config file {path} does not exist (shipped configs, usable by name: {', '.join(names)})")
+
+
 def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> T:
     """Build a `cls` instance from its defaults, an optional YAML file and dotted overrides."""
     base = OmegaConf.structured(cls)
     layers = [base]
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
+        path = resolve_config_path(path)
         try:
             layers.append(OmegaConf.load(path))
         except Exception as e:  # yaml errors come in several types

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from sodakit.config import ConfigError, from_dict, to_dict
+from sodakit.config import ConfigError, from_dict, resolve_config_path, to_dict
 
 EPILOG_FIT = """results CSV columns (rename with --*-col):
   flops, params, loss        required; finite and > 0
@@ -118,9 +118,7 @@ def _cmd_plan(args) -> int:
 
     layers = [OmegaConf.create(to_dict(PRESETS[args.preset]))]
     if args.config is not None:
-        if not args.config.is_file():
-            raise ConfigError(f"config file {args.config} does not exist")
-        layers.append(OmegaConf.load(args.config))
+        layers.append(OmegaConf.load(resolve_config_path(args.config)))
     cli = {}
     if args.budgets:
         cli["budgets"] = [float(b) for b in args.budgets]
