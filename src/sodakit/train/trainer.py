@@ -441,13 +441,16 @@ def _train(
                 }
                 window_t0, window_steps, window_tokens = time.perf_counter(), 0, 0
             if val_data and ((cfg.log.val_every and done % cfg.log.val_every == 0) or done == cfg.steps):
+                t_val = time.perf_counter()
                 val_result = evaluate(model, val_data, vocab, ctx)
+                window_t0 += time.perf_counter() - t_val  # validation is not training time
                 record = {**(record or {"step": done}), **val_result}
             if record is not None and writer is not None:
                 writer.write(record)
             if on_step is not None:
                 on_step(done, record or {"step": done, "loss": last_loss})
             if done % cfg.checkpoint.every == 0 or done == cfg.steps:
+                t_ckpt = time.perf_counter()
                 path = C.save_checkpoint(
                     run_dir,
                     done,
@@ -461,7 +464,8 @@ def _train(
                     ctx,
                 )
                 last_ckpt = path or last_ckpt
-                window_t0 = time.perf_counter()  # do not count checkpoint time as training time
+                # Checkpoint time is not training time; the window keeps its steps and tokens.
+                window_t0 += time.perf_counter() - t_ckpt
     finally:
         if bar is not None:
             bar.close()
