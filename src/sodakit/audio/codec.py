@@ -186,6 +186,23 @@ def _looks_like_path(spec: str) -> bool:
     return spec.startswith(("/", ".", "~")) or spec.count("/") != 1 or (os.sep != "/" and os.sep in spec)
 
 
+def load_model_codec(
+    given: str | os.PathLike | None, record: dict | None, device: str = "auto", num_codebooks: int | None = None
+) -> Codec | None:
+    """The codec whose codes a model was trained on: `given` (--codec) when set, else the source recorded
+    with the model, None when there is neither. A recorded codec that has moved says so and asks for --codec."""
+    if given:
+        return load_codec(given, device=device, num_codebooks=num_codebooks)
+    source = (record or {}).get("source")
+    if not source:
+        return None
+    try:
+        return load_codec(source, device=device, num_codebooks=num_codebooks)
+    except CodecError as e:
+        raise CodecError(f"the model was trained on codes of the codec recorded at {source}, which cannot be "
+                         f"loaded ({e}); pass its new location with --codec") from e
+
+
 def load_codec(spec: str | os.PathLike, device: str = "auto", dtype: str = "float32", num_codebooks: int | None = None) -> Codec:
     """A codec from a directory of our offline codec, a local Mimi directory, or a hub id ("kyutai/mimi").
 

@@ -113,18 +113,12 @@ def load_for_eval(path: str | Path, device: str = "cpu", dtype: str = "float32",
 def load_eval_codec(spec: str | None, record: dict | None, device: str, allow_mismatch: bool = False):
     """The codec for spoken tasks: --codec, else the source recorded with the model. Its config hash
     must equal the one the model was trained with (codes of another codec mean nothing to it)."""
-    from sodakit.audio.codec import CodecError, load_codec
+    from sodakit.audio.codec import load_model_codec
 
-    source = spec or (record or {}).get("source")
-    if not source:
+    codec = load_model_codec(spec, record, device=device)
+    if codec is None:
         return None
-    try:
-        codec = load_codec(source, device=device)
-    except CodecError as e:
-        if spec:
-            raise
-        raise CodecError(f"the model was trained on codes of the codec recorded at {source}, which cannot be "
-                         f"loaded ({e}); pass its new location with --codec") from e
+    source = spec or (record or {}).get("source")
     want = (record or {}).get("config_hash")
     if want and codec.config_hash != want and not allow_mismatch:
         raise ModelLoadError(

@@ -141,21 +141,14 @@ class SodaGenerator:
         if codec is not None and not isinstance(codec, str | os.PathLike):
             codec_obj = codec
         elif need_codec:
-            spec = codec or (info.codec or {}).get("source")
-            if spec is None:
+            from sodakit.audio.codec import load_model_codec
+
+            codec_obj = load_model_codec(codec, info.codec, device=device, num_codebooks=vocab.num_codebooks)
+            if codec_obj is None:
                 raise ValueError(
                     f"{info.path}: the checkpoint records no codec source; pass one with --codec (a Mimi directory, "
                     "an offline codec directory or a hub id)"
                 )
-            from sodakit.audio.codec import CodecError, load_codec
-
-            try:
-                codec_obj = load_codec(spec, device=device, num_codebooks=vocab.num_codebooks)
-            except CodecError as e:
-                if codec is not None:
-                    raise
-                raise CodecError(f"{info.path}: the model was trained on codes of the codec recorded at {spec}, "
-                                 f"which cannot be loaded ({e}); pass its new location with --codec") from e
         if codec_obj is not None:
             notes += check_codec(codec_obj, vocab, info.codec, allow_codec_mismatch)
         g = cls(model, vocab, tok, codec_obj, info.codec, batch_size)

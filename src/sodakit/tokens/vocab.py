@@ -262,4 +262,3 @@ class Vocab:
             raise ValueError(f"codes must be [K, T] with 1 <= K <= {self.num_codebooks}, got shape {codes.shape}")
         if codes.size and (codes.min() < 0 or codes.max() >= self.codebook_size):
             raise ValueError(f"codes outside [0, {self.codebook_size}): min {codes.min()}, max {codes.max()}")
-
