@@ -18,6 +18,8 @@ Restartability:
   its newest complete checkpoint (a few per run, see `checkpoint_every`) instead of starting over. Once
   the row is written the run's checkpoints are deleted unless `keep_checkpoints` is set (metrics.jsonl
   and config.yaml stay).
+* Several processes may sweep one plan: each takes an exclusive `flock` on RUNS_DIR/<run_id>.claim before
+  training a run and skips runs held by another process; a lock dies with its process.
 * Every row records a fingerprint of the data (packed shard checksums, weights, validation set, seed):
   a table whose finished rows came from other data is refused instead of being silently mixed.
 
@@ -418,9 +420,7 @@ def run_plan(plan_path: str | Path, settings: RunSettings, log: Callable[[str], 
                     log(f"[{i}/{len(todo)}] {spec.run_id}: taken by another process, skipped")
                 outcome.taken.append(spec.run_id)
                 continue
-            with contextlib.ExitStack() as held:
-                if claim is not None:
-                    held.callback(claim.close)
+            with claim or contextlib.nullcontext():  # the claim is released once the row is written
                 cfg = train_config(spec, settings, ctx.world_size, n_val, ctx.device.type)
                 model_cfg = resolve_model_config(cfg.model, vocab)
                 if model_cfg != spec.model_config():
@@ -466,7 +466,7 @@ def _claim_run(runs_dir: Path, run_id: str):
     """An open file holding an exclusive lock on RUNS_DIR/RUN_ID.claim, or None if another process holds it.
     The lock lasts while the file is open and dies with its process, so a crash never strands a run."""
     runs_dir.mkdir(parents=True, exist_ok=True)
-    f = open(runs_dir / f"{run_id}.claim", "a")  # closed by the caller once the run is recorded
+    f = open(runs_dir / f"{run_id}.claim", "a")  # the caller closes it (releasing the lock)
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
