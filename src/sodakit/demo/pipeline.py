@@ -1,4 +1,4 @@
-"""`sodakit demo`: the embedded default end to end on a CPU, in about ten minutes.
+"""`sodakit demo`: the embedded default end to end on a CPU, in about five minutes on 2 cores.
 
     corpus -> codec -> tokenizer -> tokenize -> pack -> train -> bench-data -> eval -> samples -> report
 
