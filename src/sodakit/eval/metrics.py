@@ -175,6 +175,23 @@ def choice_outcome(scores: Sequence[float], gold: int) -> float:
     return 1.0 / len(tied) if gold in tied else 0.0
 
 
+def choice_argmax(scores: Sequence[float]) -> int:
+    """Index of the highest score; on a tie the first of the tied choices (what `numpy.argmax` returns,
+    and so what lm-evaluation-harness predicts)."""
+    vals = _check_scores("choice scores", scores)
+    if not vals:
+        raise ValueError("choice_argmax: no choices")
+    return max(range(len(vals)), key=lambda i: (vals[i], -i))
+
+
+def choice_argmax_outcome(scores: Sequence[float], gold: int) -> float:
+    """One multiple-choice item: 1 if `choice_argmax` is the gold choice, else 0 (a tie for the maximum
+    counts for the first tied choice only)."""
+    if not 0 <= gold < len(scores):
+        raise ValueError(f"gold index {gold} outside 0..{len(scores) - 1}")
+    return 1.0 if choice_argmax(scores) == gold else 0.0
+
+
 def choice_accuracy(score_rows: Sequence[Sequence[float]], golds: Sequence[int]) -> float:
     """Multiple-choice accuracy with ties split evenly (a constant scorer gets 1/num_choices)."""
     if len(score_rows) != len(golds):
