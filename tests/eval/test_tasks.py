@@ -132,10 +132,13 @@ def test_hellaswag_known_answers(tmp_path, tiny_tokenizer):
     gold_seqs = [[v.bos_id, *tiny_tokenizer.encode_texts([c])[0], *tiny_tokenizer.encode_texts([" " + ends[g]])[0]]
                  for c, g, ends in items]
     res = get_task("hellaswag").run(_ctx(SequenceOracleLM(v.size, gold_seqs), tiny_tokenizer), path)
-    assert res.metrics == {"acc": 1.0, "acc_norm": 1.0}
-    # A scorer giving every ending the same score (log p = 0 everywhere): ties split -> 1/4.
+    assert res.metrics == {"acc": 1.0, "acc_norm": 1.0, "acc_bytes": 1.0, "acc_ties_split": 1.0, "acc_norm_ties_split": 1.0}
+    assert res.protocol["context_is_lm_eval_exact"] is False  # the text layout carries the dataset's ctx
+    # A scorer giving every ending the same score (log p = 0 everywhere): the first ending is predicted
+    # (as lm-evaluation-harness), right for the item whose gold is 0; the ties-split variants give 1/4.
     res = get_task("hellaswag").run(_ctx(ConstantLM(v.size, value=0.0), tiny_tokenizer), path)
-    assert res.metrics == {"acc": 0.25, "acc_norm": 0.25}
+    assert res.metrics == {"acc": 0.5, "acc_norm": 0.5, "acc_bytes": 0.5, "acc_ties_split": 0.25,
+                           "acc_norm_ties_split": 0.25}
 
 
 def test_val_nll_uniform_model_gives_log_vocab(tmp_path, tiny_tokenizer):
