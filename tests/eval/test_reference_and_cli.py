@@ -86,7 +86,7 @@ def test_soda_scores_maps_results_to_the_published_columns():
     from sodakit.eval.results import soda_scores
 
     res = {"tasks": {"sblimp": {"status": "ok", "metrics": {"accuracy": 0.514}},
-                     "salmon": {"status": "ok", "metrics": {"macro_accuracy": 0.7}},
+                     "salmon": {"status": "ok", "metrics": {"accuracy": 0.7, "macro_accuracy": 0.6}},
                      "hellaswag": {"status": "ok", "metrics": {"acc": 0.3, "acc_norm": 0.35}},
                      "tts": {"status": "ok", "metrics": {"wer": 0.061, "sim": 0.56}},
                      "swuggy": {"status": "error", "error": "no data"}}}
