@@ -30,7 +30,8 @@ from sodakit.eval.readers.seedtts import read_seedtts
 from sodakit.eval.tasks.base import EvalContext, TaskError, TaskResult, TaskSpec, Timer, counts, register
 from sodakit.eval.tasks.likelihood import _need
 
-ASR_HELP = "LibriSpeech test-clean (release layout or flat trans.txt); asr_fewshot: TEST_DIR,DEV_DIR (shots from dev)"
+ASR_HELP = ("LibriSpeech test-clean (release layout, flat trans.txt, or a data_json list such as test-clean.json); "
+            "asr_fewshot: TEST,DEV (shots from dev)")
 TTS_HELP = "a Seed-TTS-eval style folder or meta.lst (utt|prompt_text|prompt_wav|target_text)"
 GEN_CHUNK = 16  # items per generate call (the generator batches within it)
 
