@@ -199,3 +199,36 @@ def test_protocols_are_recorded_and_unknown_ones_refused(tiny_tokenizer):
     assert get_protocol("soda").describe()["asr"]["max_new_tokens"] == 200
     with pytest.raises(ValueError, match="unknown evaluation protocol"):
         EvalContext(lm=ConstantLM(10), tokenizer=tiny_tokenizer, protocol="paper")
+
+
+def test_salmon_copy_with_only_the_all_config(tmp_path, tiny_tokenizer, toy_codec):
+    from sodakit.eval.layouts import write_hf_pairs
+
+    loud, quiet = tone(0.3, 0.5), noise(0.3, 0.003, 3)
+    rows = [SpokenPair(str(i), "", loud, quiet, "", "", meta={"task": "speaker_consistency"}) for i in range(3)]
+    rows += [SpokenPair(str(i + 3), "", quiet, loud, "", "", meta={"task": "bg_alignment"}) for i in range(2)]
+    write_hf_pairs(tmp_path, rows, SR, config="all", pos_col="positive_audio", neg_col="negative_audio")
+    res = get_task("salmon").run(_ctx(LoudnessOracleLM(tiny_tokenizer.vocab), tiny_tokenizer, toy_codec), tmp_path)
+    m = res.metrics
+    assert m["parts_scored"] == 2 and m["speaker_consistency"] == 1.0 and m["bg_alignment"] == 0.0
+    assert m["accuracy"] == pytest.approx(3 / 5) and res.counts["scored"] == 5
+    assert res.data["speaker_consistency"]["layout"] == "salmon-hf-all"
+    assert "rir_consistency" in m["parts_missing"] and "no rows with task='rir_consistency'" in res.notes[0]
+
+
+def test_data_json_reader_keeps_order_and_names_bad_rows(tmp_path):
+    from sodakit.eval.readers.librispeech import read_librispeech
+    from sodakit.eval.readers.zerospeech import LayoutError
+
+    write_librispeech(tmp_path / "dev", [("3-4-0002", "B", tone(0.2, 0.3)), ("3-4-0001", "A", tone(0.2, 0.3))], SR)
+    rows = [{"file_path": str(tmp_path / "dev/3/4/3-4-0002.flac"), "transcript": "B"},
+            {"file_path": "dev/3/4/3-4-0001.flac", "transcript": "A"},
+            {"file_path": "dev/3/4/missing.flac", "transcript": "C"},
+            {"transcript": "no path"}]
+    (tmp_path / "dev.json").write_text(json.dumps(rows))
+    read = read_librispeech(tmp_path / "dev.json")
+    assert [it.id for it in read.items] == ["3-4-0002", "3-4-0001"] and read.source.layout == "soda-data-json"
+    assert [e.item for e in read.errors] == ["missing", f"{tmp_path / 'dev.json'}[3]"]
+    (tmp_path / "obj.json").write_text("{}")
+    with pytest.raises(LayoutError, match="JSON array"):
+        read_librispeech(tmp_path / "obj.json")
