@@ -22,7 +22,8 @@ result records the protocol name and its rules.
 
 Two places keep sodakit's behaviour under both protocols because the authors' code is wrong there:
 scoring the first k < 8 codebooks reads the flat span frame-major (their `reshape(8, -1)[:k]` keeps the
-first k/8 of the frames instead), and the S / S+A filters drop multi-line transcripts too.
+first k/8 of the frames instead), and the S / S+A documents carry no transcript at all (their regex
+filter, without DOTALL, leaves multi-line transcripts in).
 """
 
 from __future__ import annotations
