@@ -20,7 +20,7 @@ from sodakit.data.segments import (
     read_segments_dir,
     write_segment_shard,
 )
-from sodakit.data.yodas2_mm import import_yodas2_mm, parse_chunk_id, read_yodas2_mm
+from sodakit.data.yodas2_mm import parse_chunk_id, read_yodas2_mm
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.vocab import AUDIO_END, AUDIO_START, BOS_TEXT, EOS_TEXT, TEXT_END, TEXT_START
 

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from sodakit.eval import judges
-from sodakit.eval.layouts import SpokenPair, write_librispeech, write_salmon_folder, write_seedtts, write_zr2021
+from sodakit.eval.layouts import (
+    SpokenPair,
+    write_librispeech,
+    write_salmon_folder,
+    write_seedtts,
+    write_zr2021,
+)
 from sodakit.eval.metrics import (
     TIE_WRONG,
     normalize_seedtts,
