@@ -195,7 +195,7 @@ def test_tts_wer_is_the_mean_of_utterance_wer(tmp_path, tiny_tokenizer, toy_code
     assert res.metrics["wer"] == res.metrics["wer_mean_utterance"] == pytest.approx(0.5)  # (0 + 1) / 2
     # sodakit's corpus WER: 1 error in 5 words ("dont" = "dont" once apostrophes are dropped)
     assert res.metrics["wer_corpus"] == pytest.approx(1 / 5)
-    assert [r["wer"] for r in res.items] == [0.0, 1.0]
+    assert [r["wer_seedtts"] for r in res.items] == [0.0, 1.0]
     res = get_task("tts").run(ctx.__class__(**{**ctx.__dict__, "protocol": "sodakit", "generator": FakeGenerator()}),
                               tmp_path)
     assert res.metrics["wer"] == pytest.approx(1 / 5)

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 from sodakit.eval.loading import ModelLoadError, load_eval_codec, load_for_eval
-from sodakit.eval.protocols import DEFAULT_PROTOCOL, PROTOCOLS, get_protocol
 from sodakit.eval.results import run_header, write_results
 from sodakit.eval.runner import parse_task_list, run_tasks
 from sodakit.eval.spans import AudioSelection
@@ -35,6 +34,8 @@ def _codebooks(value: str) -> str | int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from sodakit.eval.protocols import DEFAULT_PROTOCOL, PROTOCOLS
+
     p = argparse.ArgumentParser(prog="sodakit eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="sodakit checkpoint / run directory, or a Hugging Face causal LM directory")
@@ -138,7 +139,7 @@ def main(argv: list[str]) -> int:
                   "data": data, "asr_judge": args.asr_judge, "speaker_judge": args.speaker_judge,
                   "shots": args.shots, "asr_max_new_tokens": ctx.asr_budget,
                   "tts_max_new_tokens": args.tts_max_new_tokens, "seed": ctx.rng_seed,
-                  "protocol": get_protocol(args.protocol).describe()},
+                  "protocol": ctx.rules.describe()},
     )
     out = Path(args.out)
     item_dir = out.with_suffix("").with_name(out.stem + ".items") if args.log_items else None

@@ -42,14 +42,12 @@ def run_tasks(ctx: EvalContext, names: list[str], data: dict[str, str], item_log
             res = spec.run(ctx, Path(path) if path else None)
         except Exception as e:
             failed += 1
-            out[name] = {"status": "error", "error": f"{type(e).__name__}: {e}", "data": path,
-                         "protocol": {"protocol": ctx.protocol}}
+            out[name] = {"status": "error", "error": f"{type(e).__name__}: {e}", "data": path}
             log(f"[eval] {name}: FAILED: {type(e).__name__}: {e}")
             if not isinstance(e, ValueError | RuntimeError | FileNotFoundError | KeyError):
                 log(traceback.format_exc())
             continue
         d = res.to_dict()
-        d["protocol"].setdefault("protocol", ctx.protocol)  # every result names the protocol it followed
         if item_log_dir is not None and res.items:
             d["item_log"] = str(write_item_log(item_log_dir, name, res.items))
         out[name] = d
@@ -58,4 +56,6 @@ def run_tasks(ctx: EvalContext, names: list[str], data: dict[str, str], item_log
         c = res.counts
         log(f"[eval] {name}: {shown}  (scored {c['scored']}, excluded {c['read_errors'] + c['excluded_after_read']}, "
             f"{res.seconds:.1f}s)")
+    for d in out.values():  # every result, failed ones too, names the protocol it followed
+        d.setdefault("protocol", {}).setdefault("protocol", ctx.protocol)
     return out, failed

@@ -201,9 +201,11 @@ def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
                "hit_token_cap": stops.get(STOP_BUDGET, 0)}
     records = []
     if ctx.log_items:
-        for (it, audio, _, stop), h, s, w in zip(done, hyps, sims, per_utt):
+        for (it, audio, _, stop), h, s in zip(done, hyps, sims):
             records.append({"id": it.id, "target": it.target_text, "asr": h, "sim": s, "stop": stop,
-                            "seconds": audio.size / sr, "wer": w})
+                            "seconds": audio.size / sr, "wer": wer_details([it.target_text], [h]).wer})
+        for rec, w in zip(records, per_utt):
+            rec["wer_seedtts"] = w  # this item's term of wer_mean_utterance
     res = TaskResult(
         task="tts", metrics=metrics,
         counts=counts(len(read.items) + len(read.errors), len(read.errors), len(done), len(errors)),
