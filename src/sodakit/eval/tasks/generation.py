@@ -204,8 +204,6 @@ def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
         for (it, audio, _, stop), h, s in zip(done, hyps, sims):
             records.append({"id": it.id, "target": it.target_text, "asr": h, "sim": s, "stop": stop,
                             "seconds": audio.size / sr, "wer": wer_details([it.target_text], [h]).wer})
-        for rec, w in zip(records, per_utt):
-            rec["wer_seedtts"] = w  # this item's term of wer_mean_utterance
     res = TaskResult(
         task="tts", metrics=metrics,
         counts=counts(len(read.items) + len(read.errors), len(read.errors), len(done), len(errors)),
@@ -230,6 +228,9 @@ def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
     if not comparable:
         res.notes.append("judges differ from the paper's (Whisper-large-v3, WavLM-large): WER/SIM not comparable "
                          "to published numbers")
+
+    for rec, w in zip(res.items, per_utt):
+        rec["wer_seedtts"] = w  # this item's term of wer_mean_utterance
     return res
 
 
