@@ -228,7 +228,6 @@ def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
     if not comparable:
         res.notes.append("judges differ from the paper's (Whisper-large-v3, WavLM-large): WER/SIM not comparable "
                          "to published numbers")
-
     for rec, w in zip(res.items, per_utt):
         rec["wer_seedtts"] = w  # this item's term of wer_mean_utterance
     return res
