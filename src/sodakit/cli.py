@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tokenizer": ("sodakit.tokens.commands", "train the offline text BPE / inspect a tokenizer"),
     "codec": ("sodakit.audio.commands_codec", "fit the offline codec; encode/decode audio files"),
     "tokenize": ("sodakit.audio.commands_tokenize", "encode an audio dataset into segment shards (resumable)"),
+    "import-codes": ("sodakit.audio.commands_import", "turn released codec-code data (yodas2-mm JSON) into segment shards"),
     "pack": ("sodakit.data.commands", "build interleaved documents and pack them into uint32 token shards"),
     "inspect": ("sodakit.data.inspect", "show a packed dataset's metadata and decode sample windows"),
     "train": ("sodakit.train.commands", "pre-train a model (single process or torchrun / FSDP2)"),

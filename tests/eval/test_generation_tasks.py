@@ -19,10 +19,12 @@ class FakeGenerator:
     """ASR: answers from a table keyed by waveform length (or nothing); TTS: returns the prompt audio."""
 
     def __init__(self, table=None, tts_empty=()):
-        self.table, self.tts_empty, self.calls = table or {}, set(tts_empty), []
+        self.table, self.tts_empty, self.calls, self.shot_texts, self.decoding = table or {}, set(tts_empty), [], [], []
 
-    def asr(self, waves, sr, shots=(), max_new_tokens=448):
+    def asr(self, waves, sr, shots=(), max_new_tokens=448, **decoding):
         self.calls.append(len(shots))
+        self.shot_texts.append([t for _, _, t in shots])
+        self.decoding.append({"max_new_tokens": max_new_tokens, **decoding})
         return [GenResult(text=self.table.get(len(w), ""), stop_reason="stop_token") for w in waves]
 
     def voice(self, wav, sr, text):

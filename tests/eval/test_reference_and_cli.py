@@ -86,7 +86,7 @@ def test_soda_scores_maps_results_to_the_published_columns():
     from sodakit.eval.results import soda_scores
 
     res = {"tasks": {"sblimp": {"status": "ok", "metrics": {"accuracy": 0.514}},
-                     "salmon": {"status": "ok", "metrics": {"macro_accuracy": 0.7}},
+                     "salmon": {"status": "ok", "metrics": {"accuracy": 0.7, "macro_accuracy": 0.6}},
                      "hellaswag": {"status": "ok", "metrics": {"acc": 0.3, "acc_norm": 0.35}},
                      "tts": {"status": "ok", "metrics": {"wer": 0.061, "sim": 0.56}},
                      "swuggy": {"status": "error", "error": "no data"}}}
@@ -103,3 +103,21 @@ def test_eval_codec_names_a_moved_recorded_codec(tmp_path, small_mimi):
     with pytest.raises(CodecError, match="codec recorded at .*pass its new location with --codec"):
         load_eval_codec(None, record, "cpu")
     assert load_eval_codec(str(tmp_path / "moved"), record, "cpu").config_hash == codec.config_hash
+
+
+def test_cli_results_name_the_protocol(hf_model_dir, tmp_path, capsys):
+    d, _ = hf_model_dir
+    out = tmp_path / "r.json"
+    assert main(["--model", str(d), "--tasks", "tblimp,twuggy", "--limit", "2", "--out", str(out)]) == 1
+    res = json.loads(out.read_text())
+    assert res["settings"]["protocol"]["name"] == "soda" and res["settings"]["seed"] == 42
+    assert res["settings"]["asr_max_new_tokens"] == 200
+    assert {t["protocol"]["protocol"] for t in res["tasks"].values()} == {"soda"}  # the failed twuggy too
+    assert "accuracy_ties_half" in res["tasks"]["tblimp"]["metrics"]
+    assert main(["--model", str(d), "--tasks", "tblimp", "--limit", "2", "--out", str(out), "--protocol", "sodakit"]) == 0
+    res = json.loads(out.read_text())
+    assert res["settings"]["protocol"]["name"] == "sodakit" and res["tasks"]["tblimp"]["protocol"]["protocol"] == "sodakit"
+    assert res["settings"]["seed"] == 0
+    with pytest.raises(SystemExit):
+        main(["--model", str(d), "--tasks", "tblimp", "--protocol", "paper"])
+    assert "invalid choice" in capsys.readouterr().err

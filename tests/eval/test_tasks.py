@@ -45,7 +45,12 @@ def test_swuggy_sblimp_known_answers(tmp_path, tiny_tokenizer, toy_codec, layout
     assert res.protocol["audio"]["scored_codebooks"] == [0, 1, 2, 3]
     assert len(res.items) == 6 and res.items[0]["pos"]["tokens"] == res.items[0]["pos"]["tokens"] // 4 * 4
     const = _ctx(ConstantLM(v.size), tiny_tokenizer, toy_codec)
-    assert get_task("swuggy").run(const, lex).metrics["accuracy"] == 0.5  # all ties -> 0.5
+    m = get_task("swuggy").run(const, lex).metrics
+    # all ties: wrong under the SODA authors' rule (the default), 0.5 under sodakit's names/protocol
+    assert m["accuracy"] == 0.0 and m["accuracy_strict"] == 0.0 and m["ties"] == 6
+    assert m["accuracy_ties_half"] == 0.5 and m["accuracy_grouped_ties_half"] == 0.5
+    const_sodakit = _ctx(ConstantLM(v.size), tiny_tokenizer, toy_codec, protocol="sodakit")
+    assert get_task("swuggy").run(const_sodakit, lex).metrics["accuracy"] == 0.5
     res = get_task("sblimp").run(oracle, syn)
     assert res.metrics["accuracy"] == 1.0 and set(res.breakdown["type"]) == {"t0", "t1"}
 
@@ -116,7 +121,9 @@ def test_tblimp_twuggy_known_answers(tmp_path, tiny_tokenizer):
     ctx = _ctx(_text_oracle(tiny_tokenizer, goods), tiny_tokenizer)
     res = get_task("tblimp").run(ctx, tmp_path / "blimp")
     assert res.metrics["accuracy"] == 1.0 and res.breakdown["phenomenon"]["agr"]["n"] == 5
-    assert get_task("tblimp").run(_ctx(ConstantLM(tiny_tokenizer.vocab.size), tiny_tokenizer),
+    const = get_task("tblimp").run(_ctx(ConstantLM(tiny_tokenizer.vocab.size), tiny_tokenizer), tmp_path / "blimp")
+    assert const.metrics["accuracy"] == 0.0 and const.metrics["accuracy_ties_half"] == 0.5
+    assert get_task("tblimp").run(_ctx(ConstantLM(tiny_tokenizer.vocab.size), tiny_tokenizer, protocol="sodakit"),
                                   tmp_path / "blimp").metrics["accuracy"] == 0.5
     write_zr2021(tmp_path / "zr", "lexical", _spoken(2), SR)
     res = get_task("twuggy").run(_ctx(_text_oracle(tiny_tokenizer, ["cat0", "cat1"]), tiny_tokenizer), tmp_path / "zr")

@@ -63,6 +63,8 @@ class PackConfig:
     num_codebooks: int = 8
     codebook_size: int = 2048
     pua_policy: str = "error"
+    # Transcript rule for segment inputs: "none", or "emilia" (the fixed Emilia release's whitespace rule).
+    segment_text_fix: str = "none"
     # 2^28 tokens = 1 GiB per shard: few files, each still cheap to memory-map.
     shard_tokens: int = 1 << 28
     # Documents encoded per tokenizer call: amortises Python overhead without holding much in memory.
@@ -208,7 +210,7 @@ def _iter_items(s: _Source, cfg: PackConfig) -> Iterator[object]:
             last_shard[rec] = i
     pending: dict[str, list] = {}
     for i, shard in enumerate(manifest.shards):
-        for seg in read_segment_shard(s.path / shard.file):
+        for seg in read_segment_shard(s.path / shard.file, cfg.segment_text_fix):
             pending.setdefault(seg.recording_id, []).append(seg)
         for rec in [r for r in pending if last_shard[r] == i]:
             yield sorted(pending.pop(rec), key=lambda g: (g.start, g.end, g.id))

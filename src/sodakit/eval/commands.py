@@ -1,7 +1,11 @@
 """`sodakit eval`: run the SODA benchmark battery on a checkpoint and write a results JSON.
 
     sodakit eval --model PATH --tasks tblimp,hellaswag,swuggy [--data swuggy=DIR ...] [--codec DIR]
-                 [--limit N] [--batch-size B] [--out results.json] [--log-items]
+                 [--protocol soda|sodakit] [--limit N] [--batch-size B] [--out results.json] [--log-items]
+
+--protocol soda (the default) follows the SODA authors' evaluation scripts rule for rule; --protocol
+sodakit uses sodakit's own choices (ties count half, greedy text-only ASR, corpus WER); every task reports
+both readings under their own metric names (see docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -30,11 +34,15 @@ def _codebooks(value: str) -> str | int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from sodakit.eval.protocols import DEFAULT_PROTOCOL, PROTOCOLS
+
     p = argparse.ArgumentParser(prog="sodakit eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="sodakit checkpoint / run directory, or a Hugging Face causal LM directory")
     p.add_argument("--tasks", help="comma-separated task names (see --list)")
     p.add_argument("--list", action="store_true", help="list the tasks and the data each expects, then exit")
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS), default=DEFAULT_PROTOCOL,
+                   help="soda: the SODA authors' evaluation rules (default); sodakit: sodakit's own")
     p.add_argument("--data", action="append", default=[], metavar="TASK=PATH",
                    help="data location of a task (repeatable); tblimp and hellaswag default to ../shared/data")
     p.add_argument("--codec", help="codec for spoken tasks (Mimi directory, offline codec directory); "
@@ -57,10 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--speaker-judge", default="classical",
                    help="speaker judge for TTS: classical (offline) or wavlm:/local/wavlm-xvector-dir")
     g.add_argument("--shots", type=int, default=3, help="shots of asr_fewshot (from the dev set)")
-    g.add_argument("--asr-max-new-tokens", type=int, default=448, help="transcript length cap")
+    g.add_argument("--asr-max-new-tokens", type=int, default=None,
+                   help="transcript length cap (default: the protocol's, soda 200, sodakit 448)")
     g.add_argument("--tts-max-new-tokens", type=int, default=1500, help="SPEC section 9: 1500")
     g.add_argument("--save-audio", help="write the generated TTS audio here")
-    g.add_argument("--seed", type=int, default=0, help="sampling seed (TTS) and shot selection (ASR)")
+    g.add_argument("--seed", type=int, default=None,
+                   help="sampling seed (ASR, TTS) and shot selection (ASR); default: the protocol's (soda 42, sodakit 0)")
     p.add_argument("--out", default="eval_results.json", help="results JSON path")
     p.add_argument("--log-items", action="store_true", help="also write per-item logs next to the results")
     return p
@@ -97,8 +107,10 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"sodakit eval: --data names unknown task(s) {unknown}", file=sys.stderr)
         return 2
-    if args.batch_size < 1 or (args.limit is not None and args.limit < 1) or args.shots < 1 or args.tts_max_new_tokens < 8:
-        print("sodakit eval: --batch-size, --limit and --shots must be >= 1, --tts-max-new-tokens >= 8", file=sys.stderr)
+    if (args.batch_size < 1 or (args.limit is not None and args.limit < 1) or args.shots < 1 or args.tts_max_new_tokens < 8
+            or (args.asr_max_new_tokens is not None and args.asr_max_new_tokens < 1)):
+        print("sodakit eval: --batch-size, --limit, --shots and --asr-max-new-tokens must be >= 1, "
+              "--tts-max-new-tokens >= 8", file=sys.stderr)
         return 2
     try:
         loaded = load_for_eval(args.model, args.device, args.dtype, args.backend, args.tokenizer)
@@ -114,7 +126,8 @@ def main(argv: list[str]) -> int:
                       codec_record=loaded.codec_record, asr_judge=args.asr_judge, speaker_judge=args.speaker_judge,
                       asr_shots=args.shots, asr_max_new_tokens=args.asr_max_new_tokens,
                       tts_max_new_tokens=args.tts_max_new_tokens,
-                      audio_out=Path(args.save_audio) if args.save_audio else None, seed=args.seed)
+                      audio_out=Path(args.save_audio) if args.save_audio else None, seed=args.seed,
+                      protocol=args.protocol)
     tok = loaded.tokenizer
     results = run_header(
         argv,
@@ -124,8 +137,9 @@ def main(argv: list[str]) -> int:
         settings={"batch_size": args.batch_size, "limit": args.limit, "dtype": args.dtype, "device": args.device,
                   "input_codebooks": args.input_codebooks, "score_codebooks": args.score_codebooks,
                   "data": data, "asr_judge": args.asr_judge, "speaker_judge": args.speaker_judge,
-                  "shots": args.shots, "asr_max_new_tokens": args.asr_max_new_tokens,
-                  "tts_max_new_tokens": args.tts_max_new_tokens, "seed": args.seed},
+                  "shots": args.shots, "asr_max_new_tokens": ctx.asr_budget,
+                  "tts_max_new_tokens": args.tts_max_new_tokens, "seed": ctx.rng_seed,
+                  "protocol": ctx.rules.describe()},
     )
     out = Path(args.out)
     item_dir = out.with_suffix("").with_name(out.stem + ".items") if args.log_items else None

@@ -104,7 +104,7 @@ def write_hf_pairs(root: Path, pairs: Sequence[SpokenPair], sample_rate: int, co
         "positive_transcription": pa.array([p.pos_text for p in pairs]),
         "negative_transcription": pa.array([p.neg_text for p in pairs]),
     }
-    for key in sorted({k for p in pairs for k in p.meta if k in ("type", "subtype")}):
+    for key in sorted({k for p in pairs for k in p.meta if k in ("type", "subtype", "task")}):
         cols[key] = pa.array([str(p.meta.get(key, "")) for p in pairs])
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,7 @@ def write_item_log(directory: Path, task: str, records: list[dict]) -> Path:
 SODA_COLUMNS: dict[str, tuple[str, str, float]] = {
     "sBLIMP": ("sblimp", "accuracy", 100.0),
     "sWUGGY": ("swuggy", "accuracy", 100.0),
-    "SALMon": ("salmon", "macro_accuracy", 100.0),
+    "SALMon": ("salmon", "accuracy", 100.0),  # the protocol's headline (soda: micro over all items)
     "tBLIMP": ("tblimp", "accuracy", 100.0),
     "tWUGGY": ("twuggy", "accuracy", 100.0),
     "HellaSwag": ("hellaswag", "acc_norm", 100.0),

@@ -56,4 +56,6 @@ def run_tasks(ctx: EvalContext, names: list[str], data: dict[str, str], item_log
         c = res.counts
         log(f"[eval] {name}: {shown}  (scored {c['scored']}, excluded {c['read_errors'] + c['excluded_after_read']}, "
             f"{res.seconds:.1f}s)")
+    for d in out.values():  # every result, failed ones too, names the protocol it followed
+        d.setdefault("protocol", {}).setdefault("protocol", ctx.protocol)
     return out, failed

@@ -188,9 +188,14 @@ def span_codes(vocab: Vocab, ids: np.ndarray) -> np.ndarray:
     return vocab.ids_to_codes(np.asarray(ids, dtype=np.int64), on_error="raise")
 
 
-def text_of(tok: SodaTokenizer, ids: np.ndarray) -> str:
+def text_of(tok: SodaTokenizer, ids: np.ndarray, skip_special: bool = False) -> str:
+    """The text of the text ids among `ids` (audio ids and markers dropped); skip_special also drops the
+    text tokenizer's own special tokens (BOS, EOS, ...), as `decode(..., skip_special_tokens=True)` does."""
     ids = np.asarray(ids, dtype=np.int64)
-    return tok.text.decode(ids[tok.vocab.is_text(ids)].tolist())
+    text_ids = ids[tok.vocab.is_text(ids)].tolist()
+    if skip_special:
+        return tok.text.tokenizer.decode(text_ids, skip_special_tokens=True)
+    return tok.text.decode(text_ids)
 
 
 @dataclass

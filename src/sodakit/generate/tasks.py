@@ -244,23 +244,33 @@ class SodaGenerator:
         shots: Sequence[tuple[np.ndarray, int, str]] = (),
         max_new_tokens: int = ASR_MAX_NEW_TOKENS,
         sampling: SamplingConfig | None = None,
+        constrain: bool = True,
+        stop_at_eos: bool = True,
     ) -> list[TaskResult]:
-        """Transcripts: `<|audio_start|>A<|audio_end|><|text_start|>` until <|text_end|> (greedy by default)."""
+        """Transcripts: `<|audio_start|>A<|audio_end|><|text_start|>` until <|text_end|> (greedy by default).
+
+        constrain=False samples from the whole vocabulary and stop_at_eos=False lets generation run past
+        <|end_of_text|> (the SODA authors' decoding); the transcript is then the text tokens generated
+        before <|text_end|>, with special tokens (BOS/EOS, markers, audio) dropped.
+        """
         tok = self._need_tokenizer()
         codes = self.encode(waveforms, sample_rate)
         shot_codes = [(self.encode([w], sr)[0], t) for w, sr, t in shots]
         prompts = [P.asr_prompt(tok, c, shot_codes) for c in codes]
+        stops = (self.vocab.text_end_id, self.vocab.eos_id) if stop_at_eos else (self.vocab.text_end_id,)
         cfg = GenerationConfig(
             max_new_tokens=max_new_tokens,
             sampling=sampling or SamplingConfig(),
-            stop_ids=(self.vocab.text_end_id, self.vocab.eos_id),
-            span_plan=("text",),
+            stop_ids=stops,
+            constrain=constrain,
+            span_plan=("text",) if constrain else None,
         )
         results = []
         for g in self._run(prompts, cfg):
             ids = np.asarray(g.tokens, dtype=np.int64)
             ids = ids[: np.flatnonzero(ids == self.vocab.text_end_id)[0]] if (ids == self.vocab.text_end_id).any() else ids
-            results.append(TaskResult(text=P.text_of(tok, ids).strip(), stop_reason=g.stop_reason, new_tokens=len(g.tokens)))
+            text = P.text_of(tok, ids, skip_special=True).strip()
+            results.append(TaskResult(text=text, stop_reason=g.stop_reason, new_tokens=len(g.tokens)))
         return results
 
     def tts(

@@ -18,6 +18,8 @@ import torch
 
 from sodakit.model import hf
 from sodakit.model.load import SIDECAR, make_sidecar, read_pretrained, write_model_dir
+from sodakit.tokens.soda_tokenizer import SodaTokenizer
+from sodakit.tokens.text_tokenizer import TextTokenizer
 from sodakit.tokens.vocab import Vocab
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -66,8 +68,11 @@ def export_hf(
 ) -> Path:
     """Write a sodakit checkpoint (or a run's newest) as a Qwen3ForCausalLM directory with our sidecar."""
     sd, info = read_pretrained(src)
-    tok = tokenizer if tokenizer is not None else info.tokenizer_path
+    tok_path = tokenizer if tokenizer is not None else info.tokenizer_path
     vocab = info.vocab
+    # Always a complete tokenizer (tokenizer.json in the released style + tokenizer_config.json +
+    # special_tokens_map.json), rebuilt from the text BPE and the checkpoint's layout.
+    tok = _soda_tokenizer(tok_path, vocab) if tok_path is not None else None
     sidecar = make_sidecar(
         info.model_config, vocab, info.codec, tokenizer=tok is not None, step=info.step, exported_from=str(info.path)
     )
@@ -82,6 +87,13 @@ def export_hf(
         eos_id=vocab.eos_id if vocab else None,
         max_shard_bytes=max_shard_bytes,
     )
+
+
+def _soda_tokenizer(path: str | os.PathLike, vocab: Vocab | None) -> SodaTokenizer:
+    """The checkpoint's tokenizer with its recorded layout (a tokenizer.json alone implies SODA's codebooks)."""
+    if vocab is None:
+        return SodaTokenizer.from_pretrained(path)
+    return SodaTokenizer(TextTokenizer.from_file(path), vocab)
 
 
 def main(argv: list[str]) -> int:

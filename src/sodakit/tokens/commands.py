@@ -1,4 +1,5 @@
-"""`sodakit tokenizer`: train the offline text BPE, export a SODA-style tokenizer, encode/decode strings."""
+"""`sodakit tokenizer`: train the offline text BPE, convert Llama-3's tokenizer.model, export a SODA-style
+tokenizer (a complete Hugging Face directory, as the released one behaves), encode/decode strings."""
 
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--output", required=True)
     ex.add_argument("--num-codebooks", type=int, default=8)
     ex.add_argument("--codebook-size", type=int, default=2048)
+    tk = sub.add_parser("from-tiktoken", help="convert Meta's Llama-3 tokenizer.model to a tokenizer.json")
+    tk.add_argument("model", help="tokenizer.model (tiktoken format)")
+    tk.add_argument("--output", required=True, help="directory to write tokenizer.json into")
     enc = sub.add_parser("encode", help="print the ids of a SODA string")
     enc.add_argument("tokenizer")
     enc.add_argument("text")
@@ -63,6 +67,15 @@ def main(argv: list[str] | None = None) -> int:
         tok = SodaTokenizer.from_pretrained(args.tokenizer).with_audio_layout(args.num_codebooks, args.codebook_size)
         tok.save_pretrained(args.output)
         print(f"tokenizer: wrote {args.output} (vocab size {tok.vocab.size}, fingerprint {tok.vocab.fingerprint})")
+    elif args.cmd == "from-tiktoken":
+        from sodakit.config import atomic_write_text
+        from sodakit.tokens.llama3 import llama3_tokenizer
+
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "tokenizer.json", llama3_tokenizer(args.model).to_str())
+        print(f"tokenizer: wrote {out / 'tokenizer.json'} (Llama-3, 128,256 ids); `sodakit tokenizer export "
+              f"{out} --output DIR` makes the SODA tokenizer")
     elif args.cmd == "encode":
         tok = SodaTokenizer.from_pretrained(args.tokenizer)
         print(",".join(map(str, tok.encode(args.text, add_bos=not args.no_bos).tolist())))

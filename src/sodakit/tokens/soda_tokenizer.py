@@ -164,11 +164,12 @@ class SodaTokenizer:
                 out.append(self.text.decode(ids[a:b].tolist()))
         return "".join(out)
 
-    # ---- Hugging Face tokenizer.json in the released style --------------------------------------
+    # ---- Hugging Face tokenizer in the released style ---------------------------------------------
     def to_hf_tokenizer(self) -> Tokenizer:
-        """The text BPE plus markers and audio characters as added tokens, prepending BOS: the shape of the
-        released SODA tokenizer, usable with `transformers.PreTrainedTokenizerFast`."""
-        tok = Tokenizer.from_str(self.text.tokenizer.to_str())
+        """The text BPE plus the markers and audio characters as *special* added tokens, prepending BOS: the
+        released SODA tokenizer's shape (codec-bpe's extender over Llama-3), so `decode(...,
+        skip_special_tokens=True)` returns the text alone, as the released one does."""
+        tok = Tokenizer.from_str(_text_part(self.text.tokenizer.to_str(), self.vocab.text_vocab_size))
         v = self.vocab
         if tok.get_vocab_size(with_added_tokens=True) != v.text_vocab_size:
             raise ValueError(
@@ -177,28 +178,54 @@ class SodaTokenizer:
             )
         tok.add_special_tokens([AddedToken(m, special=True, normalized=False) for m in MARKERS])
         audio_chars = [chr(PUA_BASE + i) for i in range(v.num_audio_tokens)]
-        tok.add_tokens([AddedToken(c, special=False, normalized=False) for c in audio_chars])
+        tok.add_special_tokens([AddedToken(c, special=True, normalized=False) for c in audio_chars])
         bos = self.text.bos_token
-        tok.post_processor = TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, v.bos_id)])
+        # Llama-3's template: BOS before each sequence of a pair too.
+        tok.post_processor = TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos}:1 $B:1",
+                                                special_tokens=[(bos, v.bos_id)])
         if tok.token_to_id(TEXT_START) != v.text_start_id or tok.token_to_id(audio_chars[-1]) != v.size - 1:
             raise ValueError("added tokens did not land on the layout's ids")
         return tok
 
+    def hf_config(self) -> tuple[dict, dict]:
+        """(tokenizer_config.json, special_tokens_map.json) for `AutoTokenizer`: a fast tokenizer whose BOS /
+        EOS are the layout's, EOS doubling as padding (left, for batched generation), markers special."""
+        specials = {"bos_token": self.text.bos_token, "eos_token": self.text.eos_token,
+                    "pad_token": self.text.eos_token, "additional_special_tokens": list(MARKERS)}
+        config = {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            **specials,
+            "padding_side": "left",
+            "clean_up_tokenization_spaces": False,
+            "model_max_length": 4096,
+            "model_input_names": ["input_ids", "attention_mask"],
+        }
+        return config, specials
+
     def save_pretrained(self, directory: str | Path) -> None:
-        """tokenizer.json (released style), tokenizer_config.json and the layout sidecar."""
+        """A complete Hugging Face tokenizer directory: tokenizer.json (released style),
+        tokenizer_config.json, special_tokens_map.json, and the layout sidecar."""
         from sodakit.config import atomic_write_text
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        config, specials = self.hf_config()
         atomic_write_text(directory / TOKENIZER_FILE, self.to_hf_tokenizer().to_str())
         atomic_write_text(directory / VOCAB_SIDECAR, json.dumps(self.vocab.to_dict(), indent=2))
-        config = {
-            "tokenizer_class": "PreTrainedTokenizerFast",
-            "bos_token": self.text.bos_token,
-            "eos_token": self.text.eos_token,
-            "model_max_length": 4096,
-        }
         atomic_write_text(directory / "tokenizer_config.json", json.dumps(config, indent=2))
+        atomic_write_text(directory / "special_tokens_map.json", json.dumps(specials, indent=2))
+
+
+def _text_part(tokenizer_json: str, text_vocab_size: int) -> str:
+    """A tokenizer.json without the added tokens at or above the text vocabulary (the markers and audio
+    characters of a SODA-style file), so exporting a SODA tokenizer again rebuilds it from its text part."""
+    d = json.loads(tokenizer_json)
+    added = d.get("added_tokens") or []
+    kept = [t for t in added if t["id"] < text_vocab_size]
+    if len(kept) == len(added):
+        return tokenizer_json
+    d["added_tokens"] = kept
+    return json.dumps(d)
 
 
 @functools.lru_cache(maxsize=8)

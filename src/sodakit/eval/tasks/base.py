@@ -16,6 +16,7 @@ import numpy as np
 
 from sodakit.eval.items import DataSource, ItemError
 from sodakit.eval.lm import ScoringLM, VocabularyError
+from sodakit.eval.protocols import DEFAULT_PROTOCOL, Protocol, get_protocol
 from sodakit.eval.spans import AudioSelection
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 
@@ -42,10 +43,26 @@ class EvalContext:
     asr_judge: str = "pocketsphinx"
     speaker_judge: str = "classical"
     asr_shots: int = 3
-    asr_max_new_tokens: int = 448  # sodakit.generate's ASR default: far above any LibriSpeech transcript
+    asr_max_new_tokens: int | None = None  # None: the protocol's (soda 200, sodakit 448)
     tts_max_new_tokens: int = 1500  # SPEC section 9
     audio_out: Path | None = None  # where generated TTS audio is written (optional)
-    seed: int = 0
+    seed: int | None = None  # None: the protocol's (soda 42, as the authors' scripts; sodakit 0)
+    protocol: str = DEFAULT_PROTOCOL  # see sodakit.eval.protocols
+
+    def __post_init__(self) -> None:
+        get_protocol(self.protocol)  # an unknown name fails here, before any task runs
+
+    @property
+    def rules(self) -> Protocol:
+        return get_protocol(self.protocol)
+
+    @property
+    def rng_seed(self) -> int:
+        return self.rules.default_seed if self.seed is None else int(self.seed)
+
+    @property
+    def asr_budget(self) -> int:
+        return self.rules.asr_max_new_tokens if self.asr_max_new_tokens is None else int(self.asr_max_new_tokens)
 
     @property
     def vocab(self):

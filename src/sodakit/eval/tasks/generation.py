@@ -1,13 +1,16 @@
 """Generation tasks by prompting (SPEC section 9): ASR on LibriSpeech, TTS on a Seed-TTS-eval list.
 
-ASR: `<|audio_start|>{audio}<|audio_end|><|text_start|>`, greedy until <|text_end|>; N-shot prompts put N
-dev-clean examples before it as full BOS..EOS blocks. WER with jiwer after `normalize_text`
-(lowercase, apostrophes dropped, other punctuation -> space, whitespace collapsed).
+ASR: `<|audio_start|>{audio}<|audio_end|><|text_start|>` until <|text_end|>; N-shot prompts put N
+dev-clean examples before it as full BOS..EOS blocks. Decoding, shot choice, shot text and the WER
+normaliser follow the protocol (sodakit.eval.protocols): `soda` samples (temperature 0.5, top-p 0.8, 200
+tokens, no modality constraint) and normalises as the authors do; `sodakit` is greedy and text-only.
+Corpus WER under both normalisers is always reported (`wer_soda_norm`, `wer_sodakit_norm`).
 
 TTS: `<|text_start|>{prompt text}<|text_end|><|audio_start|>{prompt audio}<|audio_end|><|text_start|>{target
 text}<|text_end|><|audio_start|>`, sampled (temperature 0.9, top-p 0.8) until <|audio_end|> or 1500 new
-tokens, decoded with the codec. The audio is scored by an ASR judge (WER against the target text) and a
-speaker judge (cosine similarity to the prompt audio). The offline default judges (PocketSphinx, MFCC
+tokens, decoded with the codec. The audio is scored by an ASR judge (WER against the target text; `soda`:
+seed-tts-eval's mean of per-utterance WER, `sodakit`: corpus WER, both always reported) and a speaker
+judge (cosine similarity to the prompt audio). The offline default judges (PocketSphinx, MFCC
 statistics) are NOT comparable to the paper's Whisper-large-v3 / WavLM-large; results say which ran.
 """
 
@@ -20,20 +23,21 @@ from pathlib import Path
 import numpy as np
 
 from sodakit.eval.items import ItemError, SpeechTextItem, TTSItem
-from sodakit.eval.metrics import NORMALIZATION_VERSION, normalize_text, wer_details
+from sodakit.eval.metrics import NORMALIZATION_VERSION, utterance_wers, wer_details
+from sodakit.eval.protocols import NORMALIZERS
 from sodakit.eval.readers.librispeech import read_librispeech
 from sodakit.eval.readers.seedtts import read_seedtts
 from sodakit.eval.tasks.base import EvalContext, TaskError, TaskResult, TaskSpec, Timer, counts, register
 from sodakit.eval.tasks.likelihood import _need
 
-ASR_HELP = "LibriSpeech test-clean (release layout or flat trans.txt); asr_fewshot: TEST_DIR,DEV_DIR (shots from dev)"
+ASR_HELP = ("LibriSpeech test-clean (release layout, flat trans.txt, or a data_json list such as test-clean.json); "
+            "asr_fewshot: TEST,DEV (shots from dev)")
 TTS_HELP = "a Seed-TTS-eval style folder or meta.lst (utt|prompt_text|prompt_wav|target_text)"
 GEN_CHUNK = 16  # items per generate call (the generator batches within it)
-NORMALIZATION = {
-    "version": NORMALIZATION_VERSION,
-    "rules": "NFKC, lowercase, drop apostrophes, other punctuation/symbols -> space, collapse whitespace; "
-             "digits kept",
-}
+
+
+def normalization(name: str) -> dict:
+    return {"version": name, "rules": NORMALIZERS[name][1]}
 
 
 def _load(ctx: EvalContext, item, ref, errors: list[ItemError]) -> np.ndarray | None:
@@ -47,10 +51,12 @@ def _load(ctx: EvalContext, item, ref, errors: list[ItemError]) -> np.ndarray | 
         return None
 
 
-def pick_shots(items: list[SpeechTextItem], n: int, seed: int) -> list[SpeechTextItem]:
+def pick_shots(items: list[SpeechTextItem], n: int, seed: int, order: str = "id") -> list[SpeechTextItem]:
+    """The first n of the shot set after a `random.Random(seed)` shuffle; order "file" shuffles the list as
+    read (the SODA authors shuffle their shot list as stored), "id" sorts it by utterance id first."""
     if n > len(items):
         raise TaskError(f"asked for {n} ASR shots but the shot set has {len(items)} usable utterances")
-    pool = sorted(items, key=lambda i: i.id)
+    pool = sorted(items, key=lambda i: i.id) if order == "id" else list(items)
     random.Random(seed).shuffle(pool)
     return pool[:n]
 
@@ -61,17 +67,25 @@ def run_asr(ctx: EvalContext, path: Path | None, shots_n: int = 0, task: str = "
     test_dir, _, dev_dir = str(path).partition(",")
     read = read_librispeech(_need(Path(test_dir), task, ASR_HELP)).limited(ctx.limit)
     gen = ctx.get_generator(task)
+    rules = ctx.rules
+    from sodakit.generate.sampling import SamplingConfig
+
+    sampling = SamplingConfig(temperature=rules.asr_temperature, top_p=rules.asr_top_p, seed=ctx.rng_seed)
+    decode = {"max_new_tokens": ctx.asr_budget, "sampling": sampling, "constrain": rules.asr_constrain,
+              "stop_at_eos": rules.asr_stop_at_eos}
+    norm = rules.normalizer(rules.asr_normalizer)
     shots: list[SpeechTextItem] = []
     shot_audio = []
     if shots_n:
         if not dev_dir:
             raise TaskError(f"task {task} needs shots: pass --data {task}=TEST_DIR,DEV_DIR")
-        shots = pick_shots(read_librispeech(_need(Path(dev_dir), task, ASR_HELP)).items, shots_n, ctx.seed)
+        shots = pick_shots(read_librispeech(_need(Path(dev_dir), task, ASR_HELP)).items, shots_n, ctx.rng_seed,
+                           rules.shot_order)
         for s in shots:
             w = _load(ctx, s, s.audio, [])
             if w is None:
                 raise TaskError(f"task {task}: shot {s.id} ({s.audio.where}) cannot be read")
-            shot_audio.append((w, ctx.codec.sample_rate, s.text))
+            shot_audio.append((w, ctx.codec.sample_rate, norm(s.text) if rules.normalize_shots else s.text))
     errors: list[ItemError] = []
     done: list[tuple[SpeechTextItem, str, str]] = []  # item, hypothesis, stop reason
     with Timer() as t:
@@ -80,14 +94,12 @@ def run_asr(ctx: EvalContext, path: Path | None, shots_n: int = 0, task: str = "
             waves = [(it, _load(ctx, it, it.audio, errors)) for it in chunk]
             waves = [(it, w) for it, w in waves if w is not None]
             try:
-                outs = gen.asr([w for _, w in waves], ctx.codec.sample_rate, shots=shot_audio,
-                               max_new_tokens=ctx.asr_max_new_tokens)
+                outs = gen.asr([w for _, w in waves], ctx.codec.sample_rate, shots=shot_audio, **decode)
             except Exception:
                 outs = []
                 for it, w in waves:  # isolate the failing item
                     try:
-                        outs.append(gen.asr([w], ctx.codec.sample_rate, shots=shot_audio,
-                                            max_new_tokens=ctx.asr_max_new_tokens)[0])
+                        outs.append(gen.asr([w], ctx.codec.sample_rate, shots=shot_audio, **decode)[0])
                     except Exception as e:
                         errors.append(ItemError(item=it.id, stage="generate", reason=f"{type(e).__name__}: {e}"))
                         outs.append(None)
@@ -96,22 +108,37 @@ def run_asr(ctx: EvalContext, path: Path | None, shots_n: int = 0, task: str = "
                     done.append((it, out.text, out.stop_reason))
     if not done:
         raise TaskError(f"task {task}: no utterance could be transcribed ({len(read.items)} read, {len(errors)} excluded)")
-    d = wer_details([it.text for it, _, _ in done], [h for _, h, _ in done])
+    refs, hyps = [it.text for it, _, _ in done], [h for _, h, _ in done]
+    d = wer_details(refs, hyps, normalizer=norm)
+    by_norm = {f"wer_{n.split('-')[0]}_norm": wer_details(refs, hyps, normalizer=NORMALIZERS[n][0]).wer
+               for n in ("soda-asr-norm", NORMALIZATION_VERSION)}
     records = []
     if ctx.log_items:
         for it, h, stop in done:
-            records.append({"id": it.id, "ref": it.text, "hyp": h, "ref_norm": normalize_text(it.text),
-                            "hyp_norm": normalize_text(h), "stop": stop,
-                            "wer": wer_details([it.text], [h]).wer})
+            records.append({"id": it.id, "ref": it.text, "hyp": h, "ref_norm": norm(it.text),
+                            "hyp_norm": norm(h), "stop": stop,
+                            "wer": wer_details([it.text], [h], normalizer=norm).wer})
     stops = Counter(s for _, _, s in done)
+    if sampling.greedy:
+        decoding = "greedy"
+    else:
+        decoding = (f"sampled, temperature {sampling.temperature}, top-p {sampling.top_p}, seed {ctx.rng_seed} "
+                    "(a torch.Generator seeded once per generate batch)")
+    decoding += (f", at most {ctx.asr_budget} new tokens, until <|text_end|>"
+                 + (" or EOS" if rules.asr_stop_at_eos else " only")
+                 + ("; text ids only inside the span" if rules.asr_constrain else "; no modality constraint"))
     return TaskResult(
-        task=task, metrics={"wer": d.wer, "wer_percent": 100 * d.wer, **{k: v for k, v in d.to_dict().items() if k != "wer"}},
+        task=task, metrics={"wer": d.wer, "wer_percent": 100 * d.wer, **by_norm,
+                            **{k: v for k, v in d.to_dict().items() if k != "wer"}},
         counts=counts(len(read.items) + len(read.errors), len(read.errors), len(done), len(errors)),
         protocol={"template": "[N x BOS <|audio_start|>{shot audio}<|audio_end|><|text_start|>{shot text}<|text_end|> EOS] "
                               "BOS <|audio_start|>{audio}<|audio_end|><|text_start|>",
-                  "decoding": f"greedy until <|text_end|> or EOS, at most {ctx.asr_max_new_tokens} new tokens", "shots": [s.id for s in shots],
-                  "shot_selection": f"seeded shuffle (seed {ctx.seed}) of the shot set, first {shots_n}",
-                  "wer": "corpus WER = (S + D + I) / reference words, jiwer", "normalization": NORMALIZATION,
+                  "protocol": rules.name, "decoding": decoding, "shots": [s.id for s in shots],
+                  "shot_selection": f"random.Random({ctx.rng_seed}).shuffle of the shot set "
+                                    f"({'in file order' if rules.shot_order == 'file' else 'sorted by id'}), first {shots_n}",
+                  "shot_text": "normalised as the references" if rules.normalize_shots else "as given",
+                  "wer": "corpus WER = (S + D + I) / reference words, jiwer",
+                  "normalization": normalization(rules.asr_normalizer),
                   "codec": {"name": ctx.codec.name, "config_hash": ctx.codec.config_hash}, "batch_size": ctx.batch_size,
                   "dtype": ctx.dtype},
         data=read.source.to_dict() | ({"shots_from": dev_dir} if dev_dir else {}), excluded=read.errors + errors,
@@ -129,7 +156,8 @@ def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
     sr = ctx.codec.sample_rate
     errors: list[ItemError] = []
     done: list[tuple[TTSItem, np.ndarray, np.ndarray, str]] = []  # item, generated audio, prompt audio, stop
-    sampling = SamplingConfig(temperature=0.9, top_p=0.8, seed=ctx.seed)
+    sampling = SamplingConfig(temperature=0.9, top_p=0.8, seed=ctx.rng_seed)
+    rules = ctx.rules
     with Timer() as t:
         for it in read.items:
             prompt = _load(ctx, it, it.prompt_audio, errors)
@@ -158,11 +186,16 @@ def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
                 sims.append(speaker.similarity([audio], [prompt], sr)[0])
             except ValueError:  # empty or too short to embed: no similarity, counted below
                 sims.append(None)
-    d = wer_details([it.target_text for it, _, _, _ in done], hyps)
+    targets = [it.target_text for it, _, _, _ in done]
+    corpus = wer_details(targets, hyps, normalizer=NORMALIZERS[NORMALIZATION_VERSION][0])
+    per_utt = utterance_wers(targets, hyps, NORMALIZERS[rules.tts_normalizer][0])
+    mean_utt = float(np.mean(per_utt))
+    headline = mean_utt if rules.tts_wer == "mean_utterance" else corpus.wer
     have = [s for s in sims if s is not None]
     stops = Counter(s for _, _, _, s in done)
     comparable = bool(asr.comparable_to_paper and speaker.comparable_to_paper)
-    metrics = {"wer": d.wer, "wer_percent": 100 * d.wer, "sim": float(np.mean(have)) if have else None,
+    metrics = {"wer": headline, "wer_percent": 100 * headline, "wer_mean_utterance": mean_utt,
+               "wer_corpus": corpus.wer, "sim": float(np.mean(have)) if have else None,
                "sim_items": len(have), "sim_missing": len(sims) - len(have),
                # Known failure of flattened models: never emitting <|audio_end|> (SPEC section 9).
                "hit_token_cap": stops.get(STOP_BUDGET, 0)}
@@ -176,9 +209,16 @@ def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
         counts=counts(len(read.items) + len(read.errors), len(read.errors), len(done), len(errors)),
         protocol={"template": "<|text_start|>{prompt text}<|text_end|><|audio_start|>{prompt audio}<|audio_end|>"
                               "<|text_start|>{target text}<|text_end|><|audio_start|>",
-                  "sampling": {"temperature": 0.9, "top_p": 0.8, "seed": ctx.seed,
+                  "sampling": {"temperature": 0.9, "top_p": 0.8, "seed": ctx.rng_seed,
                                "max_new_tokens": ctx.tts_max_new_tokens},
-                  "wer": "ASR judge transcript vs target text, corpus WER", "normalization": NORMALIZATION,
+                  "protocol": rules.name,
+                  "wer": ("ASR judge transcript vs target text; wer = "
+                          + ("mean of per-utterance WER (seed-tts-eval)" if rules.tts_wer == "mean_utterance"
+                             else "corpus WER") + "; wer_mean_utterance after seedtts-en-norm, wer_corpus after "
+                          + NORMALIZATION_VERSION),
+                  "normalization": normalization(rules.tts_normalizer if rules.tts_wer == "mean_utterance"
+                                                 else NORMALIZATION_VERSION),
+                  "decoding": "audio ids only inside the span (both protocols), until <|audio_end|>",
                   "sim": "speaker judge cosine(generated, prompt audio); items without audio are counted in sim_missing",
                   "judges": {"asr": asr.describe(), "speaker": speaker.describe()},
                   "codec": {"name": ctx.codec.name, "config_hash": ctx.codec.config_hash}, "dtype": ctx.dtype},
@@ -188,6 +228,8 @@ def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
     if not comparable:
         res.notes.append("judges differ from the paper's (Whisper-large-v3, WavLM-large): WER/SIM not comparable "
                          "to published numbers")
+    for rec, w in zip(res.items, per_utt):
+        rec["wer_seedtts"] = w  # this item's term of wer_mean_utterance
     return res
 
 

@@ -47,7 +47,8 @@ def read_zr_or_hf(path: Path, kind: str) -> ReadResult:
 SWUGGY_HELP = "ZeroSpeech 2021 root/lexical/dev (gold.csv + wavs) or a local copy of the speed/sWUGGY dataset"
 SBLIMP_HELP = "ZeroSpeech 2021 root/syntactic/dev (gold.csv + wavs) or a local copy of the speed/sBLIMP dataset"
 SALMON_HELP = "the SALMon release folder ({part}/sample_<i>_<k>.wav) or a local copy of slprl/SALMon (Parquet)"
-BLIMP_HELP = "BLiMP JSONL files or blimp_data_jsonl.tar.xz (default: ../shared/data/blimp)"
+BLIMP_HELP = ("BLiMP JSONL files or blimp_data_jsonl.tar.xz (default: ../shared/data/blimp), or an sBLIMP copy "
+              "(ZeroSpeech syntactic/dev or speed/sBLIMP) whose transcriptions are the text, as the SODA authors score")
 
 
 def _swuggy(ctx: EvalContext, path: Path | None) -> TaskResult:
@@ -75,8 +76,17 @@ def _twuggy(ctx: EvalContext, path: Path | None) -> TaskResult:
 
 
 def _tblimp(ctx: EvalContext, path: Path | None) -> TaskResult:
-    path = path or (shared_data() / "blimp" / "blimp_data_jsonl.tar.xz")
-    read = read_blimp(_need(path, "tblimp", BLIMP_HELP))
+    path = _need(path or (shared_data() / "blimp" / "blimp_data_jsonl.tar.xz"), "tblimp", BLIMP_HELP)
+    try:
+        read = read_blimp(path)
+    except LayoutError as blimp_error:
+        try:
+            read = read_zr_or_hf(path, "syntactic")
+        except TaskError as sblimp_error:
+            raise TaskError(f"{path}: neither BLiMP JSONL ({blimp_error}) nor an sBLIMP copy:\n{sblimp_error}") from None
+        # The SODA authors' tBLIMP: the sBLIMP transcriptions, lowercased.
+        return run_text_pairs("tblimp", ctx, read, _meta_texts, breakdown_keys=("type",),
+                              lowercase=ctx.rules.lowercase_sblimp_text)
     return run_text_pairs("tblimp", ctx, read, lambda it: (it.pos, it.neg), breakdown_keys=("phenomenon", "field"))
 
 
@@ -93,10 +103,17 @@ def _salmon(ctx: EvalContext, path: Path | None) -> TaskResult:
     if not parts:
         raise TaskError("task salmon: no part could be scored:\n  " + "\n  ".join(f"{k}: {v}" for k, v in failed.items()))
     n = {k: r.counts["scored"] for k, r in parts.items()}
-    acc = {k: r.metrics["accuracy_all_pairs"] for k, r in parts.items()}
+    acc = {k: r.metrics["accuracy_all_pairs"] for k, r in parts.items()}  # the protocol's tie rule
+    half = {k: r.metrics["accuracy_ties_half"] for k, r in parts.items()}
+    macro = float(np.mean(list(acc.values())))
+    micro = float(sum(acc[k] * n[k] for k in acc) / sum(n.values()))
     metrics = {
-        "macro_accuracy": float(np.mean(list(acc.values()))),
-        "micro_accuracy": float(sum(acc[k] * n[k] for k in acc) / sum(n.values())),
+        # soda: the authors' "overall score" over all items; sodakit: the mean of the parts
+        "accuracy": micro if ctx.rules.salmon_headline == "micro" else macro,
+        "macro_accuracy": macro,
+        "micro_accuracy": micro,
+        "macro_accuracy_ties_half": float(np.mean(list(half.values()))),
+        "micro_accuracy_ties_half": float(sum(half[k] * n[k] for k in half) / sum(n.values())),
         **{f"{k}": v for k, v in acc.items()},
         "parts_scored": len(parts),
         "parts_expected": len(SALMON_PARTS),
@@ -107,6 +124,7 @@ def _salmon(ctx: EvalContext, path: Path | None) -> TaskResult:
         task="salmon", metrics=metrics,
         counts=counts(total["items_read"], total["read_errors"], total["scored"], total["excluded_after_read"]),
         protocol={**first.protocol, "parts": SALMON_PARTS,
+                  "headline": f"accuracy = the {ctx.rules.salmon_headline} average",
                   "macro": "mean of the per-part accuracies over the parts scored",
                   "micro": "accuracy over all pairs of the parts scored"},
         data={k: r.data for k, r in parts.items()},

@@ -3,7 +3,10 @@
 Spoken pairs (sWUGGY, sBLIMP, SALMon) use the speech score of SPEC section 9 --
 BOS <|audio_start|>{audio}<|audio_end|>, mean log-prob over the (selected codebooks of the) audio
 tokens; text pairs (tWUGGY, tBLIMP) use BOS <|text_start|>{text}<|text_end|>, mean log-prob of the
-text tokens. Accuracy = share of pairs where the positive scores higher, ties count half.
+text tokens. Accuracy = share of pairs where the positive scores higher; how a tie counts and how pairs
+are averaged depend on the protocol (sodakit.eval.protocols): `soda` counts a tie as wrong and averages
+over all pairs, `sodakit` counts a tie half and averages the voices of a pair id first. Both readings are
+always reported under their own names.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from sodakit.eval.items import ItemError, PairItem, ReadResult
-from sodakit.eval.metrics import TIE_VALUE, pair_outcomes
+from sodakit.eval.metrics import TIE_VALUE, TIE_WRONG, pair_outcomes
 from sodakit.eval.scoring import ScoreRequest, SpanScore, check_request, score_requests
 from sodakit.eval.spans import speech_request, text_request
 from sodakit.eval.tasks.base import (
@@ -91,16 +94,21 @@ def build_speech_requests(ctx: EvalContext, items: Sequence[PairItem], errors: l
 
 
 def build_text_requests(ctx: EvalContext, items: Sequence[PairItem], errors: list[ItemError],
-                        text_of: Callable[[PairItem], tuple[str, str]]):
+                        text_of: Callable[[PairItem], tuple[str, str]], lowercase: bool = False):
+    """Requests for text pairs; the text is stripped or kept as given per the protocol, and lowercased
+    when asked (the SODA authors lowercase sBLIMP transcriptions)."""
+    strip = ctx.rules.strip_pair_text
     built = []
     texts: list[str] = []
     keep: list[PairItem] = []
     for it in items:
-        pos, neg = text_of(it)
-        if not (pos or "").strip() or not (neg or "").strip():
+        pair = [t or "" for t in text_of(it)]
+        pair = [t.strip() if strip else t for t in pair]
+        pair = [t.lower() if lowercase else t for t in pair]
+        if not all(t.strip() for t in pair):
             errors.append(ItemError(item=it.id, stage="read", reason="empty text for the positive or the negative"))
             continue
-        texts += [pos.strip(), neg.strip()]
+        texts += pair
         keep.append(it)
     try:
         ids = ctx.tokenizer.encode_texts(texts, where="pair text")
@@ -142,16 +150,24 @@ def pair_result(task: str, ctx: EvalContext, read: ReadResult, scored, errors: l
         reasons = "; ".join(str(e) for e in (read.errors + errors)[:3])
         raise TaskError(f"task {task}: no pair could be scored ({len(read.items)} read, {len(read.errors)} read "
                         f"errors, {len(errors)} excluded){': ' + reasons if reasons else ''}")
+    rules = ctx.rules
     pos_mean = [p.mean_logprob for _, p, _ in scored]
     neg_mean = [n.mean_logprob for _, _, n in scored]
-    outcomes = pair_outcomes(pos_mean, neg_mean)
+    strict = pair_outcomes(pos_mean, neg_mean, TIE_WRONG)
+    half = pair_outcomes(pos_mean, neg_mean, TIE_VALUE)
+    outcomes = pair_outcomes(pos_mean, neg_mean, rules.tie_value)
     groups = [it.group or it.id for it, _, _ in scored]
-    sums = pair_outcomes([p.sum_logprob for _, p, _ in scored], [n.sum_logprob for _, _, n in scored])
+    sums = pair_outcomes([p.sum_logprob for _, p, _ in scored], [n.sum_logprob for _, _, n in scored], rules.tie_value)
+    grouped_half = grouped_mean(half, groups)
     metrics = {
-        "accuracy": grouped_mean(outcomes, groups),
+        "accuracy": grouped_half if rules.pair_average == "groups" else float(np.mean(outcomes)),
+        # the protocol's tie rule over all pairs (no grouping)
         "accuracy_all_pairs": float(np.mean(outcomes)),
+        "accuracy_strict": float(np.mean(strict)),
+        "accuracy_ties_half": float(np.mean(half)),
+        "accuracy_grouped_ties_half": grouped_half,
         "accuracy_sum_logprob": float(np.mean(sums)),
-        "ties": int(sum(o == TIE_VALUE for o in outcomes)),
+        "ties": int(sum(p == n for p, n in zip(pos_mean, neg_mean))),
     }
     breakdown = {k: breakdown_by(outcomes, [it.meta.get(k) for it, _, _ in scored]) for k in breakdown_keys}
     records = []
@@ -161,11 +177,16 @@ def pair_result(task: str, ctx: EvalContext, read: ReadResult, scored, errors: l
                             "pos": {"mean": p.mean_logprob, "sum": p.sum_logprob, "tokens": p.num_tokens},
                             "neg": {"mean": n.mean_logprob, "sum": n.sum_logprob, "tokens": n.num_tokens},
                             "meta": it.meta})
+    tie = "a tie counts as wrong" if rules.tie_value == TIE_WRONG else "a tie counts 0.5"
     protocol = {
         **protocol,
-        "accuracy": "share of pairs where the positive's score is higher; ties count 0.5",
-        "aggregation": "accuracy = mean over pair groups (e.g. ZeroSpeech ids over voices) of the mean outcome; "
-                       "accuracy_all_pairs = plain mean over pairs",
+        "protocol": rules.name,
+        "accuracy": f"share of pairs where the positive's score is strictly higher; {tie}",
+        "aggregation": ("accuracy = mean over pair groups (e.g. ZeroSpeech ids over voices) of the mean outcome"
+                        if rules.pair_average == "groups" else "accuracy = plain mean over all pairs")
+                       + "; accuracy_all_pairs = the same tie rule, plain mean over pairs; accuracy_strict / "
+                         "accuracy_ties_half = plain mean with ties wrong / half; accuracy_grouped_ties_half = "
+                         "ties half, voices of a pair id averaged first",
         "batch_size": ctx.batch_size,
         "dtype": ctx.dtype,
     }
@@ -195,16 +216,17 @@ def run_speech_pairs(task: str, ctx: EvalContext, read: ReadResult, breakdown_ke
 
 
 def run_text_pairs(task: str, ctx: EvalContext, read: ReadResult, text_of: Callable[[PairItem], tuple[str, str]],
-                   breakdown_keys: Sequence[str] = ()) -> TaskResult:
+                   breakdown_keys: Sequence[str] = (), lowercase: bool = False) -> TaskResult:
     ctx.require_ids(task, [ctx.vocab.text_start_id, ctx.vocab.text_end_id], "the text markers")
     read = read.limited(ctx.limit)
     errors: list[ItemError] = []
     with Timer() as t:
-        built = build_text_requests(ctx, read.items, errors, text_of)
+        built = build_text_requests(ctx, read.items, errors, text_of, lowercase)
         scored = score_pairs(ctx, built, errors)
+    text_rule = ("stripped of surrounding whitespace" if ctx.rules.strip_pair_text else "as given (not stripped)")
     protocol = {
         "template": "BOS <|text_start|>{text}<|text_end|>",
         "score": "mean log-prob over the text tokens (markers not scored)",
-        "text": "stripped of surrounding whitespace; no other normalisation",
+        "text": text_rule + ("; lowercased (sBLIMP transcriptions)" if lowercase else "") + "; no other normalisation",
     }
     return pair_result(task, ctx, read, scored, errors, protocol, breakdown_keys, t.seconds)
