@@ -184,9 +184,9 @@ def test_round_trip_codes_documents_ids(dataset, mimi_dir, tmp_path):
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
-    from sodakit.audio.commands_tokenize import main
+    from sodakit.cli import main
 
-    assert main([f"output={tmp_path / 'o'}"]) == 2
+    assert main(["tokenize", f"output={tmp_path / 'o'}"]) == 2
     assert "missing mandatory value: input" in capsys.readouterr().err
-    assert main([f"input={tmp_path / 'nope'}", f"output={tmp_path / 'o'}"]) == 2
+    assert main(["tokenize", f"input={tmp_path / 'nope'}", f"output={tmp_path / 'o'}"]) == 2
     assert "no such file or directory" in capsys.readouterr().err

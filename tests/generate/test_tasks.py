@@ -164,9 +164,11 @@ def test_generate_command_line(setup, tmp_path, capsys):
     assert main(["s2st", "--model", model, str(wav), "--source-lang", "fr", "--output", str(s2), "--max-new-tokens", "30"]) == 0
     assert s2.is_file()
     capsys.readouterr()
-    assert main(["tts", "--model", model, "--text", "x", "--output", str(tts), "--voice-audio", str(wav)]) == 1
+    from sodakit.cli import main as cli_main
+
+    assert cli_main(["generate", "tts", "--model", model, "--text", "x", "--output", str(tts), "--voice-audio", str(wav)]) == 2
     assert "go together" in capsys.readouterr().err
-    assert main(["asr", "--model", str(tmp_path / "missing"), str(wav)]) == 1
+    assert cli_main(["generate", "asr", "--model", str(tmp_path / "missing"), str(wav)]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert Path(tts).is_file()
 

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from sodakit.config import from_dict, save_config, to_dict
+from sodakit.errors import UserError
 from sodakit.model.config import PRESETS, ModelConfig, train_flops_per_token
 from sodakit.model.load import CheckpointError, read_pretrained
 from sodakit.model.qwen3 import Qwen3, build_model
@@ -47,9 +48,13 @@ from sodakit.train.metrics import (
 from sodakit.train.optim import DTensor, build_optimizer
 from sodakit.train.schedule import lr_multiplier, rule_width, soda_peak_lr
 
+EXIT_DIVERGED = 3  # the command line's exit code for a run stopped by a NaN/Inf
 
-class NonFiniteLossError(RuntimeError):
+
+class NonFiniteLossError(UserError, RuntimeError):
     """The loss or gradient norm became NaN/Inf; the run stopped before applying the update."""
+
+    exit_code = EXIT_DIVERGED
 
 
 class BatchSource(Protocol):
