@@ -32,7 +32,7 @@ import torch
 from sodakit.audio.codec import DEFAULT_BATCH_SECONDS, Codec, load_codec
 from sodakit.audio.io import AudioError
 from sodakit.audio.sources import AudioItem, SourceError, open_source
-from sodakit.config import atomic_write_text
+from sodakit.config import atomic_write_text, check_ranges
 from sodakit.data.segments import (
     CodecInfo,
     Segment,
@@ -243,6 +243,8 @@ def tokenize(cfg: TokenizeConfig, log=None) -> dict:
     for name in ("input", "output"):
         if getattr(cfg, name) in ("???", "", None):
             raise TokenizeError(f"tokenize: `{name}=` is required (see `sodakit tokenize --help`)")
+    check_ranges(cfg, positive=("num_codebooks", "shard_size", "batch_seconds", "workers"),
+                 non_negative=("limit", "shard_delay_s"))
     out = Path(cfg.output)
     rank, world, local = _dist_env()
     device = cfg.device

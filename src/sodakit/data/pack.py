@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from sodakit import __version__
-from sodakit.config import atomic_write_text, to_dict
+from sodakit.config import atomic_write_text, check_ranges, to_dict
 from sodakit.data.packed import (
     METADATA_NAME,
     PACKED_FORMAT,
@@ -259,6 +259,8 @@ def _chunked(items: Iterator, size: int) -> Iterator[list]:
 
 def pack(cfg: PackConfig, progress: bool = True) -> dict:
     """Run the pack job; returns the dataset metadata. Safe to rerun after an interruption."""
+    check_ranges(cfg, positive=("num_codebooks", "codebook_size", "shard_tokens", "chunk_documents"),
+                 non_negative=("max_documents",))
     if not cfg.output:
         raise PackError("pack: output=DIR is required")
     if not cfg.tokenizer:

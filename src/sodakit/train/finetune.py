@@ -41,11 +41,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from sodakit.config import ConfigError, atomic_write_text, parse_config_args
+from sodakit.config import ConfigError, atomic_write_text, check_ranges, parse_config_args
 from sodakit.fileio import sha256_file
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.vocab import Vocab
-from sodakit.train.config import DataConfig, OptimConfig, ScheduleConfig, TrainConfig
+from sodakit.train.config import DataConfig, OptimConfig, ScheduleConfig, TrainConfig, validate_train_config
 
 SFT_FORMAT = "sodakit-sft"
 SFT_VERSION = 1
@@ -517,6 +517,8 @@ def run_finetune(cfg: FinetuneConfig):
     from sodakit.train.trainer import train
 
     t = cfg.train
+    validate_train_config(t, prefix="train.")
+    check_ranges(cfg.sft, positive=("epochs", "eval_batches"), prefix="sft.")
     if not t.model.init_from:
         raise ConfigError("train.model.init_from is required: the checkpoint (ours or a Hugging Face Qwen3 directory) to fine-tune")
     if not cfg.sft.path:
@@ -527,8 +529,6 @@ def run_finetune(cfg: FinetuneConfig):
     data = SFTDataset.load(cfg.sft.path, expected_vocab=info.vocab)
     source = SFTSource(data, t.data.seq_len, cfg.sft.loss, cfg.sft.pack, seed=t.seed)
     if cfg.sft.epochs is not None:
-        if cfg.sft.epochs <= 0:
-            raise ConfigError(f"sft.epochs must be positive, got {cfg.sft.epochs}")
         t = dataclasses.replace(t, steps=max(1, math.ceil(cfg.sft.epochs * source.rows_per_epoch / t.global_batch)))
     if source.codec is None and info.codec is not None:
         source.codec = info.codec  # text-only SFT data: keep the model's codec record in the checkpoints

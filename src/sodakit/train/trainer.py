@@ -36,7 +36,7 @@ from sodakit.model.qwen3 import Qwen3, build_model
 from sodakit.tokens.vocab import Vocab
 from sodakit.train import checkpoint as C
 from sodakit.train import distributed as D
-from sodakit.train.config import ModelSpec, TrainConfig
+from sodakit.train.config import ModelSpec, TrainConfig, validate_train_config
 from sodakit.train.metrics import (
     TOKEN_TYPES,
     MetricsWriter,
@@ -228,8 +228,7 @@ def train(
     """Run (or resume) a training job; every rank of a torchrun job calls this."""
     if cfg.precision not in ("bf16", "fp32"):
         raise ValueError(f"precision {cfg.precision!r} unknown; choose 'bf16' or 'fp32'")
-    if cfg.steps <= 0:
-        raise ValueError(f"steps must be positive, got {cfg.steps}")
+    validate_train_config(cfg)
     ctx = D.setup(cfg.device)
     if ctx.device.type == "cpu":
         from sodakit.train.cpu import tune_cpu_allocator
