@@ -234,6 +234,16 @@ def test_write_read_roundtrip(tmp_path):
         read_plan(j)
 
 
+def test_a_run_id_cannot_leave_the_runs_folder(tmp_path):
+    """Run ids name directories under RUNS_DIR: a plan.json from elsewhere may not hold a path there."""
+    j, _ = write_plan(plan_sweep(MINI_RULES), tmp_path)
+    data = json.loads(j.read_text())
+    data["runs"][0]["run_id"] = "../../elsewhere"
+    j.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"run id '../../elsewhere' is not a plain directory name"):
+        read_plan(j)
+
+
 def test_cli_plan(tmp_path, capsys):
     rc = commands.main(["plan", "--preset", "mini", "--out", str(tmp_path), "vocab_size=4096", "--budgets", "1e13", "3e13"])
     assert rc == 0

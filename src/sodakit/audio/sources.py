@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from sodakit.audio.io import AudioError, audio_info, check_waveform, load_audio, resample, to_mono
+from sodakit.fileio import is_plain_file_name
 
 AUDIO_EXTENSIONS = (".flac", ".wav", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".webm", ".aiff", ".aif", ".au")
 _AUDIO_KEYS = ("audio", "path", "audio_filepath", "audio_path", "file", "wav")
@@ -116,6 +117,9 @@ def read_librispeech(root: str | Path) -> tuple[list[AudioItem], list[SourceErro
                 errors.append(SourceError(f"{tf}:{lineno}", "layout", "expected '<utterance-id> <TRANSCRIPT>'"))
                 continue
             utt, text = parts[0].strip(), parts[1].strip()
+            if not is_plain_file_name(utt):
+                errors.append(SourceError(f"{tf}:{lineno}", "layout", f"utterance id {utt!r} is not a plain file name"))
+                continue
             audio = next((tf.parent / f"{utt}{ext}" for ext in AUDIO_EXTENSIONS if (tf.parent / f"{utt}{ext}").is_file()), None)
             if audio is None:
                 errors.append(SourceError(f"{tf}:{lineno}", "layout", f"no audio file {utt}.flac/.wav next to the transcript"))
