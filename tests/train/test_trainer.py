@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sodakit.model.load import CheckpointError, list_checkpoints, load_pretrained
 from sodakit.cli import main as cli_main
+from sodakit.model.load import CheckpointError, list_checkpoints, load_pretrained
 from sodakit.train.config import CheckpointConfig, DataConfig, DataSource, LogConfig, ModelSpec, TrainConfig
 from sodakit.train.trainer import NonFiniteLossError, train
 
