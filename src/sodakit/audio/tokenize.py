@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import torch
 
 from sodakit.audio.codec import DEFAULT_BATCH_SECONDS, Codec, load_codec
-from sodakit.audio.io import AudioError
+from sodakit.audio.io import DURATION_TOLERANCE_S, AudioError
 from sodakit.audio.sources import AudioItem, SourceError, open_source
 from sodakit.config import atomic_write_text, check_ranges
 from sodakit.data.segments import (
@@ -113,6 +113,24 @@ def _error_record(e: SourceError | dict) -> dict:
     return asdict(e) if isinstance(e, SourceError) else e
 
 
+def check_duration(item: AudioItem, seconds: float) -> None:
+    """A segment whose own start/end (a dataset row's, LibriSpeech's from the headers) disagree with the
+    audio it decodes to by more than DURATION_TOLERANCE_S: its transcript cannot be trusted to match."""
+    if item.end is None or item.clip:  # clips are cut to [start, end) and checked while reading
+        return
+    expected = item.end - item.start
+    if abs(seconds - expected) > DURATION_TOLERANCE_S:
+        raise AudioError(item.path if item.row is None else f"{item.path}[{item.row}]", "duration",
+                         f"start/end say {expected:.3f}s but the audio is {seconds:.3f}s")
+
+
+def segment_end(item: AudioItem, seconds: float) -> float:
+    """The end recorded for a segment: the real one (start + decoded duration); a given end within 1 ms
+    of it is kept as written."""
+    real = item.start + seconds
+    return item.end if item.end is not None and abs(item.end - real) < 1e-3 else real
+
+
 # --- one shard --------------------------------------------------------------------------------------------
 def encode_shard(codec: Codec, items: list[AudioItem], batch_seconds: float) -> tuple[list[Segment], list[dict], float]:
     """Segments of the readable items (in item order), error records of the others, audio seconds."""
@@ -120,6 +138,7 @@ def encode_shard(codec: Codec, items: list[AudioItem], batch_seconds: float) -> 
     for it in items:
         try:
             wav = it.load(codec.sample_rate)
+            check_duration(it, len(wav) / codec.sample_rate)
         except AudioError as e:
             errors.append({"where": e.path or it.path, "reason": e.reason, "detail": e.detail, "id": it.id})
             continue
@@ -132,7 +151,7 @@ def encode_shard(codec: Codec, items: list[AudioItem], batch_seconds: float) -> 
     segments = []
     for it, wav, c in zip(good, waves, codes):
         duration = len(wav) / codec.sample_rate
-        end = it.end if it.end is not None else it.start + duration
+        end = segment_end(it, duration)
         segments.append(Segment(id=it.id, recording_id=it.recording_id, start=float(it.start), end=float(end),
                                 text=it.text, codes=c.astype(np.uint16), speaker=it.speaker))
     seconds = float(sum(len(w) for w in waves)) / codec.sample_rate
