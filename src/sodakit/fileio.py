@@ -1,11 +1,38 @@
-"""File primitives shared by every stage: atomic writes (temp file + fsync + rename) and checksums."""
+"""File primitives shared by every stage: atomic writes (temp file + fsync + rename), checksums,
+exclusive locks, and file names made from external ids."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import json
 import os
+import socket
+import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
+
+from sodakit.errors import UserError
+
+
+class DamagedFileError(UserError, ValueError):
+    """A file that exists but cannot be what it claims to be (cut off, bit-flipped, not that format)."""
+
+
+def load_safetensors(path: str | os.PathLike) -> dict:
+    """`safetensors.torch.load_file`, with a damaged or cut-off file reported as DamagedFileError naming it
+    (safetensors' own error says neither which file nor what to do)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except SafetensorError as e:
+        raise DamagedFileError(f"{path}: not a readable safetensors file ({e}): damaged or cut off") from e
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -74,3 +101,55 @@ def path_inside(directory: str | os.PathLike, item_id: str, suffix: str = "") ->
 def is_plain_file_name(name: str) -> bool:
     """True for a single path component that is not `.`/`..` (an id that may be looked up as a file)."""
     return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name and "\0" not in name
+
+
+class DirectoryInUseError(UserError):
+    """Another live process holds the directory's lock."""
+
+
+def try_exclusive_lock(path: str | os.PathLike) -> IO[str] | None:
+    """Open `path` (created if missing) holding an exclusive `flock`, or None when another process holds it.
+
+    The lock lasts while the returned file is open and dies with its process (a crash or SIGKILL never
+    strands it). Advisory, and local to one machine on file systems whose locks are not shared (some NFS).
+    """
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        return None
+    return f
+
+
+LOCK_NAME = ".lock"
+
+
+@contextmanager
+def exclusive_directory(directory: str | os.PathLike, what: str = "directory") -> Iterator[None]:
+    """Hold `directory/.lock` for the duration, or raise DirectoryInUseError naming the holder (pid, host,
+    start time and command, which the holder writes into the lock file)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LOCK_NAME
+    f = try_exclusive_lock(path)
+    if f is None:
+        try:
+            holder = json.loads(path.read_text() or "{}")
+        except (OSError, ValueError):
+            holder = {}
+        who = (f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}, since {holder.get('since', '?')}"
+               + (f": {holder['command']}" if holder.get("command") else ""))
+        raise DirectoryInUseError(
+            f"{what} {directory} is in use by another process ({who}); wait for it to finish or stop it, "
+            f"or use another directory (the lock file {path} is released when that process exits)"
+        )
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                            "since": time.strftime("%Y-%m-%d %H:%M:%S %z"), "command": " ".join(sys.argv)[:500]}))
+        f.flush()
+        yield
+    finally:
+        f.close()

@@ -235,7 +235,8 @@ def train(
 
         tune_cpu_allocator()
     try:
-        return _train(cfg, ctx, source, on_step)
+        with C.run_directory(Path(cfg.run_dir), ctx):
+            return _train(cfg, ctx, source, on_step)
     finally:
         D.teardown(ctx)
 
@@ -268,6 +269,8 @@ def _train(
         if ctx.is_main:
             try:
                 pretrained_sd, info = read_pretrained(cfg.model.init_from)
+                for note in info.notes:
+                    print(f"sodakit train: model.init_from: {note}", file=sys.stderr)
                 if info.vocab is not None and info.vocab.fingerprint != vocab.fingerprint:
                     raise CheckpointError(
                         f"model.init_from={cfg.model.init_from}: its vocabulary layout {info.vocab.fingerprint} "
@@ -292,7 +295,8 @@ def _train(
             f"data.seq_len {cfg.data.seq_len} exceeds the model's max_seq_len {model_cfg.max_seq_len} "
             f"(raise it with model.overrides.max_seq_len=..., which also goes into the exported config)"
         )
-    resume = C.find_resume(run_dir, cfg.checkpoint.resume)
+    choice = C.choose_resume(run_dir, cfg.checkpoint.resume, ctx)
+    resume = choice.path
     state = C.check_compatible(resume, model_cfg, vocab, ctx.world_size) if resume is not None else None
 
     # ---- model, optimizer ----
@@ -331,6 +335,7 @@ def _train(
                 "step": start_step,
                 "event": "resume" if resume is not None else "start",
                 "checkpoint": str(resume) if resume else None,
+                "skipped_checkpoints": choice.skipped or None,
                 "config_changes": _config_changes(state["config"], to_dict(cfg)) if state else None,
                 "world_size": ctx.world_size,
                 "device": str(ctx.device),
