@@ -7,6 +7,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -35,13 +36,35 @@ def load_safetensors(path: str | os.PathLike) -> dict:
         raise DamagedFileError(f"{path}: not a readable safetensors file ({e}): damaged or cut off") from e
 
 
+@contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Make a failed write (a full disk, a quota, a size limit) an OSError naming `path`.
+
+    A failing `write()` raises an OSError without a file name, and safetensors and libsndfile wrap the
+    OS error in their own exception types; all three would reach the user without saying which file.
+    """
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+        raise
+    except Exception as e:
+        name = type(e).__name__
+        if name == "SafetensorError" and (m := re.search(r"os error (\d+)", str(e))):
+            raise OSError(int(m.group(1)), os.strerror(int(m.group(1))), str(path)) from e
+        if name == "LibsndfileError":
+            raise OSError(None, f"cannot write audio (libsndfile: {e.args[1:] or e})", str(path)) from e
+        raise
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with writing(path), os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -92,7 +92,7 @@ def test_an_end_past_the_file_is_refused_beyond_the_tolerance(tmp_path):
     with pytest.raises(AudioError) as err:
         read_audio(tmp_path / "a.wav", start=2.0, end=60.0)
     assert err.value.reason == "duration" and "end=60.0s is past the end of the file (10.500s)" in str(err.value)
-    wav, sr = read_audio(tmp_path / "a.wav", start=10.0, end=10.55)  # rounding of times: the file's real end
+    wav, _ = read_audio(tmp_path / "a.wav", start=10.0, end=10.55)  # rounding of times: the file's real end
     assert len(wav) == 4000
 
 

@@ -30,6 +30,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from sodakit.fileio import writing
+
 # soxr quality: "HQ" is transparent for speech and ~2x faster than "VHQ".
 RESAMPLE_QUALITY = "HQ"
 # How far a requested end (or a dataset's start/end) may exceed the real audio: rounding of times in
@@ -253,7 +255,8 @@ def save_wav(path: str | os.PathLike, wav: np.ndarray, sample_rate: int, subtype
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.wav", dir=path.parent)
     os.close(fd)
     try:
-        sf.write(tmp, np.clip(wav, -1.0, 1.0), int(sample_rate), subtype=subtype, format="WAV")
+        with writing(path):
+            sf.write(tmp, np.clip(wav, -1.0, 1.0), int(sample_rate), subtype=subtype, format="WAV")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -34,6 +34,7 @@ from sodakit.audio.io import DURATION_TOLERANCE_S, AudioError
 from sodakit.audio.sources import AudioItem, SourceError, open_source
 from sodakit.config import atomic_write_text, check_ranges
 from sodakit.data.segments import (
+    MANIFEST_NAME,
     CodecInfo,
     Segment,
     SegmentManifest,
@@ -253,6 +254,17 @@ def _finalize(out: Path, plan: dict, cfg: TokenizeConfig, codec_info: dict) -> d
     return summary
 
 
+def _remove_stale_temps(out: Path, todo: list[int], whole_job: bool) -> None:
+    """Temp files a killed run left behind for the shards this rank is about to write (no other rank writes
+    them); the manifest's and the error list's only when this process is the whole job."""
+    patterns = [p for i in todo for p in (f".{shard_name(i)}.*.tmp", f"errors/.shard-{i:05d}.*.tmp")]
+    if whole_job:
+        patterns += [f".{MANIFEST_NAME}.*.tmp", f".{ERRORS_NAME}.*.tmp"]
+    for pattern in patterns:
+        for stale in out.glob(pattern):
+            stale.unlink(missing_ok=True)
+
+
 def tokenize(cfg: TokenizeConfig, log=None) -> dict:
     """Run (or resume) a tokenize job; returns the summary (segments, errors, audio hours, shards...).
 
@@ -279,6 +291,7 @@ def tokenize(cfg: TokenizeConfig, log=None) -> dict:
     codec_info = plan["codec"]
     mine = [i for i in range(len(shards)) if i % world == rank]
     todo = [i for i in mine if not (out / shard_name(i)).is_file()]
+    _remove_stale_temps(out, todo, whole_job=world == 1)
     if len(todo) < len(mine):
         log(f"resuming: {len(mine) - len(todo)} of {len(mine)} shards already done, skipped")
     log(f"tokenize: {len(items)} segments in {len(shards)} shards, codec {codec.name} ({codec.config_hash}) on "

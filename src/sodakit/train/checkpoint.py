@@ -45,7 +45,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from sodakit.fileio import DirectoryInUseError, exclusive_directory, sha256_file
+from sodakit.fileio import DirectoryInUseError, exclusive_directory, sha256_file, writing
 from sodakit.model.config import ModelConfig
 from sodakit.model.load import (
     CHECKPOINT_PREFIX,
@@ -180,7 +180,8 @@ def save_checkpoint(
                 tokens_seen=tokens_seen,
             )
             tensors, meta = _flatten_optimizer(optim_sd)
-            save_file(tensors, str(tmp / OPTIM_TENSORS))
+            with writing(tmp / OPTIM_TENSORS):
+                save_file(tensors, str(tmp / OPTIM_TENSORS))
             (tmp / OPTIM_JSON).write_text(json.dumps(meta, indent=1))
             state = {
                 "step": step,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -248,6 +249,11 @@ def _train(
     on_step: Callable[[int, dict[str, Any]], None] | None,
 ) -> TrainResult:
     run_dir = Path(cfg.run_dir)
+    # The global generators (torch incl. CUDA, Python's random) start from the config's seed, so the RNG
+    # state a checkpoint saves is a function of the config and the step: an uninterrupted run and a
+    # resumed one save the same state (torch otherwise seeds itself differently in every process).
+    torch.manual_seed(cfg.seed + ctx.rank)
+    random.seed(cfg.seed + ctx.rank)
     per_step = cfg.micro_batch * ctx.world_size
     if cfg.global_batch % per_step:
         raise ValueError(
