@@ -21,8 +21,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from sodakit.fileio import atomic_write_bytes, atomic_write_text
 
-__all__ = ["ConfigError", "atomic_write_bytes", "atomic_write_text", "describe", "from_dict", "load_config",
-           "parse_config_args", "save_config", "to_dict"]
+__all__ = ["ConfigError", "atomic_write_bytes", "atomic_write_text", "check_ranges", "describe", "from_dict",
+           "load_config", "parse_config_args", "save_config", "to_dict"]
 
 T = TypeVar("T")
 
@@ -69,6 +69,43 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
     except OmegaConfBaseException as e:
         where = f" (from {path})" if path is not None else ""
         raise ConfigError(f"invalid config for {cls.__name__}{where}: {e}") from e
+
+
+def _get(cfg: Any, key: str) -> Any:
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def check_ranges(
+    cfg: Any,
+    positive: tuple[str, ...] = (),
+    non_negative: tuple[str, ...] = (),
+    unit_interval: tuple[str, ...] = (),
+    prefix: str = "",
+) -> None:
+    """Refuse sizes and fractions that cannot work (a batch of 0, a warmup of 150%) with a ConfigError
+    naming the key, before they turn into a ZeroDivisionError or an empty run deep inside a stage.
+
+    Keys are dotted paths into `cfg`; a None value (an unset optional) passes. `prefix` is prepended to
+    the key in messages (e.g. "train." for a nested config).
+    """
+
+    def fail(key: str, value: Any, expected: str) -> None:
+        raise ConfigError(f"{prefix}{key} must be {expected}, got {value!r}")
+
+    for key in positive:
+        value = _get(cfg, key)
+        if value is not None and not value > 0:
+            fail(key, value, "> 0")
+    for key in non_negative:
+        value = _get(cfg, key)
+        if value is not None and not value >= 0:
+            fail(key, value, ">= 0")
+    for key in unit_interval:
+        value = _get(cfg, key)
+        if value is not None and not 0 <= value <= 1:
+            fail(key, value, "between 0 and 1")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

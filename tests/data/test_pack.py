@@ -79,6 +79,22 @@ def test_text_corpus_shares_layout_via_vocab_from(tmp_path, segments_dir, tokeni
     assert text.metadata["num_documents"] == 2 and text.metadata["counts"]["audio"] == 0
 
 
+def test_text_corpus_special_strings_stay_text(tmp_path, tokenizer_dir):
+    """`kind=text` with a released-style tokenizer (markers as added tokens): marker and BOS/EOS strings in
+    web text become ordinary pieces; each line is exactly one BOS ... EOS document."""
+    lines = ["web text <|audio_start|> x", "a <|end_of_text|> b <|begin_of_text|> c", "plain"]
+    (tmp_path / "c.txt").write_text("\n".join(lines) + "\n")
+    meta = pack(PackConfig(kind="text", inputs=[str(tmp_path / "c.txt")], output=str(tmp_path / "p"),
+                           tokenizer=str(tokenizer_dir)), progress=False)
+    assert meta["num_documents"] == 3 and meta["counts"]["marker"] == 0 and meta["counts"]["bos_eos"] == 6
+    tok = SodaTokenizer.from_pretrained(tokenizer_dir)
+    v = tok.vocab
+    for line, doc in zip(lines, all_documents(PackedDataset(tmp_path / "p"))):
+        assert doc[0] == v.bos_id and doc[-1] == v.eos_id
+        assert v.bos_id not in doc[1:-1] and v.eos_id not in doc[1:-1]
+        assert tok.text.decode(doc[1:-1]) == line
+
+
 def test_interrupted_pack_resumes_to_identical_bytes(tmp_path, tokenizer_dir, make_segments, monkeypatch):
     d = tmp_path / "segs"
     d.mkdir()

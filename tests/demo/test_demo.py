@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from sodakit.cli import main as cli_main
+from sodakit.config import ConfigError
 from sodakit.demo import pipeline
 
 from ..report.browser import load_media, needs_chromium
@@ -102,7 +103,7 @@ def test_isoflop_lookup_order_and_missing_sweep(tmp_path, monkeypatch):
     assert pipeline._isoflop(pipeline.DemoConfig(isoflop=str(study)), logs.append)["source"] == str(study)
     (tmp_path / "empty").mkdir()
     assert "message" in pipeline._isoflop(pipeline.DemoConfig(isoflop="empty"), logs.append)
-    with pytest.raises(SystemExit, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist"):
         pipeline.run_demo(pipeline.DemoConfig(out=str(tmp_path / "o"), isoflop="nope"))
 
 

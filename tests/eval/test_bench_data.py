@@ -87,8 +87,10 @@ def test_gender_switch_is_audible_to_the_speaker_judge(bench_dir):
 
 
 def test_bench_data_cli_errors(tmp_path, capsys):
-    assert main([str(tmp_path), "--sets", "swuggy,nope"]) == 2
+    from sodakit.cli import main as cli_main
+
+    assert cli_main(["bench-data", str(tmp_path), "--sets", "swuggy,nope"]) == 2
     assert "unknown set(s) ['nope']" in capsys.readouterr().err
     assert main([str(tmp_path), "--words", "0"]) == 2
-    assert main([str(tmp_path), "--sets", "sblimp", "--blimp", str(tmp_path / "none")]) == 2
+    assert cli_main(["bench-data", str(tmp_path), "--sets", "sblimp", "--blimp", str(tmp_path / "none")]) == 2
     assert "does not exist" in capsys.readouterr().err

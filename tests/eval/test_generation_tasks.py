@@ -77,6 +77,21 @@ def test_tts_known_answers(tmp_path, tiny_tokenizer, toy_codec, shared_data):
     assert (tmp_path / "out" / "a.wav").is_file() and not (tmp_path / "out" / "b.wav").exists()
 
 
+def test_tts_item_ids_cannot_write_outside_save_audio(tmp_path, tiny_tokenizer, toy_codec):
+    """A Seed-TTS meta.lst id like ../../../PWNED names a file inside --save-audio, never a path."""
+    data = tmp_path / "deep" / "er" / "data"
+    write_seedtts(data, [("plain", "a tone", tone(0.3, 0.5), "a tone")], SR)
+    meta = data / "meta.lst"
+    meta.write_text(meta.read_text() + "../../../PWNED|a tone|prompt-wavs/plain.wav|a tone\n")
+    out = tmp_path / "deep" / "er" / "out"
+    ctx = _ctx(tiny_tokenizer, toy_codec, FakeGenerator(), audio_out=out)
+    res = get_task("tts").run(ctx, data)
+    assert res.counts["scored"] == 2
+    assert sorted(p.name for p in out.iterdir()) == ["%2E.%2F..%2F..%2FPWNED.wav", "plain.wav"]
+    assert [p for p in tmp_path.rglob("*PWNED*") if p.parent != out] == []  # (today's code wrote tmp_path/PWNED.wav)
+    assert [r["audio_file"] for r in res.items] == ["plain.wav", "%2E.%2F..%2F..%2FPWNED.wav"]
+
+
 def test_real_generator_on_a_tiny_model(tmp_path, tiny_tokenizer, toy_codec):
     from sodakit.model.config import PRESETS
     from sodakit.model.qwen3 import build_model

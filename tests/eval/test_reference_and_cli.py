@@ -64,20 +64,24 @@ def test_tblimp_hellaswag_match_transformers(hf_model_dir, tiny_tokenizer, share
 
 def test_cli_bad_input(hf_model_dir, tmp_path, capsys):
     d, _ = hf_model_dir
-    assert main(["--model", str(d), "--tasks", "tblimp,nosuchtask"]) == 2
+    from sodakit.cli import main as cli_main
+
+    assert cli_main(["eval", "--model", str(d), "--tasks", "tblimp,nosuchtask"]) == 2
     assert "unknown task(s) ['nosuchtask']" in capsys.readouterr().err
     assert main(["--model", str(d), "--tasks", "tblimp", "--data", "tblimp"]) == 2
     assert "TASK=PATH" in capsys.readouterr().err
-    assert main(["--model", str(tmp_path / "missing"), "--tasks", "tblimp"]) == 2
+    assert cli_main(["eval", "--model", str(tmp_path / "missing"), "--tasks", "tblimp"]) == 2
     assert "does not exist" in capsys.readouterr().err
-    # A task with no data fails alone; the others still run, and the exit code says something failed.
+    # A task with no data fails alone; the others still run, and the exit code says something failed
+    # (2: every failure was a user error, here missing data; 1 would mean a bug).
     out = tmp_path / "r.json"
-    rc = main(["--model", str(d), "--tasks", "swuggy,tblimp", "--limit", "2", "--out", str(out),
-               "--codec", str(tmp_path)])
+    rc = cli_main(["eval", "--model", str(d), "--tasks", "swuggy,tblimp", "--limit", "2", "--out", str(out),
+                   "--codec", str(tmp_path)])
     assert rc == 2 and "not a codec directory" in capsys.readouterr().err
     rc = main(["--model", str(d), "--tasks", "twuggy,tblimp", "--limit", "2", "--out", str(out)])
     res = json.loads(out.read_text())
-    assert rc == 1 and res["tasks"]["twuggy"]["status"] == "error" and "--data twuggy=PATH" in res["tasks"]["twuggy"]["error"]
+    assert rc == 2 and res["tasks"]["twuggy"]["status"] == "error" and "--data twuggy=PATH" in res["tasks"]["twuggy"]["error"]
+    assert res["tasks"]["twuggy"]["bug"] is False
     assert res["tasks"]["tblimp"]["status"] == "ok"
     assert res["settings"]["batch_size"] == 8 and res["tokenizer"]["vocab"]["size"] == res["model"]["vocab_size"]
 

@@ -164,9 +164,11 @@ def test_generate_command_line(setup, tmp_path, capsys):
     assert main(["s2st", "--model", model, str(wav), "--source-lang", "fr", "--output", str(s2), "--max-new-tokens", "30"]) == 0
     assert s2.is_file()
     capsys.readouterr()
-    assert main(["tts", "--model", model, "--text", "x", "--output", str(tts), "--voice-audio", str(wav)]) == 1
+    from sodakit.cli import main as cli_main
+
+    assert cli_main(["generate", "tts", "--model", model, "--text", "x", "--output", str(tts), "--voice-audio", str(wav)]) == 2
     assert "go together" in capsys.readouterr().err
-    assert main(["asr", "--model", str(tmp_path / "missing"), str(wav)]) == 1
+    assert cli_main(["generate", "asr", "--model", str(tmp_path / "missing"), str(wav)]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert Path(tts).is_file()
 
@@ -192,3 +194,27 @@ def test_streamed_waveform_matches_the_whole_decode(setup):
         streamed = np.concatenate(chunks[row])
         assert len(streamed) == len(whole) == r.audio_frames * 1920
         assert np.allclose(streamed, whole, atol=1e-4)
+
+
+def test_s2st_manifest_ids_cannot_write_outside_the_output(tmp_path):
+    """A manifest id like ../../escape names a file inside <out>/wav, and items.jsonl says which."""
+    from sodakit.generate.s2st import S2STItem, evaluate_s2st
+    from sodakit.generate.tasks import TaskResult
+
+    sr = 24000
+    t = np.arange(sr) / sr
+    src = tmp_path / "src.wav"
+    sf.write(src, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), sr)
+    items = [S2STItem("../../escape", src, "fr", "bonjour", "hello", None), S2STItem("ok", src, "fr", "oui", "yes", None)]
+
+    class Echo:
+        sample_rate = sr
+
+        def s2st(self, waves, sr, **kw):
+            return [TaskResult(text=it.target_text, audio=w, stop_reason="stop_token", extra={}) for it, w in zip(items, waves)]
+
+    out = tmp_path / "a" / "b" / "out"
+    res = evaluate_s2st(Echo(), items, out)
+    assert sorted(p.name for p in (out / "wav").iterdir()) == ["%2E.%2F..%2Fescape.wav", "ok.wav"]
+    assert not (tmp_path / "a" / "escape.wav").exists()
+    assert [r["audio_file"] for r in res["items"]] == ["wav/%2E.%2F..%2Fescape.wav", "wav/ok.wav"]

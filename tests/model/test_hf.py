@@ -119,7 +119,9 @@ def test_sharded_export_and_cli_round_trip(tmp_path):
         assert torch.equal(back.state_dict()[k], v), k
     assert main(["export", str(tmp_path / "back"), str(tmp_path / "hf_bf16"), "--dtype", "bfloat16"]) == 0
     assert json.loads((tmp_path / "hf_bf16" / "config.json").read_text())["dtype"] == "bfloat16"
-    assert main(["export", str(tmp_path / "back"), str(tmp_path / "hf_bf16")]) == 1  # exists: refused
+    from sodakit.cli import main as cli_main
+
+    assert cli_main(["convert", "export", str(tmp_path / "back"), str(tmp_path / "hf_bf16")]) == 2  # exists: refused
 
 
 def test_bad_hf_directories_are_refused(tmp_path):

@@ -92,18 +92,18 @@ def test_nearest_preset_counts_like_the_fit():
 
 
 def test_cli_errors_are_clear(results_csv, tmp_path, capsys):
-    assert commands.main(["fit", str(tmp_path / "missing.csv")]) == 2
+    assert sodakit_main(["isoflop", "fit", str(tmp_path / "missing.csv")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert commands.main(["fit", str(results_csv), "--convention", "soda", "--no-plots", "--bootstrap", "0"]) == 2
+    assert sodakit_main(["isoflop", "fit", str(results_csv), "--convention", "soda", "--no-plots", "--bootstrap", "0"]) == 2
     assert "table says FLOP convention '6N'" in capsys.readouterr().err
-    assert commands.main(["fit", str(results_csv), "--params", "non_embedding", "--no-plots"]) == 2
+    assert sodakit_main(["isoflop", "fit", str(results_csv), "--params", "non_embedding", "--no-plots"]) == 2
     assert "params_nonembedding" in capsys.readouterr().err
-    assert commands.main(["predict", "--fit", str(results_csv), "--flops", "1e20"]) == 2
+    assert sodakit_main(["isoflop", "predict", "--fit", str(results_csv), "--flops", "1e20"]) == 2
     assert "not valid JSON" in capsys.readouterr().err
     out = tmp_path / "f"
-    assert commands.main(["fit", str(results_csv), "--out", str(out), "--bootstrap", "0", "--no-plots"]) == 0
+    assert sodakit_main(["isoflop", "fit", str(results_csv), "--out", str(out), "--bootstrap", "0", "--no-plots"]) == 0
     capsys.readouterr()
-    assert commands.main(["predict", "--fit", str(out), "--flops", "-5"]) == 2
+    assert sodakit_main(["isoflop", "predict", "--fit", str(out), "--flops", "-5"]) == 2
     assert "positive" in capsys.readouterr().err
 
 
@@ -114,5 +114,5 @@ def test_strict_turns_warnings_into_errors(tmp_path, synth, capsys):
     assert commands.main(["fit", str(path), "--bootstrap", "0", "--no-plots", "--approach", "2"]) == 0
     cap = capsys.readouterr()
     assert "WARNING: budget 1.000e+18: only 2 run(s)" in cap.out and "WARNING" in cap.err
-    assert commands.main(["fit", str(path), "--bootstrap", "0", "--no-plots", "--strict"]) == 2
+    assert sodakit_main(["isoflop", "fit", str(path), "--bootstrap", "0", "--no-plots", "--strict"]) == 2
     assert "only 2 run(s)" in capsys.readouterr().err

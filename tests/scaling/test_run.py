@@ -170,7 +170,9 @@ def test_diverged_run_is_recorded_and_not_retried(tmp_path, packed_data, monkeyp
 
 def test_refuses_a_vocabulary_other_than_the_plans(tmp_path, packed_data, capsys):
     write_plan(plan_sweep(tiny_rules(packed_data.vocab.size + 28)), tmp_path)
-    rc = commands.main(["run", str(tmp_path), "--data", str(packed_data.speech), "--val", str(packed_data.val)])
+    from sodakit.cli import main as sodakit_main
+
+    rc = sodakit_main(["isoflop", "run", str(tmp_path), "--data", str(packed_data.speech), "--val", str(packed_data.val)])
     assert rc == 2
     err = capsys.readouterr().err
     assert f"vocabulary of {packed_data.vocab.size} ids" in err and f"vocab_size={packed_data.vocab.size}" in err

@@ -165,9 +165,12 @@ def test_finetune_lowers_response_loss(base, tmp_path, capsys):
 
 
 def test_finetune_command_errors(base, tmp_path, capsys):
-    assert main(["run", "sft.path=x"]) == 1
+    from sodakit.cli import main as cli_main
+
+    assert cli_main(["finetune", "run", "sft.path=x"]) == 2
     assert "init_from is required" in capsys.readouterr().err
-    assert main(["prepare-jsonl", "--input", str(tmp_path / "none.jsonl"), "--model", str(base["model"]), "--out", str(tmp_path / "o")]) == 1
+    assert cli_main(["finetune", "prepare-jsonl", "--input", str(tmp_path / "none.jsonl"), "--model", str(base["model"]),
+                     "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 

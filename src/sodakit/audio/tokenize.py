@@ -30,10 +30,11 @@ import pyarrow.parquet as pq
 import torch
 
 from sodakit.audio.codec import DEFAULT_BATCH_SECONDS, Codec, load_codec
-from sodakit.audio.io import AudioError
+from sodakit.audio.io import DURATION_TOLERANCE_S, AudioError
 from sodakit.audio.sources import AudioItem, SourceError, open_source
-from sodakit.config import atomic_write_text
+from sodakit.config import atomic_write_text, check_ranges
 from sodakit.data.segments import (
+    MANIFEST_NAME,
     CodecInfo,
     Segment,
     SegmentManifest,
@@ -113,6 +114,24 @@ def _error_record(e: SourceError | dict) -> dict:
     return asdict(e) if isinstance(e, SourceError) else e
 
 
+def check_duration(item: AudioItem, seconds: float) -> None:
+    """A segment whose own start/end (a dataset row's, LibriSpeech's from the headers) disagree with the
+    audio it decodes to by more than DURATION_TOLERANCE_S: its transcript cannot be trusted to match."""
+    if item.end is None or item.clip:  # clips are cut to [start, end) and checked while reading
+        return
+    expected = item.end - item.start
+    if abs(seconds - expected) > DURATION_TOLERANCE_S:
+        raise AudioError(item.path if item.row is None else f"{item.path}[{item.row}]", "duration",
+                         f"start/end say {expected:.3f}s but the audio is {seconds:.3f}s")
+
+
+def segment_end(item: AudioItem, seconds: float) -> float:
+    """The end recorded for a segment: the real one (start + decoded duration); a given end within 1 ms
+    of it is kept as written."""
+    real = item.start + seconds
+    return item.end if item.end is not None and abs(item.end - real) < 1e-3 else real
+
+
 # --- one shard --------------------------------------------------------------------------------------------
 def encode_shard(codec: Codec, items: list[AudioItem], batch_seconds: float) -> tuple[list[Segment], list[dict], float]:
     """Segments of the readable items (in item order), error records of the others, audio seconds."""
@@ -120,6 +139,7 @@ def encode_shard(codec: Codec, items: list[AudioItem], batch_seconds: float) -> 
     for it in items:
         try:
             wav = it.load(codec.sample_rate)
+            check_duration(it, len(wav) / codec.sample_rate)
         except AudioError as e:
             errors.append({"where": e.path or it.path, "reason": e.reason, "detail": e.detail, "id": it.id})
             continue
@@ -132,7 +152,7 @@ def encode_shard(codec: Codec, items: list[AudioItem], batch_seconds: float) -> 
     segments = []
     for it, wav, c in zip(good, waves, codes):
         duration = len(wav) / codec.sample_rate
-        end = it.end if it.end is not None else it.start + duration
+        end = segment_end(it, duration)
         segments.append(Segment(id=it.id, recording_id=it.recording_id, start=float(it.start), end=float(end),
                                 text=it.text, codes=c.astype(np.uint16), speaker=it.speaker))
     seconds = float(sum(len(w) for w in waves)) / codec.sample_rate
@@ -234,6 +254,17 @@ def _finalize(out: Path, plan: dict, cfg: TokenizeConfig, codec_info: dict) -> d
     return summary
 
 
+def _remove_stale_temps(out: Path, todo: list[int], whole_job: bool) -> None:
+    """Temp files a killed run left behind for the shards this rank is about to write (no other rank writes
+    them); the manifest's and the error list's only when this process is the whole job."""
+    patterns = [p for i in todo for p in (f".{shard_name(i)}.*.tmp", f"errors/.shard-{i:05d}.*.tmp")]
+    if whole_job:
+        patterns += [f".{MANIFEST_NAME}.*.tmp", f".{ERRORS_NAME}.*.tmp"]
+    for pattern in patterns:
+        for stale in out.glob(pattern):
+            stale.unlink(missing_ok=True)
+
+
 def tokenize(cfg: TokenizeConfig, log=None) -> dict:
     """Run (or resume) a tokenize job; returns the summary (segments, errors, audio hours, shards...).
 
@@ -243,6 +274,8 @@ def tokenize(cfg: TokenizeConfig, log=None) -> dict:
     for name in ("input", "output"):
         if getattr(cfg, name) in ("???", "", None):
             raise TokenizeError(f"tokenize: `{name}=` is required (see `sodakit tokenize --help`)")
+    check_ranges(cfg, positive=("num_codebooks", "shard_size", "batch_seconds", "workers"),
+                 non_negative=("limit", "shard_delay_s"))
     out = Path(cfg.output)
     rank, world, local = _dist_env()
     device = cfg.device
@@ -258,6 +291,7 @@ def tokenize(cfg: TokenizeConfig, log=None) -> dict:
     codec_info = plan["codec"]
     mine = [i for i in range(len(shards)) if i % world == rank]
     todo = [i for i in mine if not (out / shard_name(i)).is_file()]
+    _remove_stale_temps(out, todo, whole_job=world == 1)
     if len(todo) < len(mine):
         log(f"resuming: {len(mine) - len(todo)} of {len(mine)} shards already done, skipped")
     log(f"tokenize: {len(items)} segments in {len(shards)} shards, codec {codec.name} ({codec.config_hash}) on "

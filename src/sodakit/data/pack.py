@@ -5,8 +5,9 @@ Inputs (`kind`):
   released SODA datasets' form). BOS is added unless the string starts with `<|begin_of_text|>`, EOS
   unless it ends with `<|end_of_text|>`.
 - `text`: plain-text corpora, one document per non-empty line of a `.txt`, or the `column` of
-  JSONL/Parquet rows: `<|begin_of_text|>text<|end_of_text|>`. Text in the audio character range obeys
-  `pua_policy`.
+  JSONL/Parquet rows: BOS id, the text, EOS id. Every character of the text is text: a marker or
+  special-token string in it (`<|audio_start|>`, `<|end_of_text|>`) becomes ordinary BPE pieces, never
+  that token. Text in the audio character range obeys `pua_policy`.
 - `segments`: a `sodakit tokenize` output directory; each recording yields one document per `formats`
   entry (default text-first and audio-first, as SODA does).
 - `auto`: a directory with a segment manifest is `segments`, `.txt` is `text`, anything else `soda`.
@@ -28,7 +29,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from sodakit import __version__
-from sodakit.config import atomic_write_text, to_dict
+from sodakit.config import atomic_write_text, check_ranges, to_dict
 from sodakit.data.packed import (
     METADATA_NAME,
     PACKED_FORMAT,
@@ -228,7 +229,8 @@ def _encode_chunk(items: list, kind: str, cfg: PackConfig, tok: SodaTokenizer, w
             docs.append(ids)
         return docs
     if kind == "text":
-        encoded = tok.encode_texts(items, where=where)
+        # Web text is text: marker and special-token strings in it stay ordinary pieces (see docs).
+        encoded = tok.encode_plain_texts(items, where=where)
         return [text_document_ids(t, tok, e) for t, e in zip(items, encoded)]
     out = []
     for segs in items:
@@ -261,6 +263,8 @@ def _chunked(items: Iterator, size: int) -> Iterator[list]:
 
 def pack(cfg: PackConfig, progress: bool = True) -> dict:
     """Run the pack job; returns the dataset metadata. Safe to rerun after an interruption."""
+    check_ranges(cfg, positive=("num_codebooks", "codebook_size", "shard_tokens", "chunk_documents"),
+                 non_negative=("max_documents",))
     if not cfg.output:
         raise PackError("pack: output=DIR is required")
     if not cfg.tokenizer:

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sodakit.fileio import atomic_write_text, sha256_file
+from sodakit.fileio import atomic_write_text, sha256_file, writing
 
 SEGMENTS_FORMAT = "sodakit.segments/1"
 MANIFEST_NAME = "manifest.json"
@@ -171,9 +171,10 @@ def write_segment_shard(path: Path, segments: Iterable[Segment]) -> ShardInfo:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        with writing(path):
+            pq.write_table(table, tmp, compression="zstd")
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

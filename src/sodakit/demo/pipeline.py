@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from sodakit import __version__
-from sodakit.config import atomic_write_text, to_dict
+from sodakit.config import ConfigError, atomic_write_text, to_dict
 
 # Four flite and four espeak-ng voices: varied speakers are what keeps a tiny model from memorising ~50
 # paragraphs (measured: with 2 voices per paragraph validation loss turns up after ~150 steps).
@@ -117,7 +117,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> Path:
 
         torch.set_num_threads(cfg.threads)
     if cfg.isoflop and not Path(cfg.isoflop).exists():
-        raise SystemExit(f"demo: isoflop={cfg.isoflop} does not exist (a `sodakit isoflop fit` output directory or "
+        raise ConfigError(f"demo: isoflop={cfg.isoflop} does not exist (a `sodakit isoflop fit` output directory or "
                          "an IsoFLOP study directory such as runs/isoflop-mini)")
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -14,9 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from sodakit.eval.loading import ModelLoadError, load_eval_codec, load_for_eval
+from sodakit.eval.loading import load_eval_codec, load_for_eval
 from sodakit.eval.results import run_header, write_results
-from sodakit.eval.runner import parse_task_list, run_tasks
+from sodakit.eval.runner import exit_code, parse_task_list, run_tasks
 from sodakit.eval.spans import AudioSelection
 from sodakit.eval.tasks import TASKS, EvalContext
 
@@ -91,11 +91,7 @@ def main(argv: list[str]) -> int:
     if not args.model or not args.tasks:
         print("sodakit eval: --model and --tasks are required (or --list)", file=sys.stderr)
         return 2
-    try:
-        names = parse_task_list(args.tasks)
-    except ValueError as e:
-        print(f"sodakit eval: {e}", file=sys.stderr)
-        return 2
+    names = parse_task_list(args.tasks)
     data: dict[str, str] = {}
     for d in args.data:
         task, sep, path = d.partition("=")
@@ -112,14 +108,10 @@ def main(argv: list[str]) -> int:
         print("sodakit eval: --batch-size, --limit, --shots and --asr-max-new-tokens must be >= 1, "
               "--tts-max-new-tokens >= 8", file=sys.stderr)
         return 2
-    try:
-        loaded = load_for_eval(args.model, args.device, args.dtype, args.backend, args.tokenizer)
-        needs_codec = any(TASKS[n].needs_codec for n in names)
-        codec = (load_eval_codec(args.codec, loaded.codec_record, args.device, args.allow_codec_mismatch)
-                 if needs_codec else None)
-    except (ModelLoadError, ValueError, FileNotFoundError) as e:
-        print(f"sodakit eval: {e}", file=sys.stderr)
-        return 2
+    loaded = load_for_eval(args.model, args.device, args.dtype, args.backend, args.tokenizer)
+    needs_codec = any(TASKS[n].needs_codec for n in names)
+    codec = (load_eval_codec(args.codec, loaded.codec_record, args.device, args.allow_codec_mismatch)
+             if needs_codec else None)
     ctx = EvalContext(lm=loaded.lm, tokenizer=loaded.tokenizer, batch_size=args.batch_size, codec=codec,
                       audio=AudioSelection(args.input_codebooks, args.score_codebooks), limit=args.limit,
                       log_items=args.log_items, dtype=args.dtype, device=args.device,
@@ -143,7 +135,7 @@ def main(argv: list[str]) -> int:
     )
     out = Path(args.out)
     item_dir = out.with_suffix("").with_name(out.stem + ".items") if args.log_items else None
-    results["tasks"], failed = run_tasks(ctx, names, data, item_dir, log=lambda m: print(m, file=sys.stderr))
+    results["tasks"], _ = run_tasks(ctx, names, data, item_dir, log=lambda m: print(m, file=sys.stderr))
     write_results(out, results)
     print(f"[eval] results: {out}" + (f" (per-item logs: {item_dir})" if item_dir else ""), file=sys.stderr)
-    return 1 if failed else 0
+    return exit_code(results["tasks"])

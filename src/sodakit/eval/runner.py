@@ -5,6 +5,7 @@ from __future__ import annotations
 import traceback
 from pathlib import Path
 
+from sodakit.errors import EXIT_BUG, EXIT_USER, classify
 from sodakit.eval.results import write_item_log
 from sodakit.eval.tasks import EvalContext, get_task
 
@@ -26,6 +27,14 @@ def parse_task_list(spec: str) -> list[str]:
     return names
 
 
+def exit_code(task_results: dict) -> int:
+    """0 when every task ran; else 1 if a failure was a bug, 2 if all were user errors (data, codec, ...)."""
+    failures = [r for r in task_results.values() if r.get("status") == "error"]
+    if not failures:
+        return 0
+    return EXIT_BUG if any(r.get("bug") for r in failures) else EXIT_USER
+
+
 def run_tasks(ctx: EvalContext, names: list[str], data: dict[str, str], item_log_dir: Path | None = None,
               log=print) -> tuple[dict, int]:
     """{task: result dict} and the number of tasks that failed."""
@@ -42,9 +51,10 @@ def run_tasks(ctx: EvalContext, names: list[str], data: dict[str, str], item_log
             res = spec.run(ctx, Path(path) if path else None)
         except Exception as e:
             failed += 1
-            out[name] = {"status": "error", "error": f"{type(e).__name__}: {e}", "data": path}
+            bug = classify(e)[0] == EXIT_BUG
+            out[name] = {"status": "error", "error": f"{type(e).__name__}: {e}", "data": path, "bug": bug}
             log(f"[eval] {name}: FAILED: {type(e).__name__}: {e}")
-            if not isinstance(e, ValueError | RuntimeError | FileNotFoundError | KeyError):
+            if bug:
                 log(traceback.format_exc())
             continue
         d = res.to_dict()

@@ -30,7 +30,6 @@ from sodakit.generate.tasks import (
 )
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-EXIT_BAD_INPUT = 1
 
 
 def _common(p: argparse.ArgumentParser, greedy: bool) -> None:
@@ -265,8 +264,4 @@ def run_s2st(a) -> int:
 
 def main(argv: list[str]) -> int:
     a = build_parser().parse_args(argv)
-    try:
-        return {"asr": run_asr, "tts": run_tts, "continue": run_continue, "s2st": run_s2st}[a.task](a)
-    except (ValueError, FileNotFoundError, OSError) as e:
-        print(f"sodakit generate {a.task}: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    return {"asr": run_asr, "tts": run_tts, "continue": run_continue, "s2st": run_s2st}[a.task](a)

@@ -217,6 +217,7 @@ def evaluate_s2st(
     from sodakit.config import atomic_write_text
     from sodakit.eval.judges import make_asr_judge, make_speaker_judge
     from sodakit.eval.metrics import NORMALIZATION_VERSION, wer
+    from sodakit.fileio import path_inside, safe_file_name
 
     missing = [it.id for it in items if not it.target_text]
     if missing:
@@ -239,7 +240,8 @@ def evaluate_s2st(
     wav_dir.mkdir(parents=True, exist_ok=True)
     outs = [r.audio if r.audio is not None else np.zeros(0, np.float32) for r in results]
     for it, w in zip(items, outs):
-        save_wav(wav_dir / f"{it.id}.wav", w, sr)
+        # Manifest ids are encoded so that they can only name a file inside wav_dir.
+        save_wav(path_inside(wav_dir, it.id, ".wav"), w, sr)
     transcripts = asr.transcribe(outs, sr)
     min_len = int(MIN_SIM_SECONDS * sr)
     usable = [i for i, w in enumerate(outs) if len(w) >= min_len]
@@ -260,6 +262,7 @@ def evaluate_s2st(
         per_item.append(
             {
                 "id": it.id,
+                "audio_file": str(Path("wav") / safe_file_name(it.id, ".wav")),
                 "source_lang": it.source_lang,
                 "generated_source_lang": r.extra.get("source_lang"),
                 "generated_source_text": r.extra.get("source_text"),

@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -110,17 +109,13 @@ def main(argv: list[str]) -> int:
     p_exp.add_argument("--tokenizer", help="tokenizer.json or a directory of tokenizer files (default: the checkpoint's)")
     p_exp.add_argument("--shard-size-gb", type=float, default=None, help="split weights into shards of this size")
     args = parser.parse_args(argv)
-    try:
-        if args.cmd == "import":
-            vocab = None
-            if args.vocab:
-                vocab = Vocab.from_dict(json.loads(Path(args.vocab).read_text()))
-            out = import_hf(args.src, args.out, vocab)
-        else:
-            shard = int(args.shard_size_gb * 2**30) if args.shard_size_gb else None
-            out = export_hf(args.src, args.out, DTYPES[args.dtype], args.tokenizer, shard)
-    except (OSError, ValueError) as e:
-        print(f"sodakit convert: error: {e}", file=sys.stderr)
-        return 1
+    if args.cmd == "import":
+        vocab = None
+        if args.vocab:
+            vocab = Vocab.from_dict(json.loads(Path(args.vocab).read_text()))
+        out = import_hf(args.src, args.out, vocab)
+    else:
+        shard = int(args.shard_size_gb * 2**30) if args.shard_size_gb else None
+        out = export_hf(args.src, args.out, DTYPES[args.dtype], args.tokenizer, shard)
     print(f"wrote {out}")
     return 0

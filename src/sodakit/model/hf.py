@@ -17,9 +17,10 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
+from sodakit.fileio import load_safetensors
 from sodakit.model.config import ModelConfig, RopeScaling
 
 HF_CONFIG = "config.json"
@@ -214,7 +215,7 @@ def read_hf_tensors(path: str | os.PathLike) -> dict[str, Tensor]:
     """All tensors of an HF directory: model.safetensors, or the shards listed in model.safetensors.index.json."""
     p = Path(path)
     if (p / HF_WEIGHTS).is_file():
-        return load_file(str(p / HF_WEIGHTS))
+        return load_safetensors(p / HF_WEIGHTS)
     index_path = p / HF_INDEX
     if not index_path.is_file():
         raise HFFormatError(f"{p}: neither {HF_WEIGHTS} nor {HF_INDEX} found (only safetensors are read)")
@@ -227,7 +228,7 @@ def read_hf_tensors(path: str | os.PathLike) -> dict[str, Tensor]:
         shard_path = p / shard
         if not shard_path.is_file():
             raise HFFormatError(f"{index_path}: shard {shard} is missing")
-        tensors.update(load_file(str(shard_path)))
+        tensors.update(load_safetensors(shard_path))
     missing = set(weight_map) - set(tensors)
     if missing:
         raise HFFormatError(f"{index_path}: tensors listed but absent from the shards: {sorted(missing)[:5]}")

@@ -10,6 +10,10 @@
 
 A training run directory (holding checkpoints/step_*) resolves to its newest complete checkpoint.
 Only safetensors are read: loading never unpickles anything.
+
+Loading a sodakit directory checks the weights against the sha256 recorded in its sidecar when they were
+written: a bit-flipped or cut-off file is a CheckpointError naming it. Given a run directory, a damaged
+newest checkpoint is skipped for the previous complete one, and `PretrainedInfo.notes` says so.
 """
 
 from __future__ import annotations
@@ -22,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from sodakit.config import ConfigError, from_dict, to_dict
-from sodakit.fileio import sha256_file
+from sodakit.fileio import DamagedFileError, load_safetensors, sha256_file, writing
 from sodakit.model import hf
 from sodakit.model.config import ModelConfig
 from sodakit.model.qwen3 import Qwen3
@@ -93,7 +97,8 @@ def write_model_dir(
     """Write weights + sidecar (+ tokenizer.json) into `directory` (the caller makes it atomic)."""
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    save_file(tensors, str(directory / WEIGHTS), metadata={"format": "pt"})
+    with writing(directory / WEIGHTS):
+        save_file(tensors, str(directory / WEIGHTS), metadata={"format": "pt"})
     if tokenizer is not None:
         src = Path(tokenizer)
         if src.is_dir():
@@ -182,13 +187,57 @@ def load_state_dict_into(model: torch.nn.Module, sd: dict[str, Tensor], where: s
     model.load_state_dict(sd, strict=True)
 
 
+def verify_weights(directory: Path, sidecar: dict[str, Any]) -> None:
+    """model.safetensors against the sha256 its sidecar recorded when it was written (if it did)."""
+    expected = sidecar.get("weights_sha256")
+    if not expected:
+        return
+    actual = sha256_file(directory / WEIGHTS)
+    if actual != expected:
+        raise CheckpointError(
+            f"{directory / WEIGHTS}: sha256 {actual[:16]}... differs from the {expected[:16]}... recorded in "
+            f"{SIDECAR} when it was written: the file was changed or damaged since"
+        )
+
+
+def read_weights(path: Path) -> dict[str, Tensor]:
+    """A checkpoint's safetensors file; a damaged one is a CheckpointError naming it."""
+    try:
+        return load_safetensors(path)
+    except DamagedFileError as e:
+        raise CheckpointError(str(e)) from e
+
+
 def read_pretrained(path: str | os.PathLike) -> tuple[dict[str, Tensor], PretrainedInfo]:
-    """Weights (our names, as stored) and metadata of a checkpoint / HF directory / run directory."""
+    """Weights (our names, as stored) and metadata of a checkpoint / HF directory / run directory.
+
+    For a run directory a damaged newest checkpoint falls back to the previous complete one (noted in
+    `info.notes`); a checkpoint or HF directory named directly must itself be intact.
+    """
     d = resolve(path)
+    p = Path(path)
+    candidates = [d] if d == p else list(reversed(list_checkpoints(p)))
+    skipped: list[str] = []
+    for i, ckpt in enumerate(candidates):
+        try:
+            sd, info = _read_model_dir(ckpt)
+        except CheckpointError as e:
+            if i + 1 == len(candidates):
+                raise CheckpointError("; ".join([*skipped, str(e)]) + (
+                    " (no intact checkpoint left in the run directory)" if skipped else "")) from e
+            skipped.append(str(e))
+            continue
+        info.notes[:0] = [f"skipped a damaged checkpoint ({s}); loaded {ckpt} instead" for s in skipped]
+        return sd, info
+    raise CheckpointError(f"{p}: no checkpoint to load")  # (resolve() refuses an empty run directory first)
+
+
+def _read_model_dir(d: Path) -> tuple[dict[str, Tensor], PretrainedInfo]:
     if (d / SIDECAR).is_file() and (d / WEIGHTS).is_file() and not hf.is_hf_dir(d):
         sidecar = read_sidecar(d)
         cfg = model_config_from_sidecar(sidecar, d)
-        sd = load_file(str(d / WEIGHTS))
+        verify_weights(d, sidecar)
+        sd = read_weights(d / WEIGHTS)
         source = "sodakit"
     else:
         cfg, sd, _raw = hf.load_hf_dir(d)

@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     path = Path(args.summary)
     if not path.is_file():
-        raise SystemExit(f"report: {path} does not exist")
+        raise FileNotFoundError(f"report: {path} does not exist")
     summary = json.loads(path.read_text())
     out = Path(args.out) if args.out else path.parent / "report"
     paths = build_report(summary, out, base_dir=path.parent)

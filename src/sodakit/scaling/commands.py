@@ -147,8 +147,7 @@ def _cmd_plan(args) -> int:
         j, c = write_plan(plan, args.out)
         print(f"wrote {j} and {c}", file=sys.stderr)
     if not plan.runs:
-        print("error: no run satisfies the sweep rules for any budget", file=sys.stderr)
-        return 1
+        raise ConfigError("no run satisfies the sweep rules for any budget")
     return 0
 
 
@@ -229,9 +228,6 @@ def _cmd_predict(args) -> int:
 
 
 def main(argv: list[str]) -> int:
-    from sodakit.scaling.laws import FitError
-    from sodakit.scaling.results import ResultsError
-
     parser = argparse.ArgumentParser(prog="sodakit isoflop", description="IsoFLOP scaling study: plan, run, fit, predict")
     sub = parser.add_subparsers(dest="cmd", required=True)
     _plan_parser(sub)
@@ -239,8 +235,4 @@ def main(argv: list[str]) -> int:
     _fit_parser(sub)
     _predict_parser(sub)
     args = parser.parse_args(argv)
-    try:
-        return {"plan": _cmd_plan, "run": _cmd_run, "fit": _cmd_fit, "predict": _cmd_predict}[args.cmd](args)
-    except (ConfigError, ResultsError, FitError, FileNotFoundError, ValueError) as e:  # (CheckpointError, RunError too)
-        print(f"sodakit isoflop {args.cmd}: error: {e}", file=sys.stderr)
-        return 2
+    return {"plan": _cmd_plan, "run": _cmd_run, "fit": _cmd_fit, "predict": _cmd_predict}[args.cmd](args)

@@ -82,6 +82,7 @@ from pathlib import Path
 from typing import Any
 
 from sodakit.config import atomic_write_text, from_dict, to_dict
+from sodakit.fileio import is_plain_file_name
 from sodakit.model.config import (
     FLOP_CONVENTIONS,
     SODA_VOCAB_SIZE,
@@ -442,6 +443,10 @@ def read_plan(path: str | Path) -> Plan:
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         raise ValueError(f"plan file {path}: duplicate run ids")
+    # Each id names a run directory under the runs folder: a path in it would train elsewhere.
+    bad = [i for i in ids if not is_plain_file_name(str(i)) or str(i).startswith(".")]
+    if bad:
+        raise ValueError(f"plan file {path}: run id {bad[0]!r} is not a plain directory name")
     return Plan(rules=rules, runs=runs, skipped=skipped)
 
 

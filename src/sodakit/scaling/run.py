@@ -49,6 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sodakit.fileio import try_exclusive_lock
 from sodakit.model.config import count_params, train_flops_per_token
 from sodakit.scaling.plan import Plan, RunSpec, read_plan
 
@@ -466,13 +467,7 @@ def _claim_run(runs_dir: Path, run_id: str):
     """An open file holding an exclusive lock on RUNS_DIR/RUN_ID.claim, or None if another process holds it.
     The lock lasts while the file is open and dies with its process, so a crash never strands a run."""
     runs_dir.mkdir(parents=True, exist_ok=True)
-    f = open(runs_dir / f"{run_id}.claim", "a")  # the caller closes it (releasing the lock)
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
-        return None
-    return f
+    return try_exclusive_lock(runs_dir / f"{run_id}.claim")  # the caller closes it (releasing the lock)
 
 
 def default_paths(plan_path: str | Path) -> tuple[Path, Path]:

@@ -16,7 +16,7 @@ def _texts(paths: list[str], field: str) -> Iterator[str]:
     for raw in paths:
         path = Path(raw)
         if not path.is_file():
-            raise SystemExit(f"tokenizer: input {path} does not exist")
+            raise FileNotFoundError(f"tokenizer: input {path} does not exist")
         with open(path, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
@@ -24,7 +24,7 @@ def _texts(paths: list[str], field: str) -> Iterator[str]:
                 if path.suffix == ".jsonl":
                     row = json.loads(line)
                     if field not in row:
-                        raise SystemExit(f"{path}:{n}: no field {field!r}")
+                        raise ValueError(f"{path}:{n}: no field {field!r}")
                     yield row[field]
                 else:
                     yield line.rstrip("\n")

@@ -14,6 +14,11 @@ added inside the markers (no stray spaces). The id form equals the tokenization 
 Transcripts obey the same rules in both forms: text with characters of the audio range follows the PUA
 policy (`TextInAudioRangeError` by default, or escaped), and text holding a literal marker, BOS or EOS
 string is refused (`MarkerInTextError`), since it would silently change the document's structure.
+
+Text-only documents (web text) are different: their text is tokenized with every character as text, so
+a marker or special-token string in it becomes ordinary BPE pieces, and BOS/EOS are added as ids, one
+pair per document. Such text has no SODA string form (the string form would read those strings as
+tokens), so `text_document_string` refuses it.
 """
 
 from __future__ import annotations
@@ -125,6 +130,14 @@ def document_string(
 
 
 def text_document_string(text: str) -> str:
+    """The string form of a text-only document; refused for text holding a marker/BOS/EOS string."""
+    found = sorted((text.find(s), s) for s in (*MARKERS, BOS_TEXT, EOS_TEXT) if s in text)
+    if found:
+        pos, special = found[0]
+        raise MarkerInTextError(
+            f"text holds the literal string {special!r} at position {pos}: the string form would read it as "
+            f"that token; build the document in id form (text_document_ids), which keeps it as text"
+        )
     return f"{BOS_TEXT}{text}{EOS_TEXT}"
 
 
@@ -160,8 +173,10 @@ def document_ids(
 
 
 def text_document_ids(text: str, tokenizer: SodaTokenizer, text_ids: Sequence[int] | None = None) -> np.ndarray:
+    """BOS, the text as text (special-token strings in it become ordinary BPE pieces), EOS: ids (uint32).
+    `text_ids` may carry the text pre-encoded with `tokenizer.encode_plain_texts`."""
     v = tokenizer.vocab
-    ids = tokenizer.encode_texts([text])[0] if text_ids is None else text_ids
+    ids = tokenizer.encode_plain_texts([text])[0] if text_ids is None else text_ids
     return np.concatenate([[v.bos_id], np.asarray(ids, np.int64), [v.eos_id]]).astype(np.uint32)
 
 

@@ -99,6 +99,12 @@ class SodaTokenizer:
         """Plain text runs -> text ids, after the PUA policy (no markers, no BOS/EOS)."""
         return self.text.encode_batch([self.prepare_text(t, f"{where}[{i}]") for i, t in enumerate(texts)])
 
+    def encode_plain_texts(self, texts: list[str], where: str = "text") -> list[list[int]]:
+        """Texts of a text-only corpus -> text ids, after the PUA policy, with every character as text:
+        marker, BOS/EOS and other special-token strings in the text become ordinary BPE pieces, as with
+        the plain Llama-3 tokenizer SODA's text data went through. Adds no BOS/EOS."""
+        return self.text.encode_plain_batch([self.prepare_text(t, f"{where}[{i}]") for i, t in enumerate(texts)])
+
     # ---- SODA strings -------------------------------------------------------------------------
     def encode(self, s: str, add_bos: bool = True) -> np.ndarray:
         return self.encode_batch([s], add_bos=add_bos)[0]

@@ -6,26 +6,36 @@ model.safetensors + sodakit.json + tokenizer.json) plus
     optimizer.safetensors   optimizer state tensors, full (unsharded), named "<param fqn>::<key>"
     optimizer.json          param groups (lr, betas, ...) and the state layout
     trainer_state.json      step, tokens seen, world size, per-rank loader state and RNG states, full config
-    COMPLETE                written last
+    COMPLETE                written last: the sha256 of every other file
 
 Rank 0 writes everything into `RUN/checkpoints/.tmp-step_XXXXXXXX-<pid>` and renames it into place, so
-a run killed mid-write leaves only a temp directory, which `--resume auto` ignores (and the next save
-removes). Tensors are gathered to full size, so a checkpoint is also directly loadable for evaluation.
+a run killed mid-write leaves only a temp directory, which `--resume auto` ignores. Old checkpoints are
+pruned by renaming them to `.trash-*` first and deleting after, so a kill mid-delete never leaves a
+half-deleted `step_*`. Temp and trash leftovers are removed when the next run takes the run directory's
+lock (`run_directory`), which also keeps a second process out of a live run.
+
+A resume verifies the checkpoint's files against COMPLETE (checkpoints written before it held checksums:
+the weights against the sidecar and the safetensors files' sizes against their headers). `--resume auto`
+moves a damaged checkpoint aside to `damaged-step_XXXXXXXX` and falls back to the previous complete one,
+saying so. Tensors are gathered to full size, so a checkpoint is also directly loadable for evaluation.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import random
 import shutil
-from dataclasses import dataclass
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -35,15 +45,19 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from sodakit.fileio import DirectoryInUseError, exclusive_directory, sha256_file, writing
 from sodakit.model.config import ModelConfig
 from sodakit.model.load import (
     CHECKPOINT_PREFIX,
     CHECKPOINTS_DIR,
     COMPLETE_MARKER,
+    SIDECAR,
+    WEIGHTS,
     CheckpointError,
     list_checkpoints,
     model_config_from_sidecar,
     read_sidecar,
+    read_weights,
     write_model_dir,
 )
 from sodakit.tokens.vocab import Vocab
@@ -53,6 +67,8 @@ OPTIM_TENSORS = "optimizer.safetensors"
 OPTIM_JSON = "optimizer.json"
 TRAINER_STATE = "trainer_state.json"
 TMP_PREFIX = ".tmp-"
+TRASH_PREFIX = ".trash-"
+DAMAGED_PREFIX = "damaged-"
 
 
 def checkpoint_name(step: int) -> str:
@@ -149,13 +165,11 @@ def save_checkpoint(
     if ctx.is_main:
         root = Path(run_dir) / CHECKPOINTS_DIR
         root.mkdir(parents=True, exist_ok=True)
-        for stale in root.glob(f"{TMP_PREFIX}*"):  # leftovers of a killed run
-            shutil.rmtree(stale, ignore_errors=True)
         name = checkpoint_name(step)
         tmp = root / f"{TMP_PREFIX}{name}-{os.getpid()}"
         final = root / name
         try:
-            write_model_dir(
+            sidecar = write_model_dir(
                 tmp,
                 model_sd,
                 model_cfg,
@@ -166,7 +180,8 @@ def save_checkpoint(
                 tokens_seen=tokens_seen,
             )
             tensors, meta = _flatten_optimizer(optim_sd)
-            save_file(tensors, str(tmp / OPTIM_TENSORS))
+            with writing(tmp / OPTIM_TENSORS):
+                save_file(tensors, str(tmp / OPTIM_TENSORS))
             (tmp / OPTIM_JSON).write_text(json.dumps(meta, indent=1))
             state = {
                 "step": step,
@@ -176,18 +191,62 @@ def save_checkpoint(
                 "config": info.config,
             }
             (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=1))
+            sums = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.name != WEIGHTS}
+            sums[WEIGHTS] = sidecar["weights_sha256"]
+            (tmp / COMPLETE_MARKER).write_text(json.dumps({"sha256": dict(sorted(sums.items()))}, indent=1))
             _fsync_dir_files(tmp)
-            (tmp / COMPLETE_MARKER).write_text("")
-            if final.exists():  # re-saving a step (e.g. after a resume that ended there)
-                shutil.rmtree(final)
+            old = _to_trash(final) if final.exists() else None  # re-saving a step (a resume that ended there)
             os.replace(tmp, final)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        for old in list_checkpoints(root)[:-keep_last] if keep_last > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
+        for stale in list_checkpoints(root)[:-keep_last] if keep_last > 0 else []:
+            shutil.rmtree(_to_trash(stale), ignore_errors=True)
     D.barrier()
     return final
+
+
+def _to_trash(path: Path) -> Path:
+    """Rename a checkpoint out of the `step_*` namespace before deleting it: a kill mid-delete then leaves
+    a `.trash-*` directory (removed at the next start), never a half-deleted checkpoint."""
+    trash = path.with_name(f"{TRASH_PREFIX}{path.name}-{os.getpid()}")
+    os.replace(path, trash)
+    return trash
+
+
+def remove_leftovers(run_dir: Path) -> list[str]:
+    """Delete the temp and trash directories killed runs left in RUN/checkpoints (only safe while holding
+    the run directory's lock); returns their names."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return []
+    stale = sorted(p for p in root.iterdir() if p.name.startswith((TMP_PREFIX, TRASH_PREFIX)))
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return [p.name for p in stale]
+
+
+@contextlib.contextmanager
+def run_directory(run_dir: Path, ctx: D.DistContext) -> Iterator[None]:
+    """Collective: rank 0 holds RUN/.lock for the whole job, then clears leftovers of killed runs.
+
+    A second `sodakit train` (or a second `--resume auto`) on a live run directory gets an error naming
+    the holder on every rank, instead of deleting the live run's temp checkpoint and its metrics.jsonl.
+    """
+    with contextlib.ExitStack() as stack:
+        error = None
+        if ctx.is_main:
+            try:
+                stack.enter_context(exclusive_directory(run_dir, "run directory"))
+                remove_leftovers(run_dir)
+            except DirectoryInUseError as e:
+                error = str(e)
+        error = D.broadcast_object(error)
+        if error is not None:
+            raise DirectoryInUseError(error)
+        yield
 
 
 def _fsync_dir_files(directory: Path) -> None:
@@ -199,8 +258,15 @@ def _fsync_dir_files(directory: Path) -> None:
 # ---------------------------------------------------------------------------------------------------
 # Resume
 # ---------------------------------------------------------------------------------------------------
-def find_resume(run_dir: Path, resume: str) -> Path | None:
-    """The checkpoint to resume from: None for a fresh run. Refuses to silently overwrite a run."""
+@dataclass
+class ResumeChoice:
+    path: Path | None  # None: a fresh run
+    skipped: list[str] = field(default_factory=list)  # damaged checkpoints passed over, with the reason
+
+
+def find_resume(run_dir: Path, resume: str, verify: bool = True) -> ResumeChoice:
+    """The checkpoint to resume from (rank 0's decision; see choose_resume). Refuses to silently
+    overwrite a run; with "auto" a damaged checkpoint is moved aside and the previous one taken."""
     existing = list_checkpoints(run_dir)
     if resume == "none":
         if existing:
@@ -208,13 +274,112 @@ def find_resume(run_dir: Path, resume: str) -> Path | None:
                 f"{run_dir} already holds checkpoints (newest {existing[-1].name}); resume with "
                 f"checkpoint.resume=auto (or --resume auto), or choose a new run_dir"
             )
-        return None
+        return ResumeChoice(None)
     if resume == "auto":
-        return existing[-1] if existing else None
+        choice = ResumeChoice(None)
+        for ckpt in reversed(existing):
+            try:
+                if verify:
+                    verify_checkpoint(ckpt)
+                choice.path = ckpt
+                break
+            except CheckpointError as e:
+                aside = _set_aside(ckpt)
+                choice.skipped.append(f"{e} (moved to {aside.name})")
+        return choice
     path = Path(resume)
     if not path.is_dir() or not (path / COMPLETE_MARKER).is_file():
         raise CheckpointError(f"checkpoint.resume={resume}: not a complete checkpoint directory")
-    return path
+    if verify:
+        verify_checkpoint(path)
+    return ResumeChoice(path)
+
+
+def choose_resume(run_dir: Path, resume: str, ctx: D.DistContext) -> ResumeChoice:
+    """Collective: rank 0 finds and verifies the checkpoint (reading it once), every rank gets the answer,
+    and a fallback over a damaged checkpoint is reported on stderr."""
+    answer: dict[str, Any] = {}
+    if ctx.is_main:
+        try:
+            choice = find_resume(run_dir, resume)
+            answer = {"path": str(choice.path) if choice.path else None, "skipped": choice.skipped}
+        except CheckpointError as e:
+            answer = {"error": str(e)}
+    answer = D.broadcast_object(answer)
+    if "error" in answer:
+        raise CheckpointError(answer["error"])
+    choice = ResumeChoice(Path(answer["path"]) if answer["path"] else None, answer["skipped"])
+    if choice.skipped and choice.path is None:
+        raise CheckpointError(
+            f"{run_dir}: no intact checkpoint to resume from ({'; '.join(choice.skipped)}); the damaged ones were "
+            f"moved aside, so running the same command again starts the run afresh"
+        )
+    if ctx.is_main:
+        for note in choice.skipped:
+            print(f"sodakit train: damaged checkpoint skipped: {note}; resuming from {choice.path}", file=sys.stderr)
+    return choice
+
+
+def _set_aside(ckpt: Path) -> Path:
+    """Rename a damaged checkpoint out of the step_* namespace (kept for inspection, never loaded again)."""
+    for n in range(1000):
+        aside = ckpt.with_name(f"{DAMAGED_PREFIX}{ckpt.name}" + (f"-{n}" if n else ""))
+        if not aside.exists():
+            os.replace(ckpt, aside)
+            return aside
+    raise CheckpointError(f"{ckpt}: damaged, and too many damaged copies of it already sit next to it")
+
+
+def verify_checkpoint(ckpt: Path) -> None:
+    """Every file against the sha256 in COMPLETE; for checkpoints written before COMPLETE held them, the
+    weights against the sidecar's sha256 and each safetensors file's size against its header. JSON files
+    must parse. Raises CheckpointError naming the first bad file."""
+    marker = ckpt / COMPLETE_MARKER
+    try:
+        text = marker.read_text()
+        recorded = json.loads(text)["sha256"] if text.strip() else None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{marker}: unreadable checksum record ({e})") from e
+    if recorded is None:
+        recorded = {}
+        sidecar = read_sidecar(ckpt)
+        if sidecar.get("weights_sha256"):
+            recorded[WEIGHTS] = sidecar["weights_sha256"]
+        for name in (WEIGHTS, OPTIM_TENSORS):
+            if name not in recorded:
+                _check_safetensors_size(ckpt / name)
+    for name in (SIDECAR, OPTIM_JSON, TRAINER_STATE, WEIGHTS, OPTIM_TENSORS):
+        if not (ckpt / name).is_file():
+            raise CheckpointError(f"{ckpt / name}: missing from the checkpoint")
+    for name, expected in recorded.items():
+        path = ckpt / name
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing from the checkpoint")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise CheckpointError(
+                f"{path}: sha256 {actual[:16]}... differs from the {expected[:16]}... recorded when the checkpoint "
+                f"was written: the file was changed or damaged since"
+            )
+    for name in (SIDECAR, OPTIM_JSON, TRAINER_STATE):
+        try:
+            json.loads((ckpt / name).read_text())
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"{ckpt / name}: not valid JSON ({e})") from e
+
+
+def _check_safetensors_size(path: Path) -> None:
+    """A safetensors file is an 8-byte header length, a JSON header, then exactly the data it lists."""
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        size = path.stat().st_size
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
+    if size != 8 + n + end:
+        raise CheckpointError(f"{path}: {size} bytes but its header describes {8 + n + end}: cut off or damaged")
 
 
 def read_trainer_state(ckpt: Path) -> dict[str, Any]:
@@ -251,11 +416,11 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Collective: restore model, optimizer and this rank's RNG; returns this rank's loader state."""
     opts = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
-    model_sd = load_file(str(ckpt / "model.safetensors")) if ctx.is_main else {}
+    model_sd = read_weights(ckpt / WEIGHTS) if ctx.is_main else {}
     set_model_state_dict(model, model_sd, options=opts)
     del model_sd
     meta = json.loads((ckpt / OPTIM_JSON).read_text())
-    optim_sd = _unflatten_optimizer(load_file(str(ckpt / OPTIM_TENSORS)), meta, ckpt) if ctx.is_main else {}
+    optim_sd = _unflatten_optimizer(read_weights(ckpt / OPTIM_TENSORS), meta, ckpt) if ctx.is_main else {}
     set_optimizer_state_dict(model, optimizer, optim_sd, options=opts)
     ranks = state["ranks"]
     mine = ranks[ctx.rank]

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sodakit.config import check_ranges
+
 
 @dataclass
 class DataSource:
@@ -106,3 +108,17 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
+
+
+def validate_train_config(cfg: TrainConfig, prefix: str = "") -> None:
+    """Sizes, counts and fractions that cannot work raise a ConfigError naming the key."""
+    check_ranges(
+        cfg,
+        positive=("steps", "global_batch", "micro_batch", "ce_chunk_elements", "data.seq_len", "data.val_batches",
+                  "optim.lr", "optim.lr_rule_width", "checkpoint.every", "log.every"),
+        non_negative=("optim.eps", "optim.weight_decay", "optim.cautious_eps", "optim.grad_clip", "optim.z_loss",
+                      "schedule.warmup_steps", "checkpoint.keep_last", "log.val_every"),
+        unit_interval=("optim.beta1", "optim.beta2", "schedule.warmup_frac", "schedule.decay_frac",
+                       "schedule.min_lr_ratio"),
+        prefix=prefix,
+    )

@@ -41,12 +41,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from sodakit.config import ConfigError, atomic_write_text, parse_config_args
+from sodakit.config import ConfigError, atomic_write_text, check_ranges, parse_config_args
 from sodakit.fileio import sha256_file
-from sodakit.model.load import CheckpointError
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.vocab import Vocab
-from sodakit.train.config import DataConfig, OptimConfig, ScheduleConfig, TrainConfig
+from sodakit.train.config import DataConfig, OptimConfig, ScheduleConfig, TrainConfig, validate_train_config
 
 SFT_FORMAT = "sodakit-sft"
 SFT_VERSION = 1
@@ -518,6 +517,8 @@ def run_finetune(cfg: FinetuneConfig):
     from sodakit.train.trainer import train
 
     t = cfg.train
+    validate_train_config(t, prefix="train.")
+    check_ranges(cfg.sft, positive=("epochs", "eval_batches"), prefix="sft.")
     if not t.model.init_from:
         raise ConfigError("train.model.init_from is required: the checkpoint (ours or a Hugging Face Qwen3 directory) to fine-tune")
     if not cfg.sft.path:
@@ -528,8 +529,6 @@ def run_finetune(cfg: FinetuneConfig):
     data = SFTDataset.load(cfg.sft.path, expected_vocab=info.vocab)
     source = SFTSource(data, t.data.seq_len, cfg.sft.loss, cfg.sft.pack, seed=t.seed)
     if cfg.sft.epochs is not None:
-        if cfg.sft.epochs <= 0:
-            raise ConfigError(f"sft.epochs must be positive, got {cfg.sft.epochs}")
         t = dataclasses.replace(t, steps=max(1, math.ceil(cfg.sft.epochs * source.rows_per_epoch / t.global_batch)))
     if source.codec is None and info.codec is not None:
         source.codec = info.codec  # text-only SFT data: keep the model's codec record in the checkpoints
@@ -572,36 +571,32 @@ def main(argv: list[str]) -> int:
     argv = list(argv)
     cmd = argv[0] if argv and argv[0] in ("prepare-s2st", "prepare-jsonl", "run") else "run"
     rest = argv[1:] if argv and argv[0] == cmd else argv
-    try:
-        if cmd == "prepare-s2st":
-            p = _prepare_parser(cmd)
-            p.add_argument("--manifest", required=True, help="CVSS-style TSV/JSONL (see README-generate)")
-            p.add_argument("--codec", default=None, help="codec (default: the one recorded in the model)")
-            p.add_argument("--response-from", default="source_text", choices=["source_text", "target_text", "target_audio"],
-                           help="where the scored response starts (default: after the source audio)")
-            p.add_argument("--max-len", type=int, default=2049, help="skip longer sequences (tokens; default 2049)")
-            p.add_argument("--allow-codec-mismatch", action="store_true")
-            a = p.parse_args(rest)
-            out = prepare_s2st(a.manifest, a.out, a.model, a.tokenizer, a.codec, a.response_from, a.max_len, a.allow_codec_mismatch)
-        elif cmd == "prepare-jsonl":
-            p = _prepare_parser(cmd)
-            p.add_argument("--input", required=True, help="JSONL of {prompt, response} SODA strings or {prompt_ids, response_ids}")
-            p.add_argument("--max-len", type=int, default=None, help="skip longer sequences (tokens)")
-            a = p.parse_args(rest)
-            out = prepare_jsonl(a.input, a.out, a.model, a.tokenizer, a.max_len)
-        else:
-            cfg, _ = parse_config_args(FinetuneConfig, rest, "sodakit finetune run", __doc__ or "")
-            result = run_finetune(cfg)
-            if result.rank == 0:
-                val = result.val or {}
-                print(
-                    f"done: step {result.step}, response loss {val.get('sft_loss_before', float('nan')):.4f} -> "
-                    f"{val.get('sft_loss_after', float('nan')):.4f}, checkpoint {result.last_checkpoint}"
-                )
-            return 0
-    except (ConfigError, CheckpointError, SFTDataError, ValueError, FileNotFoundError, FileExistsError) as e:
-        print(f"sodakit finetune {cmd}: error: {e}", file=sys.stderr)
-        return 1
+    if cmd == "prepare-s2st":
+        p = _prepare_parser(cmd)
+        p.add_argument("--manifest", required=True, help="CVSS-style TSV/JSONL (see README-generate)")
+        p.add_argument("--codec", default=None, help="codec (default: the one recorded in the model)")
+        p.add_argument("--response-from", default="source_text", choices=["source_text", "target_text", "target_audio"],
+                       help="where the scored response starts (default: after the source audio)")
+        p.add_argument("--max-len", type=int, default=2049, help="skip longer sequences (tokens; default 2049)")
+        p.add_argument("--allow-codec-mismatch", action="store_true")
+        a = p.parse_args(rest)
+        out = prepare_s2st(a.manifest, a.out, a.model, a.tokenizer, a.codec, a.response_from, a.max_len, a.allow_codec_mismatch)
+    elif cmd == "prepare-jsonl":
+        p = _prepare_parser(cmd)
+        p.add_argument("--input", required=True, help="JSONL of {prompt, response} SODA strings or {prompt_ids, response_ids}")
+        p.add_argument("--max-len", type=int, default=None, help="skip longer sequences (tokens)")
+        a = p.parse_args(rest)
+        out = prepare_jsonl(a.input, a.out, a.model, a.tokenizer, a.max_len)
+    else:
+        cfg, _ = parse_config_args(FinetuneConfig, rest, "sodakit finetune run", __doc__ or "")
+        result = run_finetune(cfg)
+        if result.rank == 0:
+            val = result.val or {}
+            print(
+                f"done: step {result.step}, response loss {val.get('sft_loss_before', float('nan')):.4f} -> "
+                f"{val.get('sft_loss_after', float('nan')):.4f}, checkpoint {result.last_checkpoint}"
+            )
+        return 0
     meta = json.loads((Path(out) / METADATA).read_text())
     print(f"wrote {out}: {meta['num_examples']} examples, {meta['num_tokens']} tokens ({meta['response_tokens']} response)")
     return 0

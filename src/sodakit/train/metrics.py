@@ -59,9 +59,14 @@ def table_peak(device_name: str) -> float | None:
 
 
 def measure_matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, seconds: float = 0.5) -> float:
-    """Achieved FLOP/s of an n x n matmul in `dtype` on `device` (best of repeated timings)."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
+    """Achieved FLOP/s of an n x n matmul in `dtype` on `device` (best of repeated timings).
+
+    The operands come from a private generator: drawing from the global one here would move the RNG
+    state a resumed run restored from its checkpoint, so it would differ from an uninterrupted run's.
+    """
+    gen = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
+    b = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
 
     def sync() -> None:
         if device.type == "cuda":

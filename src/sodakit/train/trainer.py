@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -29,13 +30,14 @@ import torch
 from torch import Tensor, nn
 
 from sodakit.config import from_dict, save_config, to_dict
+from sodakit.errors import UserError
 from sodakit.model.config import PRESETS, ModelConfig, train_flops_per_token
 from sodakit.model.load import CheckpointError, read_pretrained
 from sodakit.model.qwen3 import Qwen3, build_model
 from sodakit.tokens.vocab import Vocab
 from sodakit.train import checkpoint as C
 from sodakit.train import distributed as D
-from sodakit.train.config import ModelSpec, TrainConfig
+from sodakit.train.config import ModelSpec, TrainConfig, validate_train_config
 from sodakit.train.metrics import (
     TOKEN_TYPES,
     MetricsWriter,
@@ -47,9 +49,13 @@ from sodakit.train.metrics import (
 from sodakit.train.optim import DTensor, build_optimizer
 from sodakit.train.schedule import lr_multiplier, rule_width, soda_peak_lr
 
+EXIT_DIVERGED = 3  # the command line's exit code for a run stopped by a NaN/Inf
 
-class NonFiniteLossError(RuntimeError):
+
+class NonFiniteLossError(UserError, RuntimeError):
     """The loss or gradient norm became NaN/Inf; the run stopped before applying the update."""
+
+    exit_code = EXIT_DIVERGED
 
 
 class BatchSource(Protocol):
@@ -223,15 +229,15 @@ def train(
     """Run (or resume) a training job; every rank of a torchrun job calls this."""
     if cfg.precision not in ("bf16", "fp32"):
         raise ValueError(f"precision {cfg.precision!r} unknown; choose 'bf16' or 'fp32'")
-    if cfg.steps <= 0:
-        raise ValueError(f"steps must be positive, got {cfg.steps}")
+    validate_train_config(cfg)
     ctx = D.setup(cfg.device)
     if ctx.device.type == "cpu":
         from sodakit.train.cpu import tune_cpu_allocator
 
         tune_cpu_allocator()
     try:
-        return _train(cfg, ctx, source, on_step)
+        with C.run_directory(Path(cfg.run_dir), ctx):
+            return _train(cfg, ctx, source, on_step)
     finally:
         D.teardown(ctx)
 
@@ -243,6 +249,11 @@ def _train(
     on_step: Callable[[int, dict[str, Any]], None] | None,
 ) -> TrainResult:
     run_dir = Path(cfg.run_dir)
+    # The global generators (torch incl. CUDA, Python's random) start from the config's seed, so the RNG
+    # state a checkpoint saves is a function of the config and the step: an uninterrupted run and a
+    # resumed one save the same state (torch otherwise seeds itself differently in every process).
+    torch.manual_seed(cfg.seed + ctx.rank)
+    random.seed(cfg.seed + ctx.rank)
     per_step = cfg.micro_batch * ctx.world_size
     if cfg.global_batch % per_step:
         raise ValueError(
@@ -264,6 +275,8 @@ def _train(
         if ctx.is_main:
             try:
                 pretrained_sd, info = read_pretrained(cfg.model.init_from)
+                for note in info.notes:
+                    print(f"sodakit train: model.init_from: {note}", file=sys.stderr)
                 if info.vocab is not None and info.vocab.fingerprint != vocab.fingerprint:
                     raise CheckpointError(
                         f"model.init_from={cfg.model.init_from}: its vocabulary layout {info.vocab.fingerprint} "
@@ -288,7 +301,8 @@ def _train(
             f"data.seq_len {cfg.data.seq_len} exceeds the model's max_seq_len {model_cfg.max_seq_len} "
             f"(raise it with model.overrides.max_seq_len=..., which also goes into the exported config)"
         )
-    resume = C.find_resume(run_dir, cfg.checkpoint.resume)
+    choice = C.choose_resume(run_dir, cfg.checkpoint.resume, ctx)
+    resume = choice.path
     state = C.check_compatible(resume, model_cfg, vocab, ctx.world_size) if resume is not None else None
 
     # ---- model, optimizer ----
@@ -327,6 +341,7 @@ def _train(
                 "step": start_step,
                 "event": "resume" if resume is not None else "start",
                 "checkpoint": str(resume) if resume else None,
+                "skipped_checkpoints": choice.skipped or None,
                 "config_changes": _config_changes(state["config"], to_dict(cfg)) if state else None,
                 "world_size": ctx.world_size,
                 "device": str(ctx.device),

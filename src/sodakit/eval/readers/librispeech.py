@@ -19,6 +19,7 @@ from pathlib import Path
 from sodakit.eval.items import AudioRef, DataSource, ItemError, ReadResult, SpeechTextItem
 from sodakit.eval.readers.checksum import dataset_checksum
 from sodakit.eval.readers.zerospeech import LayoutError
+from sodakit.fileio import is_plain_file_name
 
 AUDIO_EXTS = (".flac", ".wav")
 
@@ -87,6 +88,9 @@ def read_librispeech(path: Path) -> ReadResult:
     errors: list[ItemError] = []
     audio_files: list[Path] = []
     for tfile, n, uid, text in entries:
+        if not is_plain_file_name(uid):
+            errors.append(ItemError(item=uid, file=f"{tfile}:{n}", reason="utterance id is not a plain file name"))
+            continue
         audio = next((tfile.parent / f"{uid}{ext}" for ext in AUDIO_EXTS if (tfile.parent / f"{uid}{ext}").is_file()), None)
         if audio is None:
             errors.append(ItemError(item=uid, file=str(tfile.parent / f"{uid}.flac"),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sodakit.errors import UserError
 from sodakit.eval.items import DataSource, ItemError
 from sodakit.eval.lm import ScoringLM, VocabularyError
 from sodakit.eval.protocols import DEFAULT_PROTOCOL, Protocol, get_protocol
@@ -21,7 +22,7 @@ from sodakit.eval.spans import AudioSelection
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 
 
-class TaskError(RuntimeError):
+class TaskError(UserError, RuntimeError):
     """A task that cannot run at all (no data, a model that does not fit the task, ...)."""
 
 

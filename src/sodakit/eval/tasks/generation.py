@@ -29,6 +29,7 @@ from sodakit.eval.readers.librispeech import read_librispeech
 from sodakit.eval.readers.seedtts import read_seedtts
 from sodakit.eval.tasks.base import EvalContext, TaskError, TaskResult, TaskSpec, Timer, counts, register
 from sodakit.eval.tasks.likelihood import _need
+from sodakit.fileio import path_inside, safe_file_name
 
 ASR_HELP = ("LibriSpeech test-clean (release layout, flat trans.txt, or a data_json list such as test-clean.json); "
             "asr_fewshot: TEST,DEV (shots from dev)")
@@ -174,7 +175,8 @@ def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
             if ctx.audio_out is not None and audio.size:
                 from sodakit.eval.layouts import write_wav_atomic
 
-                write_wav_atomic(Path(ctx.audio_out) / f"{it.id}.wav", audio, sr)
+                # The id comes from the benchmark's list: encoded so that it can only name a file in audio_out.
+                write_wav_atomic(path_inside(ctx.audio_out, it.id, ".wav"), audio, sr)
         if not done:
             raise TaskError(f"task tts: nothing was generated ({len(read.items)} read, {len(errors)} excluded)")
         asr = make_asr_judge(ctx.asr_judge)
@@ -203,7 +205,8 @@ def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
     if ctx.log_items:
         for (it, audio, _, stop), h, s in zip(done, hyps, sims):
             records.append({"id": it.id, "target": it.target_text, "asr": h, "sim": s, "stop": stop,
-                            "seconds": audio.size / sr, "wer": wer_details([it.target_text], [h]).wer})
+                            "seconds": audio.size / sr, "wer": wer_details([it.target_text], [h]).wer,
+                            "audio_file": safe_file_name(it.id, ".wav") if ctx.audio_out is not None and audio.size else None})
     res = TaskResult(
         task="tts", metrics=metrics,
         counts=counts(len(read.items) + len(read.errors), len(read.errors), len(done), len(errors)),
