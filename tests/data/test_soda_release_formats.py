@@ -73,7 +73,10 @@ def test_yodas2_mm_subshard_to_segments(tmp_path):
 
 
 def test_imported_yodas2_mm_packs_to_the_authors_documents(tmp_path, tokenizer_dir):
-    from sodakit.audio.commands_import import main
+    from sodakit.cli import main as cli_main
+
+    def main(argv):
+        return cli_main(["import-codes", *argv])
 
     rng = np.random.default_rng(1)
     docs = _subshard(tmp_path / "in" / "en000" / "00000000.json", rng)

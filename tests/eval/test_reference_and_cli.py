@@ -112,7 +112,7 @@ def test_eval_codec_names_a_moved_recorded_codec(tmp_path, small_mimi):
 def test_cli_results_name_the_protocol(hf_model_dir, tmp_path, capsys):
     d, _ = hf_model_dir
     out = tmp_path / "r.json"
-    assert main(["--model", str(d), "--tasks", "tblimp,twuggy", "--limit", "2", "--out", str(out)]) == 1
+    assert main(["--model", str(d), "--tasks", "tblimp,twuggy", "--limit", "2", "--out", str(out)]) == 2  # twuggy has no data: a user error
     res = json.loads(out.read_text())
     assert res["settings"]["protocol"]["name"] == "soda" and res["settings"]["seed"] == 42
     assert res["settings"]["asr_max_new_tokens"] == 200

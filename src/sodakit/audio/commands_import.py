@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from sodakit.data.segments import SegmentFormatError, SegmentManifest
+from sodakit.data.segments import SegmentManifest
 from sodakit.data.yodas2_mm import import_yodas2_mm
 
 
@@ -28,16 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--codec-from", help="copy the codec record of this segment directory")
     p.add_argument("--num-codebooks", type=int, default=8, help="codebooks kept (SODA: the first 8)")
     args = p.parse_args(argv)
-    try:
-        if args.codec_from:
-            codec = SegmentManifest.load(args.codec_from).codec
-        else:
-            from sodakit.audio.codec import load_codec
+    if args.codec_from:
+        codec = SegmentManifest.load(args.codec_from).codec
+    else:
+        from sodakit.audio.codec import load_codec
 
-            codec = load_codec(args.codec, device="cpu", num_codebooks=args.num_codebooks).info()
-        summary = import_yodas2_mm(args.inputs, args.output, codec, num_codebooks=args.num_codebooks)
-    except (OSError, ValueError, SegmentFormatError) as e:
-        print(f"sodakit import-codes: {e}", file=sys.stderr)
-        return 2
+        codec = load_codec(args.codec, device="cpu", num_codebooks=args.num_codebooks).info()
+    summary = import_yodas2_mm(args.inputs, args.output, codec, num_codebooks=args.num_codebooks)
     print(json.dumps(summary, indent=2))
     return 0
