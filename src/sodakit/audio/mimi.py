@@ -20,7 +20,7 @@ import torch
 
 from sodakit.audio.codec import Codec, CodecError
 
-# 60 s at 24 kHz = 750 frames: SPEC section 2 chunking (bounds attention memory, matches the paper).
+# 60 s at 24 kHz = 750 frames: docs/soda.md#audio-tokens chunking (bounds attention memory, matches the paper).
 CHUNK_SECONDS = 60.0
 # Config keys that do not change what the model computes.
 _VOLATILE_CONFIG_KEYS = {"transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype", "use_cache"}

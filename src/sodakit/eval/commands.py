@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--shots", type=int, default=3, help="shots of asr_fewshot (from the dev set)")
     g.add_argument("--asr-max-new-tokens", type=int, default=None,
                    help="transcript length cap (default: the protocol's, soda 200, sodakit 448)")
-    g.add_argument("--tts-max-new-tokens", type=int, default=1500, help="SPEC section 9: 1500")
+    g.add_argument("--tts-max-new-tokens", type=int, default=1500, help="docs/soda.md#evaluation-protocol: 1500")
     g.add_argument("--save-audio", help="write the generated TTS audio here")
     g.add_argument("--seed", type=int, default=None,
                    help="sampling seed (ASR, TTS) and shot selection (ASR); default: the protocol's (soda 42, sodakit 0)")

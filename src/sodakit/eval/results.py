@@ -42,7 +42,7 @@ def write_item_log(directory: Path, task: str, records: list[dict]) -> Path:
     return path
 
 
-# The columns of the published table (SPEC section 9) and where each comes from in a results JSON.
+# The columns of the published table (docs/soda.md#evaluation-protocol) and where each comes from in a results JSON.
 SODA_COLUMNS: dict[str, tuple[str, str, float]] = {
     "sBLIMP": ("sblimp", "accuracy", 100.0),
     "sWUGGY": ("swuggy", "accuracy", 100.0),

@@ -1,4 +1,4 @@
-"""Prompt templates of SPEC section 9 as token sequences, and the positions each task scores.
+"""Prompt templates of docs/soda.md#evaluation-protocol as token sequences, and the positions each task scores.
 
 - speech score:  BOS <|audio_start|> {audio} <|audio_end|>, mean log-prob over the audio tokens;
 - text score:    BOS <|text_start|> {text} <|text_end|>,   mean log-prob over the text tokens;

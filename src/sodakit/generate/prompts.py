@@ -1,4 +1,4 @@
-"""Task prompts exactly as SPEC sections 9-10, built as SODA strings and tokenized by `SodaTokenizer`
+"""Task prompts exactly as docs/soda.md#evaluation-protocol and #speech-to-speech-translation, built as SODA strings and tokenized by `SodaTokenizer`
 (so they match the released tokenizer's ids), and the parsing of generated ids back into spans.
 
     ASR          <|begin_of_text|><|audio_start|>{audio}<|audio_end|><|text_start|>        -> until <|text_end|>
@@ -122,7 +122,7 @@ def s2st_sequence(
     target_lang: str = DEFAULT_TARGET_LANGUAGE,
     response_from: Literal["source_text", "target_text", "target_audio"] = "source_text",
 ) -> tuple[np.ndarray, int]:
-    """The full S2ST training sequence (SPEC section 10) and the index of its first response token.
+    """The full S2ST training sequence (docs/soda.md#speech-to-speech-translation) and the index of its first response token.
 
     response_from picks what the loss is masked to: everything after the source audio (the model learns
     to transcribe, translate and speak), from the target text on, or the target audio only.
@@ -184,7 +184,7 @@ def split_spans(ids: Sequence[int] | np.ndarray, vocab: Vocab) -> list[Span]:
 
 
 def span_codes(vocab: Vocab, ids: np.ndarray) -> np.ndarray:
-    """Codes [K, F] of a flat audio span, truncated to whole frames (SPEC section 2)."""
+    """Codes [K, F] of a flat audio span, truncated to whole frames (docs/soda.md#audio-tokens)."""
     return vocab.ids_to_codes(np.asarray(ids, dtype=np.int64), on_error="raise")
 
 

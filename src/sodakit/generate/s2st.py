@@ -1,4 +1,4 @@
-"""Voice-preserving speech-to-speech translation (SPEC section 10): manifests and evaluation.
+"""Voice-preserving speech-to-speech translation (docs/soda.md#speech-to-speech-translation): manifests and evaluation.
 
 Manifest (CVSS-style; TSV with a header row, or JSONL), one item per pair, paths relative to the file:
 

@@ -1,4 +1,4 @@
-"""What counts as "silence" in generated audio codes, for the silence stop (SPEC section 9's failure mode).
+"""What counts as "silence" in generated audio codes, for the silence stop (a known failure mode, docs/soda.md#evaluation-protocol).
 
 Flattened audio LMs can fail to close an audio span and keep emitting silence. The sampler stops a row
 after N trailing silent frames; a detector says how many of the last frames are silent. Three detectors:

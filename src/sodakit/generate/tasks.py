@@ -27,7 +27,7 @@ from sodakit.generate.silence import RepeatSilence, SilenceDetector, calibrate_s
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.vocab import Vocab
 
-# SPEC section 9's TTS protocol: temperature 0.9, top-p 0.8, at most 1500 new tokens.
+# SODA's TTS protocol (docs/soda.md#evaluation-protocol): temperature 0.9, top-p 0.8, at most 1500 new tokens.
 TTS_SAMPLING = SamplingConfig(temperature=0.9, top_p=0.8, seed=0)
 TTS_MAX_NEW_TOKENS = 1500
 # ASR transcripts: greedy; 12.5 frames/s of audio rarely need more than ~4 text tokens per second.
@@ -284,7 +284,7 @@ class SodaGenerator:
         silence: SilenceDetector | None = None,
         trim_silence: bool = True,
     ) -> list[TaskResult]:
-        """Speech for each text, optionally in the voice of `voice` (SPEC section 9 TTS prompt)."""
+        """Speech for each text, optionally in the voice of `voice` (docs/soda.md#evaluation-protocol TTS prompt)."""
         tok = self._need_tokenizer()
         self._need_codec()
         prompts = [P.tts_prompt(tok, t, voice) for t in texts]
@@ -340,7 +340,7 @@ class SodaGenerator:
         silence: SilenceDetector | None = None,
         max_text_tokens: int | None = S2ST_MAX_TEXT_TOKENS,
     ) -> list[TaskResult]:
-        """Voice-preserving speech translation with a model fine-tuned on SPEC section 10's format.
+        """Voice-preserving speech translation with a model fine-tuned on SODA's S2ST format (docs/soda.md#speech-to-speech-translation).
 
         Source language / source text / target language, when given, are forced into the prompt
         (`source_lang` one for all or one per item; the target language is forced only after a forced

@@ -1,4 +1,4 @@
-"""The Qwen3-style decoder (SPEC section 6), readable in one sitting and written for training speed.
+"""The Qwen3-style decoder (docs/soda.md#model), readable in one sitting and written for training speed.
 
 Architecture: token embedding -> L x [pre-RMSNorm -> attention (GQA, QK-norm, RoPE with Llama-3 scaling,
 `scaled_dot_product_attention`) -> residual -> pre-RMSNorm -> SwiGLU MLP -> residual] -> RMSNorm ->

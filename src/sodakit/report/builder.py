@@ -37,7 +37,7 @@ import matplotlib.pyplot as plt
 
 from sodakit.config import atomic_write_text
 
-# SPEC section 9: published SODA results (different scale from anything a laptop trains).
+# docs/soda.md#evaluation-protocol: published SODA results (different scale from anything a laptop trains).
 SODA_COLUMNS = ["sBLIMP", "sWUGGY", "SALMon", "tBLIMP", "tWUGGY", "HellaSwag", "ASR WER", "TTS WER", "TTS SIM"]
 SODA_PUBLISHED: dict[str, list[float | None]] = {
     "SODA 135M": [50.1, 56.3, 70.0, 67.4, 70.7, 28.7, 28.1, 11.2, 0.500],
@@ -208,7 +208,7 @@ def build_report(summary: dict, out_dir: str | Path, base_dir: str | Path = ".")
         scale = evaluation.get("scale", "")
         h.append("<h2>Evaluation</h2>")
         md += ["## Evaluation", ""]
-        note = ("Published SODA numbers (SPEC section 9) are shown for reference only: they come from models "
+        note = ("Published SODA numbers (docs/soda.md#evaluation-protocol) are shown for reference only: they come from models "
                 "trained on ~300K hours with Mimi and judged by Whisper-large-v3 / WavLM-large; this run is at a "
                 f"different scale ({scale}) with offline judges and look-alike benchmarks. Compare shapes, not values.")
         h.append(f"<p class='note'>{html.escape(note)}</p>")

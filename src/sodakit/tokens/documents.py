@@ -1,4 +1,4 @@
-"""Document builders (SPEC section 4), in string form and id form.
+"""Document builders (docs/soda.md#documents), in string form and id form.
 
 A recording's segments (audio codes + transcript) in time order become
 

@@ -1,6 +1,6 @@
 """The training config: one dataclass tree, loaded from YAML plus `key.sub=value` overrides.
 
-Defaults follow SODA (SPEC section 7) except where a CPU-sized default is needed to make
+Defaults follow SODA (docs/soda.md#training-recipe) except where a CPU-sized default is needed to make
 `sodakit train` runnable out of the box (preset, steps, batch); configs/train_*.yaml hold the real recipes.
 """
 

@@ -1,6 +1,6 @@
 """`sodakit finetune`: supervised fine-tuning on prompt/response data, reusing the pre-training engine.
 
-    sodakit finetune prepare-s2st --manifest train.tsv --model BASE --out data/s2st_sft   # SPEC section 10 format
+    sodakit finetune prepare-s2st --manifest train.tsv --model BASE --out data/s2st_sft   # docs/soda.md#speech-to-speech-translation format
     sodakit finetune prepare-jsonl --input pairs.jsonl --model BASE --out data/sft         # {"prompt", "response"}
     sodakit finetune run configs/finetune_s2st.yaml train.model.init_from=BASE sft.path=data/s2st_sft
 
@@ -61,7 +61,7 @@ class SFTDataError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Config (SPEC section 10 defaults: seq 2048, batch 64, AdamW (0.9, 0.999), wd 0.01, LR 2e-5 cosine, 3% warmup)
+# Config (docs/soda.md#speech-to-speech-translation defaults: seq 2048, batch 64, AdamW (0.9, 0.999), wd 0.01, LR 2e-5 cosine, 3% warmup)
 # ---------------------------------------------------------------------------------------------------
 def _finetune_train_defaults() -> TrainConfig:
     return TrainConfig(
@@ -459,7 +459,7 @@ def prepare_s2st(
     allow_codec_mismatch: bool = False,
     batch_seconds: float = 240.0,
 ) -> Path:
-    """SPEC section 10 sequences from a CVSS-style manifest (see sodakit.generate.s2st), audio encoded with
+    """docs/soda.md#speech-to-speech-translation sequences from a CVSS-style manifest (see sodakit.generate.s2st), audio encoded with
     the model's codec. Sequences longer than max_len (default: 2048-token windows + 1) are skipped and counted."""
     from sodakit.audio.codec import load_codec
     from sodakit.audio.io import load_audio

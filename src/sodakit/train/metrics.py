@@ -1,7 +1,7 @@
 """Training observability: per-token-type loss sums, MFU against a device peak, JSONL + TensorBoard.
 
 MFU = achieved model FLOP/s / (peak FLOP/s per device x devices), with model FLOPs per token from
-`train_flops_per_token(cfg, seq_len, "soda")` (SPEC section 8: 3 x forward, attention over the full
+`train_flops_per_token(cfg, seq_len, "soda")` (docs/soda.md#isoflop-sweep: 3 x forward, attention over the full
 sequence, LM head included). GPU peaks are dense bf16 tensor-core numbers from vendor datasheets
 (no sparsity); on a CPU, or a GPU not in the table, the peak is measured at start-up with a large
 matmul in the compute dtype, so MFU there reads "fraction of achievable matmul throughput".

@@ -1,4 +1,4 @@
-"""Cautious AdamW with AdamC-scaled decoupled weight decay (SPEC section 7), FSDP2-aware.
+"""Cautious AdamW with AdamC-scaled decoupled weight decay (docs/soda.md#training-recipe), FSDP2-aware.
 
 Per parameter, with bias-corrected moments m_hat, v_hat and u = m_hat / (sqrt(v_hat) + eps):
 - Cautious (Liang et al. 2024): keep u only where sign(u) == sign(g), rescaled by 1 / (mean(mask) + eps_c)

@@ -45,7 +45,7 @@ class EvalContext:
     speaker_judge: str = "classical"
     asr_shots: int = 3
     asr_max_new_tokens: int | None = None  # None: the protocol's (soda 200, sodakit 448)
-    tts_max_new_tokens: int = 1500  # SPEC section 9
+    tts_max_new_tokens: int = 1500  # docs/soda.md#evaluation-protocol
     audio_out: Path | None = None  # where generated TTS audio is written (optional)
     seed: int | None = None  # None: the protocol's (soda 42, as the authors' scripts; sodakit 0)
     protocol: str = DEFAULT_PROTOCOL  # see sodakit.eval.protocols

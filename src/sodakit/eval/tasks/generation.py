@@ -1,4 +1,4 @@
-"""Generation tasks by prompting (SPEC section 9): ASR on LibriSpeech, TTS on a Seed-TTS-eval list.
+"""Generation tasks by prompting (docs/soda.md#evaluation-protocol): ASR on LibriSpeech, TTS on a Seed-TTS-eval list.
 
 ASR: `<|audio_start|>{audio}<|audio_end|><|text_start|>` until <|text_end|>; N-shot prompts put N
 dev-clean examples before it as full BOS..EOS blocks. Decoding, shot choice, shot text and the WER
@@ -199,7 +199,7 @@ def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
     metrics = {"wer": headline, "wer_percent": 100 * headline, "wer_mean_utterance": mean_utt,
                "wer_corpus": corpus.wer, "sim": float(np.mean(have)) if have else None,
                "sim_items": len(have), "sim_missing": len(sims) - len(have),
-               # Known failure of flattened models: never emitting <|audio_end|> (SPEC section 9).
+               # Known failure of flattened models: never emitting <|audio_end|> (docs/soda.md#evaluation-protocol).
                "hit_token_cap": stops.get(STOP_BUDGET, 0)}
     records = []
     if ctx.log_items:

@@ -1,4 +1,4 @@
-"""The likelihood tasks of SPEC section 9 as declarations: reader + template + aggregation."""
+"""The likelihood tasks of docs/soda.md#evaluation-protocol as declarations: reader + template + aggregation."""
 
 from __future__ import annotations
 

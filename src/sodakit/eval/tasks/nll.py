@@ -1,4 +1,4 @@
-"""The six validation NLLs of SPEC section 8 on an interleaved dev set (e.g. LibriSpeech dev-clean).
+"""The six validation NLLs of docs/soda.md#isoflop-sweep on an interleaved dev set (e.g. LibriSpeech dev-clean).
 
 Data: a segment-shard directory (`sodakit tokenize` output: codes + transcripts per utterance, grouped
 into recordings), optionally followed by `,TEXT_FILE` with one text-only document per line. Documents
@@ -137,4 +137,4 @@ def run_nll(ctx: EvalContext, path: Path | None) -> TaskResult:
     )
 
 
-register(TaskSpec("val_nll", "the six validation NLLs of SPEC section 8 on an interleaved dev set", HELP, run_nll))
+register(TaskSpec("val_nll", "the six validation NLLs of docs/soda.md#isoflop-sweep on an interleaved dev set", HELP, run_nll))

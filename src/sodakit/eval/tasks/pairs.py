@@ -1,6 +1,6 @@
 """Zero-shot minimal-pair tasks: the positive member of each pair should score higher.
 
-Spoken pairs (sWUGGY, sBLIMP, SALMon) use the speech score of SPEC section 9 --
+Spoken pairs (sWUGGY, sBLIMP, SALMon) use the speech score of docs/soda.md#evaluation-protocol --
 BOS <|audio_start|>{audio}<|audio_end|>, mean log-prob over the (selected codebooks of the) audio
 tokens; text pairs (tWUGGY, tBLIMP) use BOS <|text_start|>{text}<|text_end|>, mean log-prob of the
 text tokens. Accuracy = share of pairs where the positive scores higher; how a tie counts and how pairs
