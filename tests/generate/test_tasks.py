@@ -1,4 +1,4 @@
-"""Task prompts (SPEC sections 9-10), the task layer over a codec, and `sodakit generate` end to end."""
+"""Task prompts (docs/soda.md#evaluation-protocol and #speech-to-speech-translation), the task layer over a codec, and `sodakit generate` end to end."""
 
 from __future__ import annotations
 

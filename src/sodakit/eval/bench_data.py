@@ -32,6 +32,7 @@ from scipy.signal import fftconvolve
 
 from sodakit.config import atomic_write_text
 from sodakit.eval.bench_sentences import SENTENCES
+from sodakit.eval.data_dir import BLIMP_FILE, data_hint, default_data
 from sodakit.eval.layouts import (
     SpokenPair,
     write_hf_pairs,
@@ -64,7 +65,7 @@ class BenchDataConfig:
     voices: int = 2  # voices per sWUGGY/sBLIMP pair (ZeroSpeech uses several)
     sample_rate: int = 16_000
     seed: int = 0
-    blimp: str | None = None  # BLiMP JSONL dir / tarball; default ../shared/data/blimp when present
+    blimp: str | None = None  # BLiMP JSONL dir / tarball; default $SODAKIT_DATA/blimp/... when present
     hf_layout: bool = True
 
 
@@ -96,10 +97,9 @@ def _trim(wav: np.ndarray, thresh: float = 1e-3) -> np.ndarray:
 
 def _blimp_pairs(cfg: BenchDataConfig, rng: random.Random) -> list:
     from sodakit.eval.readers.blimp import read_blimp
-    from sodakit.eval.tasks.likelihood import shared_data
 
-    path = Path(cfg.blimp) if cfg.blimp else shared_data() / "blimp" / "blimp_data_jsonl.tar.xz"
-    if not path.exists():
+    path = Path(cfg.blimp) if cfg.blimp else default_data(BLIMP_FILE)
+    if path is None or not path.exists():
         if cfg.blimp:
             raise FileNotFoundError(f"sBLIMP look-alike: BLiMP JSONL {path} does not exist")
         # No BLiMP release on this machine: template minimal pairs in BLiMP's layout stand in.
@@ -322,7 +322,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--voices", type=int, default=d.voices, help="voices per sWUGGY/sBLIMP pair")
     p.add_argument("--sample-rate", type=int, default=d.sample_rate)
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--blimp", help="BLiMP JSONL directory or tarball (default ../shared/data/blimp)")
+    p.add_argument("--blimp", help=f"BLiMP JSONL directory or tarball ({data_hint(BLIMP_FILE)} and present; "
+                                   "else template minimal pairs)")
     p.add_argument("--no-hf-layout", action="store_true", help="skip the Hugging Face Parquet copies")
     a = p.parse_args(argv)
     sizes = (a.words, a.blimp_pairs, a.salmon_pairs, a.asr_utterances, a.tts_items, a.voices)
