@@ -183,29 +183,6 @@ def test_generate_command_line(setup, tmp_path, capsys):
     assert Path(tts).is_file()
 
 
-def test_streamed_waveform_matches_the_whole_decode(setup):
-    from sodakit.generate.sampler import GenerationConfig, generate
-    from sodakit.generate.sampling import SamplingConfig
-    from sodakit.generate.streaming import WaveformStreamer
-
-    g = SodaGenerator.from_pretrained(setup["model_dir"])
-    tok, v = setup["tok"], setup["tok"].vocab
-    prompts = [P.tts_prompt(tok, "hello"), P.tts_prompt(tok, "the quick brown fox")]
-    chunks: dict[int, list] = {0: [], 1: []}
-    streamer = WaveformStreamer(g.codec, lambda row, wav: chunks[row].append(wav), chunk_frames=3, context_frames=12)
-    cfg = GenerationConfig(max_new_tokens=8 * 10 + 1, sampling=SamplingConfig(temperature=1.0, seed=1),
-                           stop_ids=(v.audio_end_id,), span_plan=("audio",))
-    results = generate(g.model, prompts, v, cfg, on_frame=streamer)
-    streamer.flush()
-    for row, r in enumerate(results):
-        ids = np.asarray(r.tokens)
-        codes = v.ids_to_codes(ids[v.is_audio(ids)])
-        whole = g.decode(codes)
-        streamed = np.concatenate(chunks[row])
-        assert len(streamed) == len(whole) == r.audio_frames * 1920
-        assert np.allclose(streamed, whole, atol=1e-4)
-
-
 def test_s2st_manifest_ids_cannot_write_outside_the_output(tmp_path):
     """A manifest id like ../../escape names a file inside <out>/wav, and items.jsonl says which."""
     from sodakit.generate.s2st import S2STItem, evaluate_s2st

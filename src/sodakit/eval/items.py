@@ -148,12 +148,3 @@ class ReadResult:
         if limit is None or limit >= len(self.items):
             return self
         return ReadResult(self.items[:limit], self.errors, self.source)
-
-
-def safe_call(item_id: str, fn: Callable, errors: list[ItemError], stage: str, file: str | None = None):
-    """Run `fn()`; on an exception record it as an ItemError and return None."""
-    try:
-        return fn()
-    except Exception as e:
-        errors.append(ItemError(item=item_id, reason=f"{type(e).__name__}: {e}", file=file, stage=stage))
-        return None

@@ -55,7 +55,6 @@ class SodaTokenizer:
         specials = {m: i for m, i in vocab.marker_ids.items()}
         specials[text.bos_token] = vocab.bos_id
         specials[text.eos_token] = vocab.eos_id
-        self._special_ids = specials
         self._special_arrays = {k: np.array([i], dtype=np.uint32) for k, i in specials.items()}
         self._special_re = re.compile("|".join(re.escape(s) for s in sorted(specials, key=len, reverse=True)))
 
