@@ -27,6 +27,7 @@ import numpy as np
 from tokenizers import AddedToken, Tokenizer
 from tokenizers.processors import TemplateProcessing
 
+from sodakit.fileio import atomic_write_text
 from sodakit.tokens.text_tokenizer import TOKENIZER_FILE, TextTokenizer
 from sodakit.tokens.vocab import MARKERS, PUA_BASE, TEXT_START, Vocab
 
@@ -210,8 +211,6 @@ class SodaTokenizer:
     def save_pretrained(self, directory: str | Path) -> None:
         """A complete Hugging Face tokenizer directory: tokenizer.json (released style),
         tokenizer_config.json, special_tokens_map.json, and the layout sidecar."""
-        from sodakit.config import atomic_write_text
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config, specials = self.hf_config()
