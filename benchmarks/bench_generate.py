@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -168,7 +169,8 @@ def silence_report(codec_spec: str) -> None:
         measure_detectors,
     )
 
-    data = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "librispeech-mini"
+    root = os.environ.get("SODAKIT_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    data = Path(root) / "librispeech-mini"
     files = sorted(data.glob("*.wav")) + sorted(data.glob("*.flac"))
     if not files:
         raise SystemExit(f"no audio under {data}")

@@ -83,7 +83,7 @@ def test_bench_codec_offline_fit_and_wer(tmp_path, shared_data):
     out = run_bench("bench_codec.py", "--skip-mimi", "--clips", "2", "--clip-seconds", "1", "--fit-hours", "0.003",
                     "--set", "codebook_size=64", "kmeans_iters=2", "--eval-clips", "1",
                     "--cache", str(tmp_path / "cache"), "--json", str(tmp_path / "c.json"),
-                    SODAKIT_SHARED_DATA=str(shared_data))
+                    SODAKIT_DATA=str(shared_data))
     assert "encode ratio" not in out  # one codec only
     assert "offline codec fit:" in out and "offline codec bitrate:" in out
     assert "| set | clips | audio s | WER original | WER resynth | delta (points) |" in out

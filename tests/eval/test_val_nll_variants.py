@@ -3,8 +3,8 @@
 A uniform model gives log V for every variant whatever tokens are selected, so it cannot tell a wrong
 selection apart. Here the scorer's log-prob depends on the predicted token id (log p = -id / 100,
 whatever the context), so each variant's NLL is the mean id of exactly the tokens it should select,
-divided by 100. The expected documents and selections are rebuilt by hand in this file (SPEC section 3
-layouts), independently of sodakit.tokens.documents and of the task's masks.
+divided by 100. The expected documents and selections are rebuilt by hand in this file (layouts of
+docs/soda.md#vocabulary), independently of sodakit.tokens.documents and of the task's masks.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Task prompts (SPEC sections 9-10), the task layer over a codec, and `sodakit generate` end to end."""
+"""Task prompts (docs/soda.md#evaluation-protocol and #speech-to-speech-translation), the task layer over a codec, and `sodakit generate` end to end."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from sodakit.generate import prompts as P
 from sodakit.generate.commands import main
 from sodakit.generate.tasks import CodecMismatchError, SodaGenerator
 from sodakit.tokens.documents import document_ids
+from sodakit.tokens.templates import MarkerInTextError, language_tag, s2st_sequence
 from sodakit.tokens.vocab import AUDIO_END, AUDIO_START, BOS_TEXT, EOS_TEXT, TEXT_END, TEXT_START
 
 from .artifacts import small_model_dir, small_tokenizer
@@ -68,7 +69,7 @@ def test_s2st_sequence_matches_the_spec_string(setup):
     tok = setup["tok"]
     v = tok.vocab
     src, tgt = _codes(2, 3), _codes(3, 4)
-    ids, start = P.s2st_sequence(tok, src, "fr", "bonjour tout le monde", "hello world", tgt)
+    ids, start = s2st_sequence(tok, src, "fr", "bonjour tout le monde", "hello world", tgt)
     expected = (
         f"{BOS_TEXT}{AUDIO_START}{v.codes_to_pua(src)}{AUDIO_END}{TEXT_START}<language>fr</language>bonjour tout le monde"
         f"{TEXT_END}{TEXT_START}<language>en</language>hello world{TEXT_END}{AUDIO_START}{v.codes_to_pua(tgt)}"
@@ -77,8 +78,8 @@ def test_s2st_sequence_matches_the_spec_string(setup):
     assert tok.decode(ids) == expected
     assert np.array_equal(ids, tok.encode(expected, add_bos=False))
     assert start == 2 + src.size + 2  # BOS, <|audio_start|>, source audio, <|audio_end|>, <|text_start|>
-    _, start_t = P.s2st_sequence(tok, src, "fr", "bonjour", "hello", tgt, response_from="target_text")
-    _, start_a = P.s2st_sequence(tok, src, "fr", "bonjour", "hello", tgt, response_from="target_audio")
+    _, start_t = s2st_sequence(tok, src, "fr", "bonjour", "hello", tgt, response_from="target_text")
+    _, start_a = s2st_sequence(tok, src, "fr", "bonjour", "hello", tgt, response_from="target_audio")
     assert start < start_t < start_a
     out = P.parse_s2st(tok, ids)
     assert (out.source_lang, out.source_text, out.target_lang, out.target_text) == ("fr", "bonjour tout le monde", "en", "hello world")
@@ -89,12 +90,21 @@ def test_s2st_sequence_matches_the_spec_string(setup):
     with pytest.raises(ValueError, match="source language"):
         P.s2st_prompt(tok, src, source_text="bonjour")
     with pytest.raises(ValueError, match="language code"):
-        P.language_tag("fr</language>")
+        language_tag("fr</language>")
 
 
 def test_text_in_the_audio_range_is_refused(setup):
     with pytest.raises(ValueError, match="audio-code range"):
         P.tts_prompt(setup["tok"], "hello \ue001 world")
+
+
+def test_marker_strings_in_prompt_text_are_refused(setup):
+    """A marker string in user text used to become that marker token in the prompt (closing the span early)."""
+    tok = setup["tok"]
+    with pytest.raises(MarkerInTextError, match=r"tts_prompt\.text: text holds the literal string '<\|audio_start\|>'"):
+        P.tts_prompt(tok, "say <|audio_start|> now")
+    with pytest.raises(MarkerInTextError, match=r"s2st_prompt\.source_text"):
+        P.s2st_prompt(tok, _codes(2, 0), "fr", "bonjour<|text_end|>")
 
 
 # ---- task layer ---------------------------------------------------------------------------------------
@@ -171,29 +181,6 @@ def test_generate_command_line(setup, tmp_path, capsys):
     assert cli_main(["generate", "asr", "--model", str(tmp_path / "missing"), str(wav)]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert Path(tts).is_file()
-
-
-def test_streamed_waveform_matches_the_whole_decode(setup):
-    from sodakit.generate.sampler import GenerationConfig, generate
-    from sodakit.generate.sampling import SamplingConfig
-    from sodakit.generate.streaming import WaveformStreamer
-
-    g = SodaGenerator.from_pretrained(setup["model_dir"])
-    tok, v = setup["tok"], setup["tok"].vocab
-    prompts = [P.tts_prompt(tok, "hello"), P.tts_prompt(tok, "the quick brown fox")]
-    chunks: dict[int, list] = {0: [], 1: []}
-    streamer = WaveformStreamer(g.codec, lambda row, wav: chunks[row].append(wav), chunk_frames=3, context_frames=12)
-    cfg = GenerationConfig(max_new_tokens=8 * 10 + 1, sampling=SamplingConfig(temperature=1.0, seed=1),
-                           stop_ids=(v.audio_end_id,), span_plan=("audio",))
-    results = generate(g.model, prompts, v, cfg, on_frame=streamer)
-    streamer.flush()
-    for row, r in enumerate(results):
-        ids = np.asarray(r.tokens)
-        codes = v.ids_to_codes(ids[v.is_audio(ids)])
-        whole = g.decode(codes)
-        streamed = np.concatenate(chunks[row])
-        assert len(streamed) == len(whole) == r.audio_frames * 1920
-        assert np.allclose(streamed, whole, atol=1e-4)
 
 
 def test_s2st_manifest_ids_cannot_write_outside_the_output(tmp_path):

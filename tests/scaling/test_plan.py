@@ -1,4 +1,4 @@
-"""The planner reproduces SODA's sweep rules (SPEC section 8) on hand-computed examples."""
+"""The planner reproduces SODA's sweep rules (docs/soda.md#isoflop-sweep) on hand-computed examples."""
 
 from __future__ import annotations
 

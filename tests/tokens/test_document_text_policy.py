@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from sodakit.tokens.documents import (
-    MarkerInTextError,
     document_ids,
     document_string,
     recording_documents,
@@ -17,6 +16,7 @@ from sodakit.tokens.documents import (
     text_document_string,
 )
 from sodakit.tokens.soda_tokenizer import SodaTokenizer, TextInAudioRangeError, unescape_text
+from sodakit.tokens.templates import MarkerInTextError
 from sodakit.tokens.vocab import BOS_TEXT, EOS_TEXT, MARKERS, AudioSpanError, Vocab
 
 TEXT_FORMATS = ["text_first", "audio_first"]

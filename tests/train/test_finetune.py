@@ -159,7 +159,7 @@ def test_finetune_lowers_response_loss(base, tmp_path, capsys):
     assert info.vocab == base["tok"].vocab and info.tokenizer_path is not None
     src = SFTSource(SFTDataset.load(sft), seq_len=64, rank=0, world_size=1)
     assert abs(response_loss(model, src)["loss"] - after) < 1e-4
-    # Defaults follow SPEC section 10.
+    # Defaults follow docs/soda.md#speech-to-speech-translation.
     cfg = load_config(FinetuneConfig)
     assert (cfg.train.global_batch, cfg.train.data.seq_len, cfg.train.optim.lr, cfg.train.schedule.kind) == (64, 2048, 2e-5, "cosine")
 

@@ -39,8 +39,9 @@ from sodakit.data.packed import (
     write_metadata,
 )
 from sodakit.data.segments import MANIFEST_NAME, SegmentManifest, read_segment_shard, sha256_file
-from sodakit.tokens.documents import DEFAULT_FORMATS, DOC_FORMATS, recording_documents, text_document_ids
+from sodakit.tokens.documents import DEFAULT_FORMATS, recording_documents, text_document_ids
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
+from sodakit.tokens.templates import DOC_FORMATS
 from sodakit.tokens.vocab import BOS_TEXT, EOS_TEXT, Vocab
 
 PROGRESS_NAME = ".pack-progress.json"

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default=DEFAULT_PROTOCOL,
                    help="soda: the SODA authors' evaluation rules (default); sodakit: sodakit's own")
     p.add_argument("--data", action="append", default=[], metavar="TASK=PATH",
-                   help="data location of a task (repeatable); tblimp and hellaswag default to ../shared/data")
+                   help="data location of a task (repeatable); tblimp and hellaswag default to files under $SODAKIT_DATA")
     p.add_argument("--codec", help="codec for spoken tasks (Mimi directory, offline codec directory); "
                                    "default: the codec source recorded with the model")
     p.add_argument("--allow-codec-mismatch", action="store_true",

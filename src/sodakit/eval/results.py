@@ -8,16 +8,15 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from sodakit import __version__
 from sodakit.config import atomic_write_text
 
 RESULTS_FORMAT = "sodakit.eval/1"
 
 
 def run_header(argv: list[str], model: dict, tokenizer: dict, codec: dict | None, settings: dict) -> dict:
-    import torch
-
-    from sodakit import __version__
-
     return {
         "format": RESULTS_FORMAT,
         "sodakit_version": __version__,

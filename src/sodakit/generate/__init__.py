@@ -3,7 +3,7 @@
     from sodakit.generate import SodaGenerator, generate, GenerationConfig, SamplingConfig
 
 See README-generate (the lead's README section) and the module docstrings: sampler (decoding loop),
-constraints (logit masks), sampling, silence, streaming, prompts, tasks, s2st, commands (CLI).
+constraints (logit masks), sampling, silence, prompts, tasks, s2st, commands (CLI).
 """
 
 from sodakit.generate.constraints import ModalityConstraints

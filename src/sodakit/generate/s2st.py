@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sodakit.generate.prompts import DEFAULT_TARGET_LANGUAGE
+from sodakit.tokens.templates import DEFAULT_TARGET_LANGUAGE
 
 REQUIRED_EVAL = ("source_audio", "source_lang", "target_text")
 REQUIRED_TRAIN = ("source_audio", "source_lang", "source_text", "target_text", "target_audio")

@@ -8,6 +8,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from sodakit.fileio import atomic_write_text
+from sodakit.tokens.llama3 import llama3_tokenizer
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.text_tokenizer import train_bpe
 
@@ -68,9 +70,6 @@ def main(argv: list[str] | None = None) -> int:
         tok.save_pretrained(args.output)
         print(f"tokenizer: wrote {args.output} (vocab size {tok.vocab.size}, fingerprint {tok.vocab.fingerprint})")
     elif args.cmd == "from-tiktoken":
-        from sodakit.config import atomic_write_text
-        from sodakit.tokens.llama3 import llama3_tokenizer
-
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "tokenizer.json", llama3_tokenizer(args.model).to_str())

@@ -27,6 +27,7 @@ import numpy as np
 from tokenizers import AddedToken, Tokenizer
 from tokenizers.processors import TemplateProcessing
 
+from sodakit.fileio import atomic_write_text
 from sodakit.tokens.text_tokenizer import TOKENIZER_FILE, TextTokenizer
 from sodakit.tokens.vocab import MARKERS, PUA_BASE, TEXT_START, Vocab
 
@@ -55,7 +56,6 @@ class SodaTokenizer:
         specials = {m: i for m, i in vocab.marker_ids.items()}
         specials[text.bos_token] = vocab.bos_id
         specials[text.eos_token] = vocab.eos_id
-        self._special_ids = specials
         self._special_arrays = {k: np.array([i], dtype=np.uint32) for k, i in specials.items()}
         self._special_re = re.compile("|".join(re.escape(s) for s in sorted(specials, key=len, reverse=True)))
 
@@ -211,8 +211,6 @@ class SodaTokenizer:
     def save_pretrained(self, directory: str | Path) -> None:
         """A complete Hugging Face tokenizer directory: tokenizer.json (released style),
         tokenizer_config.json, special_tokens_map.json, and the layout sidecar."""
-        from sodakit.config import atomic_write_text
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config, specials = self.hf_config()

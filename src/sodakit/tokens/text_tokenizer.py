@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from sodakit.fileio import atomic_write_text
 from sodakit.tokens.vocab import BOS_TEXT, EOS_TEXT, TEXT_START
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -101,8 +102,6 @@ class TextTokenizer:
         return self.tokenizer.decode(list(map(int, ids)), skip_special_tokens=False)
 
     def save(self, path: str | Path) -> None:
-        from sodakit.config import atomic_write_text
-
         atomic_write_text(Path(path), self.tokenizer.to_str())
 
 

@@ -463,9 +463,9 @@ def prepare_s2st(
     the model's codec. Sequences longer than max_len (default: 2048-token windows + 1) are skipped and counted."""
     from sodakit.audio.codec import load_codec
     from sodakit.audio.io import load_audio
-    from sodakit.generate.prompts import s2st_sequence
     from sodakit.generate.s2st import REQUIRED_TRAIN, read_manifest
     from sodakit.generate.tasks import check_codec
+    from sodakit.tokens.templates import s2st_sequence
 
     tok, tok_file, codec_record, _ = _base_tokenizer(model, tokenizer)
     v = tok.vocab

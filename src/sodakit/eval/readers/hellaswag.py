@@ -1,4 +1,4 @@
-"""HellaSwag validation in the 6-lines-per-item text format (../shared/data/hellaswag):
+"""HellaSwag validation in the 6-lines-per-item text format (hellaswag_val_full.txt.bz2):
 
     activity_label: context
     gold index (0-3)

@@ -4,7 +4,7 @@ Layouts:
 - the release: `{split}/{speaker}/{chapter}/{speaker}-{chapter}.trans.txt` with lines `UTT-ID TRANSCRIPT`
   and `{UTT-ID}.flac` beside it (pass `LibriSpeech/test-clean` or any folder above the speakers);
 - a flat folder with `trans.txt` of `UTT-ID<TAB>TRANSCRIPT` lines and audio files named by UTT-ID
-  (.wav/.flac), as in ../shared/data/librispeech-mini;
+  (.wav/.flac), handy for a few hand-picked clips;
 - a `data_json` list as the SODA authors' evaluation scripts read (`test-clean.json`, `dev-clean.json`):
   a JSON array of `{"file_path": ..., "transcript": ...}` objects, relative paths taken from the JSON's
   folder. The utterance id is the file name without extension; items keep the list's order, which the

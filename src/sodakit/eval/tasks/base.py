@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from sodakit.errors import UserError
-from sodakit.eval.items import DataSource, ItemError
+from sodakit.eval.items import ItemError
 from sodakit.eval.lm import ScoringLM, VocabularyError
 from sodakit.eval.protocols import DEFAULT_PROTOCOL, Protocol, get_protocol
 from sodakit.eval.spans import AudioSelection
@@ -197,7 +197,3 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.t0
-
-
-def source_dict(source: DataSource) -> dict:
-    return source.to_dict()

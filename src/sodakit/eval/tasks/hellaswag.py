@@ -26,16 +26,17 @@ from pathlib import Path
 
 import numpy as np
 
+from sodakit.eval.data_dir import HELLASWAG_FILE, data_hint, default_data
 from sodakit.eval.items import ChoiceItem, ItemError
 from sodakit.eval.metrics import choice_argmax_outcome, choice_outcome
 from sodakit.eval.readers.hellaswag import read_hellaswag_auto
 from sodakit.eval.scoring import check_request, score_requests
 from sodakit.eval.spans import continuation_request
 from sodakit.eval.tasks.base import EvalContext, TaskError, TaskResult, TaskSpec, Timer, counts, register
-from sodakit.eval.tasks.likelihood import _need, shared_data
+from sodakit.eval.tasks.likelihood import _need
 
 HELP = ("HellaSwag validation: the dataset's hellaswag_val.jsonl or Rowan/hellaswag Parquet (lm-eval's exact context), "
-        "or the 6-lines-per-item text file (default: ../shared/data/hellaswag; lm-eval-like context)")
+        f"or the 6-lines-per-item text file ({data_hint(HELLASWAG_FILE)}; lm-eval-like context)")
 
 # What the context is, per layout read, and whether it is lm-eval's exactly (recorded in the protocol).
 LM_EVAL_CONTEXT = ("lm-evaluation-harness's: clean(activity_label + ': ' + ctx_a + ' ' + ctx_b.capitalize()), endings "
@@ -88,7 +89,7 @@ def choice_requests(ctx: EvalContext, items: list[ChoiceItem], errors: list[Item
 
 
 def run_hellaswag(ctx: EvalContext, path: Path | None, markers: bool = False) -> TaskResult:
-    path = path or (shared_data() / "hellaswag" / "hellaswag_val_full.txt.bz2")
+    path = path or default_data(HELLASWAG_FILE)
     read = read_hellaswag_auto(_need(path, "hellaswag", HELP)).limited(ctx.limit)
     if markers:
         ctx.require_ids("hellaswag", [ctx.vocab.text_start_id, ctx.vocab.text_end_id], "the text markers")
@@ -135,4 +136,4 @@ def run_hellaswag(ctx: EvalContext, path: Path | None, markers: bool = False) ->
 
 register(TaskSpec("hellaswag", "HellaSwag 4-way choice: acc and length-normalised acc", HELP,
                   lambda ctx, path: run_hellaswag(ctx, path),
-                  default_data=lambda: shared_data() / "hellaswag" / "hellaswag_val_full.txt.bz2"))
+                  default_data=lambda: default_data(HELLASWAG_FILE)))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sodakit.eval.data_dir import BLIMP_FILE, data_hint, default_data
 from sodakit.eval.items import PairItem, ReadResult
 from sodakit.eval.readers.blimp import read_blimp
 from sodakit.eval.readers.hf_parquet import read_hf_pairs
@@ -13,16 +14,6 @@ from sodakit.eval.readers.salmon import SALMON_PARTS, read_salmon
 from sodakit.eval.readers.zerospeech import LayoutError, read_zr2021
 from sodakit.eval.tasks.base import EvalContext, TaskError, TaskResult, TaskSpec, counts, register
 from sodakit.eval.tasks.pairs import run_speech_pairs, run_text_pairs
-
-
-def shared_data() -> Path:
-    """../shared/data next to the checkout (or $SODAKIT_SHARED_DATA), where BLiMP and HellaSwag live."""
-    import os
-
-    env = os.environ.get("SODAKIT_SHARED_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[4].parent / "shared" / "data"
 
 
 def _need(path: Path | None, task: str, help_text: str) -> Path:
@@ -47,7 +38,7 @@ def read_zr_or_hf(path: Path, kind: str) -> ReadResult:
 SWUGGY_HELP = "ZeroSpeech 2021 root/lexical/dev (gold.csv + wavs) or a local copy of the speed/sWUGGY dataset"
 SBLIMP_HELP = "ZeroSpeech 2021 root/syntactic/dev (gold.csv + wavs) or a local copy of the speed/sBLIMP dataset"
 SALMON_HELP = "the SALMon release folder ({part}/sample_<i>_<k>.wav) or a local copy of slprl/SALMon (Parquet)"
-BLIMP_HELP = ("BLiMP JSONL files or blimp_data_jsonl.tar.xz (default: ../shared/data/blimp), or an sBLIMP copy "
+BLIMP_HELP = (f"BLiMP JSONL files or blimp_data_jsonl.tar.xz ({data_hint(BLIMP_FILE)}), or an sBLIMP copy "
               "(ZeroSpeech syntactic/dev or speed/sBLIMP) whose transcriptions are the text, as the SODA authors score")
 
 
@@ -76,7 +67,7 @@ def _twuggy(ctx: EvalContext, path: Path | None) -> TaskResult:
 
 
 def _tblimp(ctx: EvalContext, path: Path | None) -> TaskResult:
-    path = _need(path or (shared_data() / "blimp" / "blimp_data_jsonl.tar.xz"), "tblimp", BLIMP_HELP)
+    path = _need(path or default_data(BLIMP_FILE), "tblimp", BLIMP_HELP)
     try:
         read = read_blimp(path)
     except LayoutError as blimp_error:
@@ -148,4 +139,4 @@ register(TaskSpec("salmon", "SALMon: 8 acoustic consistency/alignment parts, mic
                   needs_codec=True))
 register(TaskSpec("twuggy", "sWUGGY pairs as text (text score)", SWUGGY_HELP, _twuggy))
 register(TaskSpec("tblimp", "BLiMP pairs as text (text score)", BLIMP_HELP, _tblimp,
-                  default_data=lambda: shared_data() / "blimp" / "blimp_data_jsonl.tar.xz"))
+                  default_data=lambda: default_data(BLIMP_FILE)))
