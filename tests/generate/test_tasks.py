@@ -174,7 +174,7 @@ def test_generate_command_line(setup, tmp_path, capsys):
 
 
 def test_streamed_waveform_matches_the_whole_decode(setup):
-    from sodakit.generate.sampler import GenerationConfig, generate
+    from sodakit.generate.decoding import GenerationConfig, generate
     from sodakit.generate.sampling import SamplingConfig
     from sodakit.generate.streaming import WaveformStreamer
 

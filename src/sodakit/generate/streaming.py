@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sodakit.generate.sampler import FrameEvent
+from sodakit.generate.decoding import FrameEvent
 
 # 6 frames = 0.48 s per chunk at 12.5 Hz; 25 frames = 2 s of left context.
 DEFAULT_CHUNK_FRAMES = 6
