@@ -97,7 +97,7 @@ class Command:
     json: bool = False
 
 
-COMMAND_FLAGS = (Flag("--tags", "tags", nargs="+"), Flag("--n", "n"), Flag("--json", "json", const=True))
+COMMAND_FLAGS = (Flag("tags", nargs="+"), Flag("n"), Flag("json", const=True))
 
 
 def test_flags_and_positionals_are_other_spellings_of_keys(tmp_path):

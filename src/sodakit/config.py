@@ -181,16 +181,21 @@ def describe(cls: type, prefix: str = "") -> list[str]:
 class Flag:
     """A command-line flag kept as another spelling of a config key: `--out DIR` means `out=DIR`.
 
-    `nargs="+"` takes several values (a list field); `const` makes a switch that sets the key to that
-    value (`--json` means `json=true`, `--no-plots` means `plots=false`). Values are taken literally
-    (not parsed as YAML) and type-checked like any other value of the key.
+    The flag is `--key-with-dashes` unless `name` says otherwise. `nargs="+"` takes several values (a
+    list field); `const` makes a switch that sets the key to that value (`--json` means `json=true`,
+    `--no-plots` means `plots=false`). Values are taken literally (not parsed as YAML) and type-checked
+    like any other value of the key.
     """
 
-    name: str
     key: str
+    help: str = ""
     nargs: str | None = None
     const: Any = None
-    help: str = ""
+    name: str = ""
+
+    @property
+    def flag(self) -> str:
+        return self.name or "--" + self.key.replace("_", "-")
 
 
 @dataclass
@@ -236,7 +241,8 @@ def split_config_args(
     for i, f in enumerate(flags):
         kind = ({"action": "store_const", "const": f.const} if f.const is not None
                 else {"nargs": f.nargs, "metavar": f.key.upper()})
-        parser.add_argument(f.name, dest=f"flag{i}", default=argparse.SUPPRESS, help=f"{f.help} (= {f.key}=...)",
+        spelled = f"{f.key}={json.dumps(f.const)}" if f.const is not None else f"{f.key}=..."
+        parser.add_argument(f.flag, dest=f"flag{i}", default=argparse.SUPPRESS, help=f"{f.help} (= {spelled})",
                             **kind)
     ns = parser.parse_intermixed_args(argv)
     fields = {f.name for f in dataclasses.fields(cls)}

@@ -118,11 +118,11 @@ class ExportConfig:
     shard_size_gb: float | None = None  # split the weights into shards of this size
 
 
-IMPORT_FLAGS = (Flag("--vocab", "vocab", help="JSON file with a Vocab layout"),)
+IMPORT_FLAGS = (Flag("vocab", help="JSON file with a Vocab layout"),)
 EXPORT_FLAGS = (
-    Flag("--dtype", "dtype", help="float32 | bfloat16 | float16"),
-    Flag("--tokenizer", "tokenizer", help="tokenizer.json or a directory of tokenizer files"),
-    Flag("--shard-size-gb", "shard_size_gb", help="split weights into shards of this size"),
+    Flag("dtype", help="float32 | bfloat16 | float16"),
+    Flag("tokenizer", help="tokenizer.json or a directory of tokenizer files"),
+    Flag("shard_size_gb", help="split weights into shards of this size"),
 )
 
 

@@ -53,13 +53,13 @@ class PlanConfig(SweepRules):
 
 
 PLAN_FLAGS = (
-    Flag("--preset", "preset", help="rule set to start from: soda | mini"),
-    Flag("--budgets", "budgets", nargs="+", help="training FLOP budgets in the plan's convention"),
-    Flag("--convention", "flop_convention", help="FLOP convention: soda | 6N | 6N_nonembedding"),
-    Flag("--vocab-size", "vocab_size", help="vocabulary size of the data the sweep will train on"),
-    Flag("--seq-len", "seq_len", help="training sequence length"),
-    Flag("--out", "out", help="write OUT/plan.json and OUT/plan.csv"),
-    Flag("--json", "json", const=True, help="print the plan as JSON instead of a table"),
+    Flag("preset", help="rule set to start from: soda | mini"),
+    Flag("budgets", nargs="+", help="training FLOP budgets in the plan's convention"),
+    Flag("flop_convention", help="FLOP convention: soda | 6N | 6N_nonembedding", name="--convention"),
+    Flag("vocab_size", help="vocabulary size of the data the sweep will train on"),
+    Flag("seq_len", help="training sequence length"),
+    Flag("out", help="write OUT/plan.json and OUT/plan.csv"),
+    Flag("json", const=True, help="print the plan as JSON instead of a table"),
 )
 
 
@@ -142,21 +142,21 @@ class RunConfig:
 
 
 RUN_FLAGS = (
-    Flag("--data", "data", nargs="+", help="training data: packed datasets with mixture weights, PACKED[:WEIGHT]"),
-    Flag("--val", "val", help="held-out packed dataset"),
-    Flag("--results", "results", help="results CSV"),
-    Flag("--runs-dir", "runs_dir", help="one directory per run"),
-    Flag("--device", "device", help="auto | cpu | cuda"),
-    Flag("--precision", "precision", help="auto | bf16 | fp32"),
-    Flag("--micro-batch", "micro_batch", help="sequences per rank per forward"),
-    Flag("--seed", "seed", help="init and data-order seed"),
-    Flag("--checkpoint-every", "checkpoint_every", help="steps between checkpoints"),
-    Flag("--keep-checkpoints", "keep_checkpoints", const=True, help="keep each run's final checkpoint"),
-    Flag("--compile", "compile", const=True, help="torch.compile each decoder block (GPU)"),
-    Flag("--threads", "threads", help="torch CPU threads"),
-    Flag("--only", "only", nargs="+", help="train only these run ids"),
-    Flag("--max-runs", "max_runs", help="stop after this many runs"),
-    Flag("--progress", "progress", const=True, help="per-step progress bar"),
+    Flag("data", nargs="+", help="training data: packed datasets with mixture weights, PACKED[:WEIGHT]"),
+    Flag("val", help="held-out packed dataset"),
+    Flag("results", help="results CSV"),
+    Flag("runs_dir", help="one directory per run"),
+    Flag("device", help="auto | cpu | cuda"),
+    Flag("precision", help="auto | bf16 | fp32"),
+    Flag("micro_batch", help="sequences per rank per forward"),
+    Flag("seed", help="init and data-order seed"),
+    Flag("checkpoint_every", help="steps between checkpoints"),
+    Flag("keep_checkpoints", const=True, help="keep each run's final checkpoint"),
+    Flag("compile", const=True, help="torch.compile each decoder block (GPU)"),
+    Flag("threads", help="torch CPU threads"),
+    Flag("only", nargs="+", help="train only these run ids"),
+    Flag("max_runs", help="stop after this many runs"),
+    Flag("progress", const=True, help="per-step progress bar"),
 )
 
 
@@ -225,19 +225,19 @@ class FitConfig:
 
 
 FIT_FLAGS = (
-    Flag("--out", "out", help="directory for fit.json and the plots"),
-    Flag("--json", "json", const=True, help="print every fitted value as JSON"),
-    Flag("--approach", "approach", nargs="+", help="2 and/or 3"),
-    Flag("--bootstrap", "bootstrap", help="bootstrap samples for the intervals"),
-    Flag("--seed", "seed", help="bootstrap seed"),
-    Flag("--confidence", "confidence", help="interval confidence"),
-    Flag("--convention", "convention", help="FLOP convention of the table"),
-    Flag("--params", "params", help="total | non_embedding"),
-    *(Flag(f"--{col}-col", f"{col}_col", help=f"column holding {col}")
+    Flag("out", help="directory for fit.json and the plots"),
+    Flag("json", const=True, help="print every fitted value as JSON"),
+    Flag("approach", nargs="+", help="2 and/or 3"),
+    Flag("bootstrap", help="bootstrap samples for the intervals"),
+    Flag("seed", help="bootstrap seed"),
+    Flag("confidence", help="interval confidence"),
+    Flag("convention", help="FLOP convention of the table"),
+    Flag("params", help="total | non_embedding"),
+    *(Flag(f"{col}_col", help=f"column holding {col}")
       for col in ("flops", "params", "tokens", "loss", "budget", "convention")),
-    Flag("--no-plots", "plots", const=False, help="write no plots"),
-    Flag("--strict", "strict", const=True, help="treat every fit warning as an error"),
-    Flag("--drop-invalid", "drop_invalid", const=True, help="drop invalid rows (with a warning) instead of failing"),
+    Flag("plots", const=False, help="write no plots", name="--no-plots"),
+    Flag("strict", const=True, help="treat every fit warning as an error"),
+    Flag("drop_invalid", const=True, help="drop invalid rows (with a warning) instead of failing"),
 )
 
 
@@ -295,10 +295,10 @@ class PredictConfig:
 
 
 PREDICT_FLAGS = (
-    Flag("--fit", "fit", help="fit.json written by `isoflop fit` (or its directory)"),
-    Flag("--flops", "flops", nargs="+", help="compute budget(s) C in the fit's convention"),
-    Flag("--vocab-size", "vocab_size", help="count preset parameters with this vocabulary"),
-    Flag("--json", "json", const=True, help="print the predictions as JSON"),
+    Flag("fit", help="fit.json written by `isoflop fit` (or its directory)"),
+    Flag("flops", nargs="+", help="compute budget(s) C in the fit's convention"),
+    Flag("vocab_size", help="count preset parameters with this vocabulary"),
+    Flag("json", const=True, help="print the predictions as JSON"),
 )
 
 
