@@ -21,13 +21,13 @@ import dataclasses
 import math
 import random
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm import tqdm
 
 from sodakit.config import from_dict, save_config, to_dict
@@ -50,7 +50,7 @@ from sodakit.train.metrics import (
     token_type_sums,
     type_losses,
 )
-from sodakit.train.optim import DTensor, build_optimizer
+from sodakit.train.optim import build_optimizer, clip_grad_norm
 from sodakit.train.schedule import lr_multiplier, rule_width, soda_peak_lr
 from sodakit.train.validation import val_batches, validation_losses
 
@@ -117,25 +117,6 @@ def _config_changes(old: dict, new: dict, prefix: str = "") -> dict[str, list]:
         elif a != b and f"{prefix}{key}" != "checkpoint.resume":
             out[f"{prefix}{key}"] = [a, b]
     return out
-
-
-def _local(t: Tensor) -> Tensor:
-    return t.to_local() if isinstance(t, DTensor) else t
-
-
-@torch.no_grad()
-def clip_grad_norm(params: Iterable[nn.Parameter], max_norm: float) -> Tensor:
-    """Global L2 norm of the (sharded) gradients, then scale them down to max_norm (0: no clipping)."""
-    grads = [_local(p.grad) for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    sq = torch.stack(torch._foreach_norm(grads)).float().square().sum()
-    D.all_reduce_sum(sq)
-    norm = sq.sqrt()
-    if max_norm > 0:
-        coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
-        torch._foreach_mul_(grads, coef.to(grads[0].dtype))
-    return norm
 
 
 # ---------------------------------------------------------------------------------------------------
