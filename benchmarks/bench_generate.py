@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from sodakit.generate.constraints import ModalityConstraints
+from sodakit.generate.decoding import GenerationConfig, generate
 from sodakit.generate.memory import weights_to_hugepages
-from sodakit.generate.sampler import GenerationConfig, generate
 from sodakit.model import hf
 from sodakit.model.config import preset
 from sodakit.model.qwen3 import build_model

@@ -29,8 +29,7 @@ from sodakit.model.qwen3 import build_model
 from sodakit.train import distributed as D
 from sodakit.train.config import OptimConfig
 from sodakit.train.metrics import device_peak_flops, peak_memory_bytes
-from sodakit.train.optim import build_optimizer
-from sodakit.train.trainer import clip_grad_norm
+from sodakit.train.optim import build_optimizer, clip_grad_norm
 
 # Sequences per micro-batch at seq 4096 that fit an 80 GB GPU without activation checkpointing.
 DEFAULT_BATCH = {"135M": 8, "600M": 4, "1.7B": 2, "4B": 1, "tiny": 2, "mini": 2}

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import pytest
 
 from sodakit.cli import COMMANDS
 from sodakit.cli import main as cli_main
-from sodakit.config import ConfigError, describe, load_config, parse_config_args
+from sodakit.config import ConfigError, Flag, describe, load_config, parse_config_args
 
 
 @dataclass
@@ -85,3 +86,34 @@ def test_shipped_configs_load_by_name_from_anywhere(tmp_path, monkeypatch):
     local = tmp_path / "train_135m.yaml"  # a user's own file of the same name wins
     local.write_text("steps: 7\n")
     assert load_config(TrainConfig, "train_135m.yaml").steps == 7
+
+
+@dataclass
+class Command:
+    src: str = "???"
+    out: str = "???"
+    tags: list[str] = field(default_factory=list)
+    n: int = 1
+    json: bool = False
+
+
+COMMAND_FLAGS = (Flag("tags", nargs="+"), Flag("n"), Flag("json", const=True))
+
+
+def test_flags_and_positionals_are_other_spellings_of_keys(tmp_path):
+    parse = functools.partial(parse_config_args, Command, prog="x", description="d", flags=COMMAND_FLAGS,
+                              positionals=("src", "out"))
+    by_keys, _ = parse(["src=a", "out=b", "tags=[x, y]", "n=3", "json=true"])
+    by_flags, path = parse(["a", "--tags", "x", "y", "--n", "3", "b", "--json"])
+    assert by_flags == by_keys == Command("a", "b", ["x", "y"], 3, True) and path is None
+    # a list flag gives back the key=value arguments it swallowed; key=value wins over a flag
+    cfg, _ = parse(["a", "b", "--n", "2", "--tags", "x", "n=5"])
+    assert (cfg.tags, cfg.n) == (["x"], 5)
+    # a YAML file first; a plain argument holding "=" (a path) is a positional; flag values are literal
+    (tmp_path / "c.yaml").write_text("n: 4\nout: from_yaml\n")
+    cfg, path = parse([str(tmp_path / "c.yaml"), "dir/x=y", "--tags", "a: b"])
+    assert (cfg.src, cfg.out, cfg.n, cfg.tags, path) == ("dir/x=y", "from_yaml", 4, ["a: b"], tmp_path / "c.yaml")
+    with pytest.raises(ConfigError, match="unexpected argument 'c'"):
+        parse(["a", "b", "c"])
+    with pytest.raises(ConfigError, match="n"):
+        parse(["a", "b", "--n", "many"])

@@ -124,6 +124,35 @@ def test_sharded_export_and_cli_round_trip(tmp_path):
     assert cli_main(["convert", "export", str(tmp_path / "back"), str(tmp_path / "hf_bf16")]) == 2  # exists: refused
 
 
+def test_convert_takes_the_key_value_grammar(tmp_path, capsys):
+    """`convert export|import` read typed configs (key=value, a YAML file); the flag and positional forms
+    are other spellings and give the same result."""
+    from sodakit.cli import main as cli_main
+
+    cfg = SHAPES["mha"]
+    model = build_model(cfg, seed=2)
+    write_model_dir(tmp_path / "ckpt", model.state_dict(), cfg, VOCAB, codec=None)
+    (tmp_path / "export.yaml").write_text("dtype: bfloat16\n")
+    assert cli_main(["convert", "export", str(tmp_path / "export.yaml"), f"src={tmp_path / 'ckpt'}",
+                     f"out={tmp_path / 'hf_keys'}", "shard_size_gb=0.00005"]) == 0
+    assert main(["export", str(tmp_path / "ckpt"), str(tmp_path / "hf_flags"), "--dtype", "bfloat16",
+                 "--shard-size-gb", "0.00005"]) == 0
+    for out in ("hf_keys", "hf_flags"):
+        assert json.loads((tmp_path / out / "config.json").read_text())["dtype"] == "bfloat16"
+        assert (tmp_path / out / hf.HF_INDEX).is_file()
+    assert sorted(p.name for p in (tmp_path / "hf_keys").iterdir()) == sorted(p.name for p in (tmp_path / "hf_flags").iterdir())
+    assert cli_main(["convert", "import", f"src={tmp_path / 'hf_keys'}", f"out={tmp_path / 'back'}"]) == 0
+    back, info = load_pretrained(tmp_path / "back")
+    assert info.vocab == VOCAB
+    for k, v in model.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v.to(torch.bfloat16).float()), k
+    capsys.readouterr()
+    assert cli_main(["convert", "export", str(tmp_path / "ckpt"), str(tmp_path / "x"), "dtype=float64"]) == 2
+    assert "dtype=float64: choose one of" in capsys.readouterr().err
+    assert cli_main(["convert", "export", str(tmp_path / "ckpt"), str(tmp_path / "x"), "extra"]) == 2
+    assert "unexpected argument 'extra'" in capsys.readouterr().err
+
+
 def test_bad_hf_directories_are_refused(tmp_path):
     cfg = SHAPES["mha"]
     out = hf.save_hf_dir(tmp_path / "hf", cfg, build_model(cfg, seed=0).state_dict())

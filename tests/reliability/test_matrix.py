@@ -101,7 +101,7 @@ TRAIN_KILLS = {
     # pruning the oldest checkpoint (keep_last=2) after step 9, one file already deleted
     "checkpoint-pruning": ("os:unlink", 2, "dir_fd"),
     # inside an optimizer step, and while a metrics record is written
-    "mid-step": ("sodakit.train.trainer:clip_grad_norm", 8, ""),
+    "mid-step": ("sodakit.train.optim:clip_grad_norm", 8, ""),
     "metrics-write": ("sodakit.train.metrics:MetricsWriter.write", 8, ""),
 }
 

@@ -116,3 +116,28 @@ def test_strict_turns_warnings_into_errors(tmp_path, synth, capsys):
     assert "WARNING: budget 1.000e+18: only 2 run(s)" in cap.out and "WARNING" in cap.err
     assert sodakit_main(["isoflop", "fit", str(path), "--bootstrap", "0", "--no-plots", "--strict"]) == 2
     assert "only 2 run(s)" in capsys.readouterr().err
+
+
+def test_fit_and_predict_take_the_key_value_grammar(results_csv, tmp_path, capsys):
+    """Typed configs (key=value over an optional YAML file) give what the flags give."""
+    by_flags, by_keys = tmp_path / "flags", tmp_path / "keys"
+    assert commands.main(["fit", str(results_csv), "--out", str(by_flags), "--bootstrap", "0", "--no-plots",
+                          "--approach", "2", "--json"]) == 0
+    flags_record = json.loads(capsys.readouterr().out)
+    (tmp_path / "fit.yaml").write_text("bootstrap: 0\nplots: false\napproach: [2]\n")
+    assert sodakit_main(["isoflop", "fit", str(tmp_path / "fit.yaml"), f"results={results_csv}",
+                         f"out={by_keys}", "json=true"]) == 0
+    keys_record = json.loads(capsys.readouterr().out)
+    assert keys_record["approach2"] == flags_record["approach2"]
+    assert keys_record["approach3"] is None and keys_record["settings"] == flags_record["settings"]
+    assert not list(by_keys.glob("*.png"))
+
+    assert commands.main(["predict", "--fit", str(by_flags), "--flops", "1e20", "1e21", "--json"]) == 0
+    flags_pred = json.loads(capsys.readouterr().out)
+    assert sodakit_main(["isoflop", "predict", f"fit={by_keys}", "flops=[1e20, 1e21]", "json=true"]) == 0
+    assert json.loads(capsys.readouterr().out) == flags_pred
+
+    assert sodakit_main(["isoflop", "fit", f"results={results_csv}", "params=all", "plots=false"]) == 2
+    assert "params=all: choose one of total, non_embedding" in capsys.readouterr().err
+    assert sodakit_main(["isoflop", "predict", f"fit={by_keys}"]) == 2
+    assert "flops=[C, ...] (or --flops C ...) is required" in capsys.readouterr().err

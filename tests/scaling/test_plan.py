@@ -262,3 +262,26 @@ def test_cli_plan(tmp_path, capsys):
     assert "budget 1.00e+10 has no feasible run" in capsys.readouterr().out
     assert sodakit_main(["isoflop", "plan", "--budgets", "1e10"]) == 2
     assert "no run satisfies" in capsys.readouterr().err
+
+
+def test_cli_plan_takes_the_key_value_grammar(tmp_path, capsys):
+    """preset=, a rules file (positional or --config) and key=value give the plan the flags give."""
+    assert commands.main(["plan", "--preset", "mini", "--out", str(tmp_path / "flags"), "vocab_size=4096",
+                          "--budgets", "1e13", "3e13"]) == 0
+    assert commands.main(["plan", "preset=mini", f"out={tmp_path / 'keys'}", "vocab_size=4096",
+                          "budgets=[1e13, 3e13]"]) == 0
+    assert read_plan(tmp_path / "keys" / "plan.json") == read_plan(tmp_path / "flags" / "plan.json")
+    rules = REPO / "configs" / "isoflop_mini.yaml"
+    capsys.readouterr()
+    assert commands.main(["plan", str(rules), "json=true"]) == 0
+    by_file = json.loads(capsys.readouterr().out)
+    assert commands.main(["plan", "--config", str(rules), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == by_file and by_file["rules"]["name"] == "mini"
+    # the preset a rules file or a key names is where the other fields start
+    (tmp_path / "r.yaml").write_text("preset: mini\nvocab_size: 4096\n")
+    assert commands.main(["plan", str(tmp_path / "r.yaml"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rules"]["seq_len"] == PRESETS["mini"].seq_len
+    from sodakit.cli import main as sodakit_main
+
+    assert sodakit_main(["isoflop", "plan", "preset=huge"]) == 2
+    assert "preset=huge: unknown" in capsys.readouterr().err

@@ -23,7 +23,8 @@ from sodakit.data.loader import MixtureLoader
 from sodakit.model.load import list_checkpoints
 from sodakit.model.qwen3 import build_model
 from sodakit.train.config import CheckpointConfig, DataConfig, DataSource, LogConfig, ModelSpec, TrainConfig
-from sodakit.train.trainer import clip_grad_norm, resolve_model_config, train
+from sodakit.train.optim import clip_grad_norm
+from sodakit.train.trainer import resolve_model_config, train
 
 from .conftest import VOCAB
 

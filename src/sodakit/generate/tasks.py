@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from sodakit.generate import prompts as P
-from sodakit.generate.sampler import STOP_SILENCE, DecodeStats, GenerationConfig, generate
+from sodakit.generate.decoding import STOP_SILENCE, DecodeStats, GenerationConfig, generate
 from sodakit.generate.sampling import SamplingConfig
 from sodakit.generate.silence import RepeatSilence, SilenceDetector, calibrate_silence_codes
 from sodakit.tokens.soda_tokenizer import SodaTokenizer

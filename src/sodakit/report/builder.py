@@ -18,18 +18,21 @@ relative to the summary file or absolute.
 
 (`sodakit.report.isoflop.isoflop_section` builds the "isoflop" section from a fit or study directory.)
 
-The page references only files copied into its own `assets/` folder, so the report directory can be
-moved or served as is.
+`build_report` turns the summary into a view (tables with formatted cells, asset paths, notes) and
+renders it with the Jinja templates in report/templates/: index.html.j2 (autoescaped: every text of
+the summary is escaped), report.md.j2 (text as is) and style.css. The page references only files copied
+into its own `assets/` folder, so the report directory can be moved or served as is.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import matplotlib
 
 matplotlib.use("Agg")
@@ -124,16 +127,22 @@ def _partial_columns(coverage: dict) -> dict[str, tuple[int, int, list[str]]]:
     return out
 
 
-def _table_html(headers: list[str], rows: list[list[Any]], cls: str = "") -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+@dataclass
+class Table:
+    """A table ready for the templates: header strings and rows of cells already formatted by `_fmt`."""
+
+    headers: list[str]
+    rows: list[list[str]]
+    cls: str = ""
 
 
-def _table_md(headers: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+def _table(headers: list[str], rows: list[list[Any]], cls: str = "") -> Table:
+    return Table(headers, [[_fmt(c) for c in row] for row in rows], cls)
+
+
+def _stat_rows(stats: dict) -> list[list[Any]]:
+    """[key, value] rows of a flat dict; nested values are left to the JSON record."""
+    return [[k, v] for k, v in stats.items() if not isinstance(v, dict | list)]
 
 
 class _Assets:
@@ -162,168 +171,125 @@ def build_report(summary: dict, out_dir: str | Path, base_dir: str | Path = ".")
         shutil.rmtree(out / "assets", ignore_errors=True)
     assets = _Assets(out)
     title = summary.get("title", "sodakit report")
-    h: list[str] = []
-    md: list[str] = [f"# {title}", ""]
+    view: dict[str, Any] = {"title": title, "subtitle": summary.get("subtitle"),
+                            **dict.fromkeys(("data", "training", "evaluation", "samples", "isoflop", "settings"))}
     record: dict[str, Any] = {"title": title}
-    if summary.get("subtitle"):
-        h.append(f"<p class='sub'>{html.escape(summary['subtitle'])}</p>")
-        md += [summary["subtitle"], ""]
-
     if summary.get("data"):
-        h.append("<h2>Data</h2><div class='tables'>")
-        md += ["## Data", ""]
-        for name, stats in summary["data"].items():
-            rows = [[k, v] for k, v in stats.items() if not isinstance(v, dict | list)]
-            h.append(f"<div><h3>{html.escape(name)}</h3>" + _table_html(["statistic", "value"], rows) + "</div>")
-            md += [f"### {name}", "", _table_md(["statistic", "value"], rows), ""]
-        h.append("</div>")
+        view["data"] = [(name, _table(["statistic", "value"], _stat_rows(stats))) for name, stats in summary["data"].items()]
         record["data"] = summary["data"]
-
-    training = summary.get("training") or {}
-    if training:
-        h.append("<h2>Training</h2>")
-        md += ["## Training", ""]
-        info = training.get("info", {})
-        if info:
-            rows = [[k, v] for k, v in info.items() if not isinstance(v, dict | list)]
-            h.append(_table_html(["setting", "value"], rows))
-            md += [_table_md(["setting", "value"], rows), ""]
-        metrics_path = _resolve(training.get("metrics"), base)
-        if metrics_path is not None and metrics_path.is_file():
-            records = read_metrics(metrics_path)
-            tmp = out / "loss_curves.png"
-            keys = plot_losses(records, tmp)
-            if keys:
-                src = assets.add(tmp, "plot")
-                tmp.unlink()
-                h.append(f'<figure><img src="{src}" alt="loss curves per token type"><figcaption>'
-                         f"Loss per token type ({', '.join(keys)})</figcaption></figure>")
-                md += [f"![loss curves]({src})", ""]
-            last = {k: v for k, v in (records[-1] if records else {}).items() if isinstance(v, int | float)}
-            record["training"] = {"info": info, "last_record": last}
-
+    if summary.get("training"):
+        view["training"], training_record = _training_section(summary["training"], out, base, assets)
+        if training_record is not None:
+            record["training"] = training_record
     evaluation = summary.get("evaluation") or {}
     if evaluation.get("scores"):
-        scores = evaluation["scores"]
-        scale = evaluation.get("scale", "")
-        h.append("<h2>Evaluation</h2>")
-        md += ["## Evaluation", ""]
-        note = ("Published SODA numbers (docs/soda.md#evaluation-protocol) are shown for reference only: they come from models "
-                "trained on ~300K hours with Mimi and judged by Whisper-large-v3 / WavLM-large; this run is at a "
-                f"different scale ({scale}) with offline judges and look-alike benchmarks. Compare shapes, not values.")
-        h.append(f"<p class='note'>{html.escape(note)}</p>")
-        md += [f"> {note}", ""]
-        ours = [scores.get(c) for c in SODA_COLUMNS]
-        rows = [["this run", *ours]] + [[name, *vals] for name, vals in SODA_PUBLISHED.items()]
-        partial = _partial_columns(evaluation.get("coverage") or {})
-        headers = ["model", *[c + (f" ({partial[c][0]}/{partial[c][1]} parts)" if c in partial else "")
-                              + (" (lower better)" if c in LOWER_IS_BETTER else "") for c in SODA_COLUMNS]]
-        h.append(_table_html(headers, rows, "eval"))
-        md += [_table_md(headers, rows), ""]
-        for c, (scored, expected, missing) in partial.items():
-            line = (f"{c}: this run scored {scored} of the {expected} parts"
-                    + (f" (missing: {', '.join(missing)})" if missing else "")
-                    + "; the published numbers average all of them.")
-            h.append(f"<p class='note'>{html.escape(line)}</p>")
-            md += [f"> {line}", ""]
-        extra = [[k, v] for k, v in scores.items() if k not in SODA_COLUMNS]
-        if extra:
-            h.append("<h3>Other measurements</h3>" + _table_html(["metric", "value"], extra))
-            md += ["### Other measurements", "", _table_md(["metric", "value"], extra), ""]
-        if evaluation.get("judges"):
-            h.append(f"<p class='note'>Judges: {html.escape(str(evaluation['judges']))}</p>")
-            md += [f"Judges: {evaluation['judges']}", ""]
+        view["evaluation"] = _evaluation_section(evaluation)
         record["evaluation"] = evaluation
-
-    samples = summary.get("samples") or []
-    if samples:
-        h.append("<h2>Samples</h2>")
-        md += ["## Samples", ""]
-        rows_html = []
-        rec_samples = []
-        for i, s in enumerate(samples):
-            cells = []
-            entry = {k: v for k, v in s.items() if not k.endswith("_audio")}
-            for role in ("prompt", "output"):
-                parts = []
-                audio = _resolve(s.get(f"{role}_audio"), base)
-                if audio is not None:
-                    src = assets.add(audio, f"s{i}-{role}")
-                    parts.append(f'<audio controls preload="metadata" src="{src}"></audio>')
-                    entry[f"{role}_audio"] = src
-                if s.get(f"{role}_text"):
-                    parts.append(f"<div class='txt'>{html.escape(s[f'{role}_text'])}</div>")
-                cells.append("".join(parts) or "-")
-            ref = html.escape(s.get("reference_text", "") or "")
-            rows_html.append(f"<tr><td>{html.escape(s.get('task', ''))}</td><td>{cells[0]}</td><td>{cells[1]}</td><td>{ref}</td></tr>")
-            md.append(f"- **{s.get('task', '')}**: prompt {entry.get('prompt_audio', '')} {s.get('prompt_text', '')!r} -> "
-                      f"output {entry.get('output_audio', '')} {s.get('output_text', '')!r}")
-            rec_samples.append(entry)
-        h.append("<table class='samples'><thead><tr><th>task</th><th>prompt</th><th>output</th><th>reference</th></tr>"
-                 f"</thead><tbody>{''.join(rows_html)}</tbody></table>")
-        md.append("")
-        record["samples"] = rec_samples
-
+    if summary.get("samples"):
+        view["samples"], record["samples"] = _samples_section(summary["samples"], base, assets)
     iso = summary.get("isoflop") or {}
     if iso.get("plots") or iso.get("exponents") or iso.get("message"):
-        h.append("<h2>IsoFLOP study</h2>")
-        md += ["## IsoFLOP study", ""]
-        if iso.get("message"):
-            h.append(f"<p class='note'>{html.escape(iso['message'])}</p>")
-            md += [f"> {iso['message']}", ""]
-        if iso.get("source"):
-            h.append(f"<p>Source: <code>{html.escape(str(iso['source']))}</code></p>")
-            md += [f"Source: `{iso['source']}`", ""]
-        if iso.get("exponents"):
-            headers = ["fit", "N* ~ C^a: a", "D* ~ C^b: b"]
-            rows = [[iso["reference"].get("fit", "SODA"), iso["reference"].get("N_exponent"),
-                     iso["reference"].get("D_exponent")]] if iso.get("reference") else []
-            rows += [[e.get("fit", ""), _with_ci(e.get("N_exponent"), e.get("N_exponent_ci")),
-                      _with_ci(e.get("D_exponent"), e.get("D_exponent_ci"))] for e in iso["exponents"]]
-            h.append(_table_html(headers, rows, "iso"))
-            h.append("<p class='note'>Fitted exponents with their bootstrap intervals in brackets.</p>")
-            md += [_table_md(headers, rows), "", "Fitted exponents with their bootstrap intervals in brackets.", ""]
-        if iso.get("summary"):
-            rows = [[k, v] for k, v in iso["summary"].items() if not isinstance(v, dict | list)]
-            h.append(_table_html(["quantity", "value"], rows))
-            md += [_table_md(["quantity", "value"], rows), ""]
-        for w in iso.get("warnings") or []:
-            h.append(f"<p class='note'>{html.escape(str(w))}</p>")
-            md += [f"> {w}", ""]
-        srcs = []
-        for p in iso.get("plots") or []:
-            folder = Path(p).parent.name  # fit_audio/ and fit/ of a study hold plots of the same names
-            src = assets.add(_resolve(p, base), f"isoflop-{folder}" if folder else "isoflop")  # type: ignore[arg-type]
-            srcs.append(src)
-            h.append(f'<figure><img src="{src}" alt="IsoFLOP plot {html.escape(Path(p).name)}">'
-                     f"<figcaption>{html.escape(str(p))}</figcaption></figure>")
-            md += [f"![isoflop]({src})", "", f"*{p}*", ""]
-        record["isoflop"] = {**iso, "plots": srcs, "plot_sources": list(iso.get("plots") or [])}
-
+        view["isoflop"], record["isoflop"] = _isoflop_section(iso, base, assets)
     if summary.get("settings"):
-        h.append("<h2>Settings</h2><pre>" + html.escape(json.dumps(summary["settings"], indent=2)) + "</pre>")
-        md += ["## Settings", "", "```json", json.dumps(summary["settings"], indent=2), "```", ""]
+        view["settings"] = json.dumps(summary["settings"], indent=2)
         record["settings"] = summary["settings"]
 
-    page = (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>"
-        f"<body><h1>{html.escape(title)}</h1>{''.join(h)}</body></html>"
-    )
     paths = {"html": out / "index.html", "markdown": out / "report.md", "json": out / "report.json"}
-    atomic_write_text(paths["html"], page)
-    atomic_write_text(paths["markdown"], "\n".join(md))
+    atomic_write_text(paths["html"], _TEMPLATES.get_template("index.html.j2").render(view))
+    atomic_write_text(paths["markdown"], _TEMPLATES.get_template("report.md.j2").render(view))
     atomic_write_text(paths["json"], json.dumps(record, indent=2, default=str))
     return paths
 
 
-_CSS = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-h1{margin-bottom:.2em} .sub{color:#555;margin-top:0}
-.tables{display:flex;flex-wrap:wrap;gap:0 1.5em} .tables h3{margin:.6em 0 .2em;font-size:1em}
-table{border-collapse:collapse;margin:.6em 0 1.2em} th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}
-th{background:#f3f3f3} table.eval tr:first-child td{font-weight:bold;background:#eef6ff}
-.note{color:#555;font-size:.9em;background:#fafafa;border-left:3px solid #ccc;padding:.4em .8em}
-figure{margin:1em 0} figcaption{font-size:.85em;color:#555} img{max-width:100%} audio{display:block;margin:.2em 0;width:260px} .txt{font-size:.9em;color:#333}
-pre{background:#f6f6f6;padding:.8em;overflow:auto;font-size:.85em}
-"""
+def _training_section(training: dict, out: Path, base: Path, assets: _Assets) -> tuple[dict, dict | None]:
+    """The settings table and the loss curves; the JSON record keeps the last metrics record."""
+    info = training.get("info", {})
+    view: dict[str, Any] = {"info": _table(["setting", "value"], _stat_rows(info)) if info else None,
+                            "plot": None, "plot_keys": ""}
+    metrics_path = _resolve(training.get("metrics"), base)
+    if metrics_path is None or not metrics_path.is_file():
+        return view, None
+    records = read_metrics(metrics_path)
+    tmp = out / "loss_curves.png"
+    keys = plot_losses(records, tmp)
+    if keys:
+        view["plot"] = assets.add(tmp, "plot")
+        view["plot_keys"] = ", ".join(keys)
+        tmp.unlink()
+    last = {k: v for k, v in (records[-1] if records else {}).items() if isinstance(v, int | float)}
+    return view, {"info": info, "last_record": last}
+
+
+def _evaluation_section(evaluation: dict) -> dict:
+    """This run's scores beside the published SODA rows, with notes on scale and partial columns."""
+    scores = evaluation["scores"]
+    ours = [scores.get(c) for c in SODA_COLUMNS]
+    rows = [["this run", *ours]] + [[name, *vals] for name, vals in SODA_PUBLISHED.items()]
+    partial = _partial_columns(evaluation.get("coverage") or {})
+    headers = ["model", *[c + (f" ({partial[c][0]}/{partial[c][1]} parts)" if c in partial else "")
+                          + (" (lower better)" if c in LOWER_IS_BETTER else "") for c in SODA_COLUMNS]]
+    partial_notes = [f"{c}: this run scored {scored} of the {expected} parts"
+                     + (f" (missing: {', '.join(missing)})" if missing else "")
+                     + "; the published numbers average all of them."
+                     for c, (scored, expected, missing) in partial.items()]
+    extra = [[k, v] for k, v in scores.items() if k not in SODA_COLUMNS]
+    return {
+        "note": ("Published SODA numbers (docs/soda.md#evaluation-protocol) are shown for reference only: they "
+                 "come from models trained on ~300K hours with Mimi and judged by Whisper-large-v3 / WavLM-large; "
+                 f"this run is at a different scale ({evaluation.get('scale', '')}) with offline judges and "
+                 "look-alike benchmarks. Compare shapes, not values."),
+        "table": _table(headers, rows, "eval"),
+        "partial_notes": partial_notes,
+        "extra": _table(["metric", "value"], extra) if extra else None,
+        "judges": str(evaluation["judges"]) if evaluation.get("judges") else None,
+    }
+
+
+def _samples_section(samples: list[dict], base: Path, assets: _Assets) -> tuple[list[dict], list[dict]]:
+    """One row per sample: its audio copied into assets/, its texts; the JSON record points at the copies."""
+    view, record = [], []
+    for i, s in enumerate(samples):
+        entry = {k: v for k, v in s.items() if not k.endswith("_audio")}
+        row: dict[str, Any] = {"task": s.get("task", ""), "reference": s.get("reference_text", "") or ""}
+        for role in ("prompt", "output"):
+            audio = _resolve(s.get(f"{role}_audio"), base)
+            if audio is not None:
+                entry[f"{role}_audio"] = assets.add(audio, f"s{i}-{role}")
+            row[role] = {"audio": entry.get(f"{role}_audio"), "text": s.get(f"{role}_text")}
+        # The Markdown line names the texts as Python literals (quotes make empty and odd texts visible).
+        row["md_prompt"] = f"{entry.get('prompt_audio', '')} {s.get('prompt_text', '')!r}"
+        row["md_output"] = f"{entry.get('output_audio', '')} {s.get('output_text', '')!r}"
+        view.append(row)
+        record.append(entry)
+    return view, record
+
+
+def _isoflop_section(iso: dict, base: Path, assets: _Assets) -> tuple[dict, dict]:
+    """Fitted exponents beside SODA's, sweep statistics, warnings and the plots (copied into assets/)."""
+    view: dict[str, Any] = {"message": iso.get("message"), "source": iso.get("source"), "exponents": None,
+                            "summary": None, "warnings": [str(w) for w in iso.get("warnings") or []]}
+    if iso.get("exponents"):
+        ref = iso.get("reference")
+        rows = [[ref.get("fit", "SODA"), ref.get("N_exponent"), ref.get("D_exponent")]] if ref else []
+        rows += [[e.get("fit", ""), _with_ci(e.get("N_exponent"), e.get("N_exponent_ci")),
+                  _with_ci(e.get("D_exponent"), e.get("D_exponent_ci"))] for e in iso["exponents"]]
+        view["exponents"] = _table(["fit", "N* ~ C^a: a", "D* ~ C^b: b"], rows, "iso")
+    if iso.get("summary"):
+        view["summary"] = _table(["quantity", "value"], _stat_rows(iso["summary"]))
+    view["plots"] = []
+    for p in iso.get("plots") or []:
+        folder = Path(p).parent.name  # fit_audio/ and fit/ of a study hold plots of the same names
+        src = assets.add(_resolve(p, base), f"isoflop-{folder}" if folder else "isoflop")  # type: ignore[arg-type]
+        view["plots"].append({"src": src, "name": Path(p).name, "source": str(p)})
+    record = {**iso, "plots": [p["src"] for p in view["plots"]], "plot_sources": list(iso.get("plots") or [])}
+    return view, record
+
+
+# HTML is autoescaped; Markdown is written as is (like the summary's own text).
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("sodakit.report", "templates"),
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
+    trim_blocks=True,
+    lstrip_blocks=True,
+    undefined=jinja2.StrictUndefined,
+)

@@ -49,12 +49,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sodakit.config import atomic_write_text
+from sodakit.data.packed import PackedDataError, PackedDataset
 from sodakit.fileio import try_exclusive_lock
 from sodakit.model.config import count_params, train_flops_per_token
+from sodakit.model.load import list_checkpoints, load_pretrained, resolve
 from sodakit.scaling.plan import Plan, RunSpec, read_plan
+from sodakit.train import distributed as D
+from sodakit.train import trainer  # called as trainer.train so tests can stand in for it
+from sodakit.train.config import (
+    CheckpointConfig,
+    DataConfig,
+    DataSource,
+    LogConfig,
+    ModelSpec,
+    OptimConfig,
+    ScheduleConfig,
+    TrainConfig,
+)
+from sodakit.train.metrics import TOKEN_TYPES
+from sodakit.train.validation import val_batches, validation_losses
 
 STATUS_OK, STATUS_DIVERGED = "ok", "diverged"
-TOKEN_TYPES = ("text", "marker", "audio", "semantic")  # sodakit.train.metrics.TOKEN_TYPES
 
 RESULT_COLUMNS = [
     "run_id", "budget", "flop_convention", "status",
@@ -120,8 +136,6 @@ def check_data(plan: Plan, settings: RunSettings) -> tuple[Any, str, int]:
 
     Returns (vocab, data fingerprint, number of validation windows at the plan's sequence length).
     """
-    from sodakit.data.packed import PackedDataError, PackedDataset
-
     if not settings.data:
         raise RunError("no training data: give --data PACKED_DIR[:WEIGHT] ...")
     if not settings.val:
@@ -204,8 +218,6 @@ def _locked(path: Path):
 
 def append_row(path: Path, row: dict[str, Any]) -> None:
     """Add one row: lock, read the table, write table + row to a temp file, fsync, rename."""
-    from sodakit.config import atomic_write_text
-
     missing = [c for c in RESULT_COLUMNS if c not in row]
     if missing:
         raise ValueError(f"results row lacks columns {missing}")
@@ -235,17 +247,6 @@ def _fmt(v: Any) -> str:
 # ---------------------------------------------------------------------------------------------------
 def train_config(spec: RunSpec, settings: RunSettings, world_size: int, n_val_windows: int, device_type: str):
     """The engine's TrainConfig for one planned run."""
-    from sodakit.train.config import (
-        CheckpointConfig,
-        DataConfig,
-        DataSource,
-        LogConfig,
-        ModelSpec,
-        OptimConfig,
-        ScheduleConfig,
-        TrainConfig,
-    )
-
     micro = settings.micro_batch or spec.batch // world_size
     if micro <= 0 or spec.batch % (micro * world_size):
         raise RunError(
@@ -309,11 +310,8 @@ def _final_val_from_metrics(run_dir: Path, steps: int) -> dict[str, float] | Non
 
 def _evaluate_checkpoint(cfg, ctx, vocab) -> dict[str, float]:
     """Score the run's final checkpoint on the validation data (all ranks; no metrics record existed)."""
-    from sodakit.model.load import load_pretrained, resolve
-    from sodakit.train.trainer import evaluate, val_batches
-
     model, _ = load_pretrained(resolve(cfg.run_dir), device=ctx.device)
-    return evaluate(model, val_batches(cfg, ctx, vocab), vocab, ctx)
+    return validation_losses(model, val_batches(cfg, ctx, vocab), vocab, ctx)
 
 
 def _last_train_loss(run_dir: Path) -> float | None:
@@ -330,8 +328,6 @@ def _last_train_loss(run_dir: Path) -> float | None:
 
 
 def _resume_step(run_dir: Path) -> int:
-    from sodakit.train.checkpoint import list_checkpoints
-
     ckpts = list_checkpoints(run_dir)
     return int(ckpts[-1].name.split("_")[-1]) if ckpts else 0
 
@@ -375,9 +371,6 @@ def _check_spec(spec: RunSpec) -> None:
 # ---------------------------------------------------------------------------------------------------
 def run_plan(plan_path: str | Path, settings: RunSettings, log: Callable[[str], None] = print) -> RunOutcome:
     """Train every unfinished run of the plan (collective under torchrun: every rank calls it)."""
-    from sodakit.train import distributed as D
-    from sodakit.train.trainer import NonFiniteLossError, resolve_model_config, train
-
     plan = read_plan(plan_path)
     runs = plan.runs
     if settings.only:
@@ -423,7 +416,7 @@ def run_plan(plan_path: str | Path, settings: RunSettings, log: Callable[[str], 
                 continue
             with claim or contextlib.nullcontext():  # the claim is released once the row is written
                 cfg = train_config(spec, settings, ctx.world_size, n_val, ctx.device.type)
-                model_cfg = resolve_model_config(cfg.model, vocab)
+                model_cfg = trainer.resolve_model_config(cfg.model, vocab)
                 if model_cfg != spec.model_config():
                     raise RunError(f"run {spec.run_id}: engine model config {model_cfg} != planned {spec.model_config()}")
                 run_dir = Path(cfg.run_dir)
@@ -435,9 +428,9 @@ def run_plan(plan_path: str | Path, settings: RunSettings, log: Callable[[str], 
                 t0 = time.perf_counter()
                 status, val = STATUS_OK, None
                 try:
-                    result = train(cfg)
+                    result = trainer.train(cfg)
                     val = result.val
-                except NonFiniteLossError as e:
+                except trainer.NonFiniteLossError as e:
                     status = STATUS_DIVERGED
                     if ctx.is_main:
                         log(f"  {spec.run_id} diverged: {e}")

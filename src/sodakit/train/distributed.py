@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 # Generous: the first collective waits for every rank to finish start-up (and compilation).
 TIMEOUT = datetime.timedelta(minutes=30)
@@ -70,9 +72,6 @@ def shard_model(model: nn.Module, ctx: DistContext, bf16: bool, compile_blocks: 
     bf16: parameters are all-gathered in bf16 for compute while the sharded masters stay fp32 and
     gradients are reduced in fp32 (FSDP2's MixedPrecisionPolicy).
     """
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-
     mesh = init_device_mesh(ctx.device.type, (ctx.world_size,))
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
     layers = model.layers  # type: ignore[attr-defined]

@@ -9,10 +9,12 @@ matmul in the compute dtype, so MFU there reads "fraction of achievable matmul t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +127,39 @@ def type_losses(sums: Tensor, prefix: str = "loss") -> dict[str, float]:
         if count > 0:
             res[f"{prefix}_{kind}"] = total / count
     return res
+
+
+class ThroughputWindow:
+    """Input tokens and optimizer steps since the last log record, and the training time they took.
+
+    Validation and checkpoint writing run inside `paused()`, so their time is not training time; the
+    window keeps its steps and tokens across them.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.t0 = time.perf_counter()
+        self.steps = 0
+        self.tokens = 0
+
+    def add(self, tokens: int) -> None:
+        self.tokens += tokens
+
+    def step_done(self) -> None:
+        self.steps += 1
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.t0 += time.perf_counter() - t
 
 
 class MetricsWriter:

@@ -149,7 +149,7 @@ def run_asr(ctx: EvalContext, path: Path | None, shots_n: int = 0, task: str = "
 
 def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
     from sodakit.eval.judges import make_asr_judge, make_speaker_judge
-    from sodakit.generate.sampler import STOP_BUDGET
+    from sodakit.generate.decoding import STOP_BUDGET
     from sodakit.generate.sampling import SamplingConfig
 
     read = read_seedtts(_need(path, "tts", TTS_HELP)).limited(ctx.limit)
