@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from sodakit.fileio import atomic_write_bytes, atomic_write_text
 
-__all__ = ["ConfigError", "atomic_write_bytes", "atomic_write_text", "check_ranges", "describe", "from_dict",
+__all__ = ["ConfigError", "Flag", "atomic_write_bytes", "atomic_write_text", "check_ranges", "describe", "from_dict",
            "load_config", "parse_config_args", "save_config", "to_dict"]
 
 T = TypeVar("T")
@@ -48,8 +49,14 @@ def resolve_config_path(path: str | os.PathLike) -> Path:
     raise ConfigError(f"config file {path} does not exist (shipped configs, usable by name: {', '.join(names)})")
 
 
-def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> T:
-    """Build a `cls` instance from its defaults, an optional YAML file and dotted overrides."""
+def load_config(
+    cls: type[T],
+    path: str | os.PathLike | None = None,
+    overrides: list[str] | None = None,
+    values: dict[str, Any] | None = None,
+) -> T:
+    """Build a `cls` instance from its defaults, an optional YAML file, a nested dict of `values`
+    (taken as given, e.g. from command-line flags) and dotted overrides, in that order."""
     base = OmegaConf.structured(cls)
     layers = [base]
     if path is not None:
@@ -58,6 +65,8 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
             layers.append(OmegaConf.load(path))
         except Exception as e:  # yaml errors come in several types
             raise ConfigError(f"config file {path}: not valid YAML ({e})") from e
+    if values:
+        layers.append(OmegaConf.create(values))
     if overrides:
         bad = [o for o in overrides if "=" not in o]
         if bad:
@@ -151,12 +160,68 @@ def describe(cls: type, prefix: str = "") -> list[str]:
     return lines
 
 
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """A command-line flag kept as another spelling of a config key: `--batch-size 4` is `batch_size=4`.
+
+    How it reads follows the key's type: a bool key is a switch (`--log-items`), a list key takes a
+    comma-separated value (`--tasks a,b`), a dict key takes KEY=VALUE and may repeat (`--data t=DIR`),
+    any other key one value, converted and checked like a key=value override.
+    """
+
+    key: str
+    help: str = ""
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None
+
+
+def _field_type(cls: type, key: str) -> Any:
+    """The declared type of a dotted config key, with Optional[...] unwrapped."""
+    ftype: Any = cls
+    for part in key.split("."):
+        hints = typing.get_type_hints(ftype)
+        if part not in hints:
+            raise KeyError(f"{cls.__name__} has no config key {key!r}")
+        ftype = hints[part]
+        args = [a for a in typing.get_args(ftype) if a is not type(None)]
+        if typing.get_origin(ftype) in (typing.Union, types.UnionType) and len(args) == 1:
+            ftype = args[0]
+    return ftype
+
+
+def _flag_kind(cls: type, key: str) -> str:
+    ftype = _field_type(cls, key)
+    origin = typing.get_origin(ftype)
+    if ftype is bool:
+        return "switch"
+    if origin is list:
+        return "list"
+    if origin is dict:
+        return "dict"
+    return "value"
+
+
+def _set_dotted(tree: dict, key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[last] = value
+
+
 def parse_config_args(
-    cls: type[T], argv: list[str] | None, prog: str, description: str
+    cls: type[T],
+    argv: list[str] | None,
+    prog: str,
+    description: str,
+    flags: dict[str, str | Flag] | None = None,
+    positional: str | None = None,
 ) -> tuple[T, Path | None]:
     """Parse `[CONFIG.yaml] [key.sub=value ...]` for a command whose whole input is one config.
 
-    `--help` lists every field with its type and default.
+    `flags` keeps argparse-style flags as aliases of config keys (see `Flag`); key=value overrides come
+    after them, so they win. `positional` names a list key that takes the bare arguments (input files);
+    the config file is then recognised by its .yaml/.yml suffix. `--help` lists every field with its
+    type and default.
     """
     import argparse
 
@@ -164,10 +229,46 @@ def parse_config_args(
     parser = argparse.ArgumentParser(
         prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("args", nargs="*", help="optional CONFIG.yaml first, then key=value overrides")
-    ns = parser.parse_args(argv)
-    args: list[str] = list(ns.args)
+    what = f"optional CONFIG.yaml, key=value overrides{f', {positional} files' if positional else ''}"
+    parser.add_argument("args", nargs="*", help=what)
+    specs = [(name, spec if isinstance(spec, Flag) else Flag(spec)) for name, spec in (flags or {}).items()]
+    for i, (name, flag) in enumerate(specs):
+        kind = _flag_kind(cls, flag.key)
+        metavar = flag.metavar or ("KEY=VALUE" if kind == "dict" else flag.key.rsplit(".", 1)[-1].upper())
+        same = {"switch": f"{flag.key}=true", "list": f"{flag.key}=[A,B]", "dict": f"{flag.key}.{metavar}"}.get(
+            kind, f"{flag.key}={metavar}")
+        help_text = f"{flag.help} (= {same})" if flag.help else f"= {same}"
+        if kind == "switch":
+            parser.add_argument(name, dest=f"flag{i}", action="store_const", const=True, default=None, help=help_text)
+        elif kind == "dict":
+            parser.add_argument(name, dest=f"flag{i}", action="append", metavar=metavar, help=help_text)
+        else:
+            parser.add_argument(name, dest=f"flag{i}", choices=flag.choices, metavar=None if flag.choices else metavar,
+                                help=help_text)
+    ns = parser.parse_intermixed_args(argv)
+    values: dict[str, Any] = {}
+    for i, (name, flag) in enumerate(specs):
+        given = getattr(ns, f"flag{i}")
+        if given is None:
+            continue
+        kind = _flag_kind(cls, flag.key)
+        if kind == "list":
+            _set_dotted(values, flag.key, [v.strip() for v in given.split(",") if v.strip()])
+        elif kind == "dict":
+            for item in given:
+                k, sep, v = item.partition("=")
+                if not sep or not k.strip() or not v.strip():
+                    raise ConfigError(f"{name} expects {flag.metavar or 'KEY=VALUE'}, got {item!r}")
+                _set_dotted(values, f"{flag.key}.{k.strip()}", v.strip())
+        else:
+            _set_dotted(values, flag.key, given)
+    overrides = [a for a in ns.args if "=" in a]
+    bare = [a for a in ns.args if "=" not in a]
     path = None
-    if args and "=" not in args[0]:
-        path = Path(args.pop(0))
-    return load_config(cls, path, args), path
+    if bare and (positional is None or Path(bare[0]).suffix in (".yaml", ".yml")):
+        path = Path(bare.pop(0))
+    if bare and positional is None:
+        raise ConfigError(f"{prog}: unexpected argument(s) {bare}; expected [CONFIG.yaml] key=value ...")
+    if bare:
+        _set_dotted(values, positional, bare)
+    return load_config(cls, path, overrides, values), path

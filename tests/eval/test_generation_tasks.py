@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from sodakit.eval.config import EvalConfig
 from sodakit.eval.layouts import write_librispeech, write_seedtts
 from sodakit.eval.lm import as_scoring_lm
 from sodakit.eval.tasks import EvalContext, TaskError, get_task
-from sodakit.generate.tasks import TaskResult as GenResult
+from sodakit.generate.tasks import TaskOutput as GenResult
 
 from .conftest import ConstantLM, tone
 
@@ -44,7 +45,8 @@ def _asr_sets(tmp_path):
 
 
 def _ctx(tok, codec, gen, **kw):
-    return EvalContext(lm=ConstantLM(tok.vocab.size), tokenizer=tok, codec=codec, generator=gen, log_items=True, **kw)
+    return EvalContext(lm=ConstantLM(tok.vocab.size), tokenizer=tok, codec=codec, generator=gen,
+                       cfg=EvalConfig(log_items=True, **kw))
 
 
 def test_asr_known_answers_and_shots(tmp_path, tiny_tokenizer, toy_codec):
@@ -55,7 +57,7 @@ def test_asr_known_answers_and_shots(tmp_path, tiny_tokenizer, toy_codec):
     res = get_task("asr").run(_ctx(tiny_tokenizer, toy_codec, FakeGenerator()), tmp_path / "test")
     assert res.metrics["wer"] == 1.0 and res.metrics["deletions"] == 12
     gen = FakeGenerator(table)
-    ctx = _ctx(tiny_tokenizer, toy_codec, gen, asr_shots=2)
+    ctx = _ctx(tiny_tokenizer, toy_codec, gen, shots=2)
     res = get_task("asr_fewshot").run(ctx, f"{tmp_path / 'test'},{tmp_path / 'dev'}")
     assert res.metrics["wer"] == 0.0 and set(gen.calls) == {2} and len(res.protocol["shots"]) == 2
     with pytest.raises(TaskError, match="needs shots"):
@@ -67,7 +69,7 @@ def test_tts_known_answers(tmp_path, tiny_tokenizer, toy_codec, shared_data):
     text = dict(line.split("\t") for line in (d / "trans.txt").read_text().splitlines())["1089-134686-0001"]
     wav, sr = sf.read(d / "1089-134686-0001.wav", dtype="float32")
     write_seedtts(tmp_path, [("a", text, wav, text), ("b", "silence please", wav[: sr // 2], "nothing here")], sr)
-    ctx = _ctx(tiny_tokenizer, toy_codec, FakeGenerator(tts_empty={"silence please"}), audio_out=tmp_path / "out")
+    ctx = _ctx(tiny_tokenizer, toy_codec, FakeGenerator(tts_empty={"silence please"}), save_audio=str(tmp_path / "out"))
     res = get_task("tts").run(ctx, tmp_path)
     assert res.metrics["sim"] == pytest.approx(1.0) and res.metrics["sim_items"] == 1 and res.metrics["sim_missing"] == 1
     # Item a: the judge transcribes real speech (PocketSphinx, WER well under 0.4); item b: empty -> 2 deletions.
@@ -84,7 +86,7 @@ def test_tts_item_ids_cannot_write_outside_save_audio(tmp_path, tiny_tokenizer, 
     meta = data / "meta.lst"
     meta.write_text(meta.read_text() + "../../../PWNED|a tone|prompt-wavs/plain.wav|a tone\n")
     out = tmp_path / "deep" / "er" / "out"
-    ctx = _ctx(tiny_tokenizer, toy_codec, FakeGenerator(), audio_out=out)
+    ctx = _ctx(tiny_tokenizer, toy_codec, FakeGenerator(), save_audio=str(out))
     res = get_task("tts").run(ctx, data)
     assert res.counts["scored"] == 2
     assert sorted(p.name for p in out.iterdir()) == ["%2E.%2F..%2F..%2FPWNED.wav", "plain.wav"]
@@ -101,8 +103,8 @@ def test_real_generator_on_a_tiny_model(tmp_path, tiny_tokenizer, toy_codec):
     lm = as_scoring_lm(build_model(cfg, seed=0))
     _asr_sets(tmp_path)
     write_seedtts(tmp_path / "tts", [("a", "the cat", tone(0.3, 0.3), "a dog barks")], SR)
-    ctx = EvalContext(lm=lm, tokenizer=tiny_tokenizer, codec=toy_codec, limit=2, tts_max_new_tokens=24,
-                      asr_max_new_tokens=12)
+    ctx = EvalContext(lm=lm, tokenizer=tiny_tokenizer, codec=toy_codec,
+                      cfg=EvalConfig(limit=2, tts_max_new_tokens=24, asr_max_new_tokens=12))
     res = get_task("asr").run(ctx, tmp_path / "test")
     assert res.counts["scored"] == 2 and 0.0 <= res.metrics["wer"] and sum(res.breakdown["stop_reason"].values()) == 2
     res = get_task("tts").run(ctx, tmp_path / "tts")

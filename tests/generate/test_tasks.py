@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sodakit.audio.codec import load_codec
+from sodakit.audio.registry import CodecMismatchError, load_codec
 from sodakit.generate import prompts as P
 from sodakit.generate.commands import main
-from sodakit.generate.tasks import CodecMismatchError, SodaGenerator
+from sodakit.generate.tasks import SodaGenerator
+from sodakit.model.bundle import load_bundle
 from sodakit.tokens.documents import document_ids
 from sodakit.tokens.vocab import AUDIO_END, AUDIO_START, BOS_TEXT, EOS_TEXT, TEXT_END, TEXT_START
 
@@ -33,6 +34,11 @@ def setup(tmp_path_factory, small_mimi):
     tok = small_tokenizer(root / "tok")
     model_dir = small_model_dir(root / "model", tok, codec)
     return {"root": root, "codec": codec, "tok": tok, "model_dir": model_dir}
+
+
+def _generator(model_dir, batch_size=8, **kw) -> SodaGenerator:
+    bundle = load_bundle(model_dir, device="cpu", backend="sodakit", need_codec=True, **kw)
+    return SodaGenerator.from_bundle(bundle, batch_size=batch_size)
 
 
 def _codes(frames, seed, k=8, size=2048):
@@ -99,12 +105,12 @@ def test_text_in_the_audio_range_is_refused(setup):
 
 # ---- task layer ---------------------------------------------------------------------------------------
 def test_generator_uses_the_recorded_codec_and_refuses_another(setup, tmp_path, small_mimi):
-    g = SodaGenerator.from_pretrained(setup["model_dir"])
+    g = _generator(setup["model_dir"])
     assert g.codec.config_hash == setup["codec"].config_hash and g.sample_rate == 24000
     other = small_mimi(tmp_path / "other", seed=1)
     with pytest.raises(CodecMismatchError, match="not the one the model was trained with"):
-        SodaGenerator.from_pretrained(setup["model_dir"], codec=str(other))
-    g2 = SodaGenerator.from_pretrained(setup["model_dir"], codec=str(other), allow_codec_mismatch=True)
+        _generator(setup["model_dir"], codec=str(other))
+    g2 = _generator(setup["model_dir"], codec=str(other), allow_codec_mismatch=True)
     assert any("WARNING" in n for n in g2.notes)
 
 
@@ -117,13 +123,13 @@ def test_a_moved_codec_is_named_and_can_be_given_again(setup, tmp_path, small_mi
     model_dir = small_model_dir(tmp_path / "model", setup["tok"], moved)
     shutil.move(tmp_path / "codec", tmp_path / "codec-new-home")
     with pytest.raises(CodecError, match="codec recorded at .*codec.*pass its new location with --codec"):
-        SodaGenerator.from_pretrained(model_dir)
-    g = SodaGenerator.from_pretrained(model_dir, codec=str(tmp_path / "codec-new-home"))
+        _generator(model_dir)
+    g = _generator(model_dir, codec=str(tmp_path / "codec-new-home"))
     assert g.codec.config_hash == moved.config_hash
 
 
 def test_tts_asr_continue_s2st_produce_decodable_output(setup):
-    g = SodaGenerator.from_pretrained(setup["model_dir"], batch_size=2)
+    g = _generator(setup["model_dir"], batch_size=2)
     voice = g.voice(_tone(0.5), 24000, "hello world")
     res = g.tts(["the quick fox", "hello"], voice=voice, max_new_tokens=8 * 6 + 1, max_seconds=0.4)
     for r in res:
@@ -178,7 +184,7 @@ def test_streamed_waveform_matches_the_whole_decode(setup):
     from sodakit.generate.sampling import SamplingConfig
     from sodakit.generate.streaming import WaveformStreamer
 
-    g = SodaGenerator.from_pretrained(setup["model_dir"])
+    g = _generator(setup["model_dir"])
     tok, v = setup["tok"], setup["tok"].vocab
     prompts = [P.tts_prompt(tok, "hello"), P.tts_prompt(tok, "the quick brown fox")]
     chunks: dict[int, list] = {0: [], 1: []}
@@ -198,8 +204,9 @@ def test_streamed_waveform_matches_the_whole_decode(setup):
 
 def test_s2st_manifest_ids_cannot_write_outside_the_output(tmp_path):
     """A manifest id like ../../escape names a file inside <out>/wav, and items.jsonl says which."""
-    from sodakit.generate.s2st import S2STItem, evaluate_s2st
-    from sodakit.generate.tasks import TaskResult
+    from sodakit.data.s2st_manifest import S2STItem
+    from sodakit.generate.s2st import translate_manifest
+    from sodakit.generate.tasks import TaskOutput
 
     sr = 24000
     t = np.arange(sr) / sr
@@ -211,10 +218,10 @@ def test_s2st_manifest_ids_cannot_write_outside_the_output(tmp_path):
         sample_rate = sr
 
         def s2st(self, waves, sr, **kw):
-            return [TaskResult(text=it.target_text, audio=w, stop_reason="stop_token", extra={}) for it, w in zip(items, waves)]
+            return [TaskOutput(text=it.target_text, audio=w, stop_reason="stop_token", extra={}) for it, w in zip(items, waves)]
 
     out = tmp_path / "a" / "b" / "out"
-    res = evaluate_s2st(Echo(), items, out)
+    res = translate_manifest(Echo(), items, out / "wav")
     assert sorted(p.name for p in (out / "wav").iterdir()) == ["%2E.%2F..%2Fescape.wav", "ok.wav"]
     assert not (tmp_path / "a" / "escape.wav").exists()
-    assert [r["audio_file"] for r in res["items"]] == ["wav/%2E.%2F..%2Fescape.wav", "wav/ok.wav"]
+    assert [str(t.audio_path.relative_to(out)) for t in res] == ["wav/%2E.%2F..%2Fescape.wav", "wav/ok.wav"]

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.codec_from:
         codec = SegmentManifest.load(args.codec_from).codec
     else:
-        from sodakit.audio.codec import load_codec
+        from sodakit.audio.registry import load_codec
 
         codec = load_codec(args.codec, device="cpu", num_codebooks=args.num_codebooks).info()
     summary = import_yodas2_mm(args.inputs, args.output, codec, num_codebooks=args.num_codebooks)

@@ -20,9 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from sodakit import __version__
+from sodakit.audio.io import load_audio, save_wav
 from sodakit.config import ConfigError, atomic_write_text, to_dict
+from sodakit.eval.config import EvalConfig
+from sodakit.eval.evaluator import evaluate, open_model
+from sodakit.eval.results import soda_scores
+from sodakit.generate.tasks import SodaGenerator
+from sodakit.model.bundle import load_bundle
 
 # Four flite and four espeak-ng voices: varied speakers are what keeps a tiny model from memorising ~50
 # paragraphs (measured: with 2 voices per paragraph validation loss turns up after ~150 steps).
@@ -251,34 +258,28 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> Path:
         "asr": p["bench"] / "librispeech" / "test-clean", "tts": p["bench"] / "seedtts" / "en",
         "val_nll": p["segments"] / "val",
     }
-    eval_args = ["--model", str(p["train"]), "--tasks", ",".join(tasks), "--out", str(p["eval"] / "results.json"),
-                 "--device", "cpu" if cfg.device == "auto" else cfg.device, "--batch-size", "8",
-                 "--save-audio", str(p["eval"] / "tts_audio"), "--seed", str(cfg.seed), "--log-items",
-                 "--tts-max-new-tokens", str(_audio_tokens(cfg, cfg.gen_max_seconds)),
-                 "--asr-max-new-tokens", str(cfg.asr_max_new_tokens)]
-    eval_args += [a for t, d in tasks.items() for a in ("--data", f"{t}={d}")]
-    if cfg.eval_limit:
-        eval_args += ["--limit", str(cfg.eval_limit)]
+    eval_cfg = EvalConfig(
+        model=str(p["train"]), tasks=list(tasks), data={t: str(d) for t, d in tasks.items()},
+        device="cpu" if cfg.device == "auto" else cfg.device, batch_size=8, save_audio=str(p["eval"] / "tts_audio"),
+        seed=cfg.seed, log_items=True, tts_max_new_tokens=_audio_tokens(cfg, cfg.gen_max_seconds),
+        asr_max_new_tokens=cfg.asr_max_new_tokens, limit=cfg.eval_limit or None, out=str(p["eval"] / "results.json"),
+    )
 
-    def evaluate(_: bool) -> dict:
-        from sodakit.eval.commands import main as eval_main
-        from sodakit.eval.results import soda_scores
-
+    def evaluate_stage(_: bool) -> dict:
         p["eval"].mkdir(parents=True, exist_ok=True)
-        eval_main(eval_args)
-        results = json.loads((p["eval"] / "results.json").read_text())
-        return {"scores": soda_scores(results), "results": str(p["eval"] / "results.json")}
+        results = evaluate(open_model(eval_cfg), eval_cfg, log=log)
+        return {"scores": soda_scores(results), "results": eval_cfg.out}
 
     eval_info = st.run("eval", {"tasks": sorted(tasks), "limit": cfg.eval_limit, "caps": [cfg.gen_max_seconds,
-                                cfg.asr_max_new_tokens]}, evaluate, [p["eval"]],
-                       "sodakit eval " + " ".join(eval_args))
+                                cfg.asr_max_new_tokens]}, evaluate_stage, [p["eval"]],
+                       " ".join(eval_cfg.command_line()))
 
     # 9. samples -------------------------------------------------------------------------------------
     def samples(_: bool) -> list[dict]:
         return _generate_samples(p, cfg, log)
 
     sample_list = st.run("samples", {"caps": [cfg.gen_max_seconds, cfg.asr_max_new_tokens]}, samples, [p["samples"]],
-                         f"sodakit generate tts|asr|continue --model {p['train']} ...")
+                         f"sodakit generate tts|asr|continue model={p['train']} ...")
 
     # 10. report -------------------------------------------------------------------------------------
     summary = {
@@ -358,13 +359,7 @@ def _audio_tokens(cfg: DemoConfig, seconds: float) -> int:
 
 
 def _generate_samples(p: dict[str, Path], cfg: DemoConfig, log: Callable[[str], None]) -> list[dict]:
-    import torch
-
-    from sodakit.audio.io import load_audio, save_wav
-    from sodakit.generate.tasks import SodaGenerator
-
-    device = "cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
-    gen = SodaGenerator.from_pretrained(p["train"], device=device)
+    gen = SodaGenerator.from_bundle(load_bundle(p["train"], device=cfg.device, backend="sodakit", need_codec=True))
     sr = gen.sample_rate
     out = p["samples"]
     out.mkdir(parents=True, exist_ok=True)

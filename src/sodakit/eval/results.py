@@ -8,21 +8,20 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from sodakit import __version__
 from sodakit.config import atomic_write_text
 
 RESULTS_FORMAT = "sodakit.eval/1"
 
 
-def run_header(argv: list[str], model: dict, tokenizer: dict, codec: dict | None, settings: dict) -> dict:
-    import torch
-
-    from sodakit import __version__
-
+def run_header(command: list[str], model: dict, tokenizer: dict, codec: dict | None, settings: dict) -> dict:
     return {
         "format": RESULTS_FORMAT,
         "sodakit_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": ["sodakit", "eval", *argv],
+        "command": list(command),
         "environment": {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform()},
         "model": model,
         "tokenizer": tokenizer,
