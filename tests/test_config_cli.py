@@ -6,7 +6,7 @@ import pytest
 
 from sodakit.cli import COMMANDS
 from sodakit.cli import main as cli_main
-from sodakit.config import ConfigError, describe, load_config, parse_config_args
+from sodakit.config import ConfigError, Flag, describe, load_config, parse_config_args
 
 
 @dataclass
@@ -85,3 +85,43 @@ def test_shipped_configs_load_by_name_from_anywhere(tmp_path, monkeypatch):
     local = tmp_path / "train_135m.yaml"  # a user's own file of the same name wins
     local.write_text("steps: 7\n")
     assert load_config(TrainConfig, "train_135m.yaml").steps == 7
+
+
+@dataclass
+class WithFlags:
+    steps: int = 10
+    verbose: bool = False
+    inner: Inner = field(default_factory=Inner)
+    tags: list[str] = field(default_factory=list)
+    paths: dict[str, str] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=list)
+
+
+FLAGS = {"--steps": "steps", "--verbose": "verbose", "--lr": "inner.lr", "--tags": "tags",
+         "--path": Flag("paths", metavar="NAME=PATH"), "--name": Flag("inner.name", choices=("adamw", "muon"))}
+
+
+def test_flags_are_aliases_of_config_keys(tmp_path, capsys):
+    argv = ["--steps", "3", "--verbose", "--lr", "0.5", "--tags", "a, b", "--path", "x=/p", "--path", "y=/q",
+            "--name", "muon"]
+    cfg, _ = parse_config_args(WithFlags, argv, "x", "d", FLAGS)
+    assert (cfg.steps, cfg.verbose, cfg.inner.lr, cfg.tags, cfg.paths, cfg.inner.name) == (
+        3, True, 0.5, ["a", "b"], {"x": "/p", "y": "/q"}, "muon")
+    # key=value comes after the flags and wins; flags win over the YAML file
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("steps: 7\ninner:\n  lr: 2.0\n")
+    cfg, path = parse_config_args(WithFlags, [str(cfg_file), "--steps", "4", "steps=5", "--lr", "3"], "x", "d", FLAGS)
+    assert (cfg.steps, cfg.inner.lr, path) == (5, 3.0, cfg_file)
+    # bare arguments go to the positional key (the config file then needs its .yaml suffix)
+    cfg, path = parse_config_args(WithFlags, [str(cfg_file), "a.wav", "--steps", "1", "b.wav"], "x", "d", FLAGS,
+                                  positional="inputs")
+    assert (cfg.inputs, cfg.steps, path) == (["a.wav", "b.wav"], 1, cfg_file)
+    with pytest.raises(ConfigError, match="--path expects NAME=PATH, got 'x'"):
+        parse_config_args(WithFlags, ["--path", "x"], "x", "d", FLAGS)
+    with pytest.raises(ConfigError, match="steps"):
+        parse_config_args(WithFlags, ["--steps", "many"], "x", "d", FLAGS)
+    with pytest.raises(ConfigError, match="unexpected argument"):
+        parse_config_args(WithFlags, [str(cfg_file), "stray"], "x", "d", FLAGS)
+    with pytest.raises(SystemExit):
+        parse_config_args(WithFlags, ["--name", "sgd"], "x", "d", FLAGS)
+    assert "invalid choice" in capsys.readouterr().err

@@ -8,6 +8,7 @@ the key). The result is a plain dataclass instance, so library code never sees O
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -223,8 +224,6 @@ def parse_config_args(
     the config file is then recognised by its .yaml/.yml suffix. `--help` lists every field with its
     type and default.
     """
-    import argparse
-
     epilog = "config fields (override with key=value):\n" + "\n".join(describe(cls))
     parser = argparse.ArgumentParser(
         prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter

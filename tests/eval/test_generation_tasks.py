@@ -113,3 +113,53 @@ def test_real_generator_on_a_tiny_model(tmp_path, tiny_tokenizer, toy_codec):
     hf_like = EvalContext(lm=ConstantLM(10), tokenizer=tiny_tokenizer, codec=toy_codec)
     with pytest.raises(TaskError, match="--backend sodakit"):
         get_task("asr").run(hf_like, tmp_path / "test")
+
+
+class EchoTranslator:
+    """S2ST stand-in: 'translates' each clip into itself, saying the text `said` holds for its length."""
+
+    sample_rate = SR
+
+    def __init__(self, said):
+        self.said, self.decoding = said, {}
+
+    def s2st(self, waves, sr, **decoding):
+        self.decoding = decoding
+        return [GenResult(text=self.said[len(w)], audio=w, stop_reason="stop_token",
+                          extra={"source_lang": "fr", "source_text": "bonjour"}) for w in waves]
+
+
+def test_s2st_scores_a_manifest(tmp_path, tiny_tokenizer, toy_codec):
+    from sodakit.data.s2st_manifest import ManifestError, S2STItem, write_manifest
+    from sodakit.eval.metrics import corpus_bleu
+
+    a, b = tone(0.3, 0.3), tone(0.5, 0.2, freq=330.0)
+    for name, wav in (("a", a), ("b", b)):
+        sf.write(tmp_path / f"{name}.wav", wav, SR)
+    items = [S2STItem("../a", tmp_path / "a.wav", "fr", "bonjour", "hello there my good friend", tmp_path / "a.wav"),
+             S2STItem("b", tmp_path / "b.wav", "fr", None, "good morning to all of you", None)]
+    manifest = write_manifest(items, tmp_path / "test.tsv")
+    gen = EchoTranslator({len(a): "hello there my good friend", len(b): "good morning to all of you"})
+    out = tmp_path / "audio"
+    ctx = _ctx(tiny_tokenizer, toy_codec, gen, save_audio=str(out), s2st_temperature=0.0, s2st_max_new_tokens=77,
+               s2st_force_source_lang=True)
+    res = get_task("s2st").run(ctx, manifest)
+    m = res.metrics
+    assert m["text_bleu"] == pytest.approx(100.0) and m["source_wer"] == 0.0 and m["num_items"] == 2
+    assert m["sim"] == pytest.approx(1.0) and m["reference_sim"] == pytest.approx(1.0) and m["empty_outputs"] == 0
+    assert m["mean_seconds"] == pytest.approx(0.4)
+    refs = [it.target_text for it in items]
+    assert m["asr_bleu"] == pytest.approx(corpus_bleu([r["asr_of_generated_speech"] for r in res.items], refs))
+    assert gen.decoding["max_new_tokens"] == 77 and gen.decoding["sampling"].greedy
+    assert gen.decoding["source_lang"] == ["fr", "fr"]
+    assert res.comparable_to_paper is False and res.protocol["judges"]["speaker"]["judge"]
+    assert res.data["layout"] == "s2st-manifest" and res.breakdown["stop_reason"] == {"stop_token": 2}
+    # the speech is written inside save_audio whatever the manifest ids say
+    assert sorted(p.name for p in out.iterdir()) == sorted(r["audio_file"] for r in res.items)
+    assert all(p.parent == out for p in tmp_path.rglob("*.wav") if p.parent != tmp_path)
+    limited = get_task("s2st").run(_ctx(tiny_tokenizer, toy_codec, gen, limit=1), manifest)
+    assert limited.counts["items_read"] == 2 and limited.counts["scored"] == 1
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("id\tsource_audio\tsource_lang\nx\ta.wav\tfr\n")
+    with pytest.raises(ManifestError, match="missing field"):
+        get_task("s2st").run(ctx, bad)

@@ -225,3 +225,57 @@ def test_s2st_manifest_ids_cannot_write_outside_the_output(tmp_path):
     assert sorted(p.name for p in (out / "wav").iterdir()) == ["%2E.%2F..%2Fescape.wav", "ok.wav"]
     assert not (tmp_path / "a" / "escape.wav").exists()
     assert [str(t.audio_path.relative_to(out)) for t in res] == ["wav/%2E.%2F..%2Fescape.wav", "wav/ok.wav"]
+
+
+def test_generate_key_value_grammar_and_flag_aliases(setup, tmp_path, capsys):
+    """key=value, a YAML config and the old flags reach the same typed config and the same output."""
+    model = str(setup["model_dir"])
+    wav = tmp_path / "in.wav"
+    sf.write(wav, _tone(0.4, sr=16000), 16000)
+    by_flags, by_keys, by_yaml = tmp_path / "flags.jsonl", tmp_path / "keys.jsonl", tmp_path / "yaml.jsonl"
+    assert main(["asr", "--model", model, str(wav), "--max-new-tokens", "5", "--output", str(by_flags)]) == 0
+    assert main(["asr", f"model={model}", str(wav), "max_new_tokens=5", f"output={by_keys}"]) == 0
+    config = tmp_path / "asr.yaml"
+    config.write_text(f"model: {model}\nmax_new_tokens: 9\n")
+    assert main(["asr", str(config), str(wav), "--max-new-tokens", "5", f"output={by_yaml}"]) == 0
+    texts = [json.loads(p.read_text())["text"] for p in (by_flags, by_keys, by_yaml)]
+    assert texts[0] == texts[1] == texts[2]
+    # sampling keys nest (sampling.temperature) and their flags are aliases; a seed reproduces a sample
+    outs = [tmp_path / f"tts{i}.wav" for i in range(3)]
+    assert main(["tts", f"model={model}", "text=hello", f"output={outs[0]}", "max_new_tokens=25",
+                 "sampling.temperature=1.0", "sampling.seed=3"]) == 0
+    assert main(["tts", "--model", model, "--text", "hello", "--output", str(outs[1]), "--max-new-tokens", "25",
+                 "--temperature", "1.0", "--seed", "3"]) == 0
+    assert np.array_equal(sf.read(outs[0])[0], sf.read(outs[1])[0])
+    from sodakit.cli import main as cli_main
+
+    capsys.readouterr()
+    assert cli_main(["generate", "tts", f"model={model}", f"output={outs[2]}"]) == 2
+    assert "exactly one of text=" in capsys.readouterr().err
+    assert cli_main(["generate", "asr", f"model={model}"]) == 2
+    assert "give the audio files" in capsys.readouterr().err
+    assert cli_main(["generate", "asr", f"model={model}", str(wav), "sampling.temperature=-1"]) == 2
+    assert "temperature must be >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["tts", f"model={model}", "text=x", "--silence-detector", "loudness"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_generate_s2st_translates_a_manifest(setup, tmp_path, capsys):
+    """`generate s2st manifest=...` writes each translation's speech and what it says; scoring is eval's."""
+    src = tmp_path / "clips" / "src.wav"
+    src.parent.mkdir()
+    sf.write(src, _tone(0.3, sr=16000), 16000)
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text("id\tsource_audio\tsource_lang\nclip/1\tclips/src.wav\tfr\nok\tclips/src.wav\tfr\n")
+    out = tmp_path / "out"
+    assert main(["s2st", f"model={setup['model_dir']}", f"manifest={manifest}", f"output_dir={out}",
+                 "max_new_tokens=40", "source_lang=fr", "sampling.temperature=0"]) == 0
+    rows = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["clip/1", "ok"] and all(r["generated_source_lang"] == "fr" for r in rows)
+    for r in rows:
+        wav, sr = sf.read(out / r["audio_file"])
+        assert sr == 24000 and len(wav) / sr == pytest.approx(r["seconds"])
+    assert rows[0]["audio_file"] == "wav/clip%2F1.wav"
+    err = capsys.readouterr().err
+    assert f"sodakit eval model={setup['model_dir']} tasks=[s2st] data.s2st={manifest}" in err

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+
+from sodakit.audio.io import AudioError, check_waveform, load_audio, resample, to_mono
 
 
 @dataclass(frozen=True)
@@ -52,14 +55,8 @@ class AudioRef:
 
     def load(self, sample_rate: int) -> np.ndarray:
         """Float32 mono at `sample_rate`; raises sodakit.audio.io.AudioError naming the source."""
-        from sodakit.audio.io import check_waveform, load_audio, resample, to_mono
-
         if self.path is not None:
             return load_audio(self.path, sample_rate)
-        import soundfile as sf
-
-        from sodakit.audio.io import AudioError
-
         try:
             data = self.data if self.data is not None else self.fetch()  # type: ignore[misc]
             wav, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)

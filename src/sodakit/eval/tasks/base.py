@@ -128,8 +128,6 @@ def register(spec: TaskSpec) -> TaskSpec:
 
 
 def get_task(name: str) -> TaskSpec:
-    from sodakit.eval import tasks as _  # noqa: F401  (registers the built-in tasks)
-
     if name not in TASKS:
         raise KeyError(f"unknown task {name!r}; available: {', '.join(sorted(TASKS))}")
     return TASKS[name]

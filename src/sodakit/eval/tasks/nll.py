@@ -23,10 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from sodakit.data.segments import SegmentFormatError, group_recordings, read_segments_dir
 from sodakit.eval.items import ItemError
 from sodakit.eval.readers.checksum import files_checksum
 from sodakit.eval.scoring import ScoreRequest, position_logprobs
 from sodakit.eval.tasks.base import EvalContext, TaskError, TaskResult, TaskSpec, Timer, counts, register
+from sodakit.tokens.documents import recording_documents, text_document_ids
 
 VARIANTS = ("all", "audio", "semantic", "audio_only", "text_interleaved", "text_only")
 DEFAULT_WINDOW = 4096  # SODA's training sequence length
@@ -48,9 +50,6 @@ def _text_mask(v, t: np.ndarray) -> np.ndarray:
 
 
 def run_nll(ctx: EvalContext, path: Path | None) -> TaskResult:
-    from sodakit.data.segments import SegmentFormatError, group_recordings, read_segments_dir
-    from sodakit.tokens.documents import recording_documents, text_document_ids
-
     if path is None:
         raise TaskError(f"task val_nll needs data: pass --data val_nll=PATH ({HELP})")
     seg_dir, _, text_file = str(path).partition(",")
