@@ -1,9 +1,14 @@
 """Typed configs: dataclasses that load from YAML and take dotted command-line overrides.
 
 Every stage declares its config as a (nested) dataclass. `load_config` merges, in order:
-the dataclass defaults, an optional YAML file, then `a.b.c=value` overrides, through OmegaConf's
+the dataclass defaults, an optional base (e.g. a named preset), an optional YAML file, the values of
+command-line flags and positional arguments, then `a.b.c=value` overrides, through OmegaConf's
 structured configs, which type-check every field (a wrong type or an unknown key is an error naming
 the key). The result is a plain dataclass instance, so library code never sees OmegaConf.
+
+Every command takes the same grammar, `sodakit CMD [CONFIG.yaml] [key.sub=value ...]`
+(`parse_config_args`); a command may also keep flags (`--out DIR`) and positional arguments as other
+spellings of its keys (`Flag`, `positionals`).
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ import argparse
 import dataclasses
 import json
 import os
-import types
+import re
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,8 +29,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from sodakit.fileio import atomic_write_bytes, atomic_write_text
 
-__all__ = ["ConfigError", "Flag", "atomic_write_bytes", "atomic_write_text", "check_ranges", "describe", "from_dict",
-           "load_config", "parse_config_args", "save_config", "to_dict"]
+__all__ = ["ConfigError", "Flag", "atomic_write_bytes", "atomic_write_text", "check_ranges", "describe",
+           "from_dict", "load_config", "parse_config_args", "save_config", "split_config_args", "to_dict"]
 
 T = TypeVar("T")
 
@@ -54,12 +60,15 @@ def load_config(
     cls: type[T],
     path: str | os.PathLike | None = None,
     overrides: list[str] | None = None,
+    *,
+    base: dict[str, Any] | None = None,
     values: dict[str, Any] | None = None,
 ) -> T:
-    """Build a `cls` instance from its defaults, an optional YAML file, a nested dict of `values`
-    (taken as given, e.g. from command-line flags) and dotted overrides, in that order."""
-    base = OmegaConf.structured(cls)
-    layers = [base]
+    """Build a `cls` instance from its defaults, `base`, an optional YAML file, `values` ({dotted key:
+    value}, taken literally: the values of flags) and dotted overrides (values parsed as YAML)."""
+    layers = [OmegaConf.structured(cls)]
+    if base:
+        layers.append(OmegaConf.create(base))
     if path is not None:
         path = resolve_config_path(path)
         try:
@@ -67,7 +76,14 @@ def load_config(
         except Exception as e:  # yaml errors come in several types
             raise ConfigError(f"config file {path}: not valid YAML ({e})") from e
     if values:
-        layers.append(OmegaConf.create(values))
+        nested: dict[str, Any] = {}
+        for key, value in values.items():
+            *parents, last = key.split(".")
+            node = nested
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = value
+        layers.append(OmegaConf.create(nested))
     if overrides:
         bad = [o for o in overrides if "=" not in o]
         if bad:
@@ -161,52 +177,134 @@ def describe(cls: type, prefix: str = "") -> list[str]:
     return lines
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)
 class Flag:
-    """A command-line flag kept as another spelling of a config key: `--batch-size 4` is `batch_size=4`.
+    """A command-line flag kept as another spelling of a config key: `--out DIR` means `out=DIR`.
 
-    How it reads follows the key's type: a bool key is a switch (`--log-items`), a list key takes a
-    comma-separated value (`--tasks a,b`), a dict key takes KEY=VALUE and may repeat (`--data t=DIR`),
-    any other key one value, converted and checked like a key=value override.
+    The flag is `--key-with-dashes` unless `name` says otherwise. `nargs="+"` takes several values (a
+    list field); `const` makes a switch that sets the key to that value (`--json` means `json=true`,
+    `--no-plots` means `plots=false`); `mapping` fills a dict field from repeated NAME=VALUE values
+    (`--data swuggy=DIR` means `data.swuggy=DIR`); `choices` limits the values. Values are taken
+    literally (not parsed as YAML) and type-checked like any other value of the key.
     """
 
     key: str
     help: str = ""
+    nargs: str | None = None
+    const: Any = None
+    name: str = ""
     choices: tuple[str, ...] | None = None
-    metavar: str | None = None
+    mapping: bool = False
+    metavar: str = ""
+
+    @property
+    def flag(self) -> str:
+        return self.name or "--" + self.key.replace("_", "-")
 
 
-def _field_type(cls: type, key: str) -> Any:
-    """The declared type of a dotted config key, with Optional[...] unwrapped."""
-    ftype: Any = cls
-    for part in key.split("."):
-        hints = typing.get_type_hints(ftype)
-        if part not in hints:
-            raise KeyError(f"{cls.__name__} has no config key {key!r}")
-        ftype = hints[part]
-        args = [a for a in typing.get_args(ftype) if a is not type(None)]
-        if typing.get_origin(ftype) in (typing.Union, types.UnionType) and len(args) == 1:
-            ftype = args[0]
-    return ftype
+@dataclass
+class ConfigArgs:
+    """A command line read in the config grammar (see `split_config_args`)."""
+
+    path: Path | None  # the config file
+    overrides: list[str]  # key=value, in order
+    values: dict[str, Any]  # {key: value} from flags and positional arguments
 
 
-def _flag_kind(cls: type, key: str) -> str:
-    ftype = _field_type(cls, key)
-    origin = typing.get_origin(ftype)
-    if ftype is bool:
-        return "switch"
-    if origin is list:
-        return "list"
-    if origin is dict:
-        return "dict"
-    return "value"
+# `key.sub=value` (also `list[0]=value`); anything else holding a "=" (a path, say) is a plain argument.
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w.\[\]]*=")
 
 
-def _set_dotted(tree: dict, key: str, value: Any) -> None:
-    *parents, last = key.split(".")
-    for part in parents:
-        tree = tree.setdefault(part, {})
-    tree[last] = value
+def _is_list_field(cls: type, key: str) -> bool:
+    hint = typing.get_type_hints(cls).get(key)
+    return typing.get_origin(hint) is list or any(typing.get_origin(a) is list for a in typing.get_args(hint))
+
+
+def split_config_args(
+    cls: type,
+    argv: list[str] | None,
+    prog: str,
+    description: str,
+    *,
+    flags: tuple[Flag, ...] = (),
+    positionals: tuple[str, ...] = (),
+    config_flag: str | None = None,
+) -> ConfigArgs:
+    """Read `[CONFIG.yaml] [POSITIONAL ...] [key.sub=value ...] [--flag VALUE ...]`.
+
+    Without positionals the first argument that is not key=value is the config file (a path or a
+    shipped config's name). With positionals, a config file must end in .yaml/.yml (it may also be
+    given as `config_flag PATH`) and the other plain arguments are, in order, the keys `positionals`
+    names. `--help` lists every field with its type and default, and the flags.
+    """
+    epilog = "config fields (override with key=value):\n" + "\n".join(describe(cls))
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    shape = " ".join(p.upper() for p in positionals)
+    parser.add_argument("args", nargs="*", metavar="ARG",
+                        help=f"[CONFIG.yaml] {shape + ' ' if shape else ''}[key=value ...]")
+    if config_flag:
+        parser.add_argument(config_flag, dest="config_file", metavar="CONFIG.yaml", default=None,
+                            help="config file (YAML) of the fields below")
+    for i, f in enumerate(flags):
+        metavar = f.metavar or ("NAME=VALUE" if f.mapping else f.key.upper())
+        if f.const is not None:
+            kind: dict[str, Any] = {"action": "store_const", "const": f.const}
+            spelled = f"{f.key}={json.dumps(f.const)}"
+        elif f.mapping:
+            kind, spelled = {"action": "append", "metavar": metavar}, f"{f.key}.{metavar}, repeatable"
+        else:
+            kind = {"nargs": f.nargs, "choices": f.choices, "metavar": None if f.choices else metavar}
+            spelled = f"{f.key}=..."
+        parser.add_argument(f.flag, dest=f"flag{i}", default=argparse.SUPPRESS, help=f"{f.help} (= {spelled})",
+                            **kind)
+    ns = parser.parse_intermixed_args(argv)
+    fields = {f.name for f in dataclasses.fields(cls)}
+
+    def is_override(arg: str) -> bool:
+        return bool(_OVERRIDE.match(arg))
+
+    overrides: list[str] = []
+    values: dict[str, Any] = {}
+    for i, f in enumerate(flags):
+        if not hasattr(ns, f"flag{i}"):
+            continue
+        value = getattr(ns, f"flag{i}")
+        if f.nargs in ("+", "*"):
+            # A list flag swallows the key=value arguments after it; give them back.
+            taken = [v for v in value if is_override(v) and v.split("=", 1)[0].split(".")[0] in fields]
+            overrides += taken
+            value = [v for v in value if v not in taken]
+        if f.mapping:
+            for item in value:
+                name, sep, entry = item.partition("=")
+                if not sep or not name.strip() or not entry.strip():
+                    raise ConfigError(f"{f.flag} expects {f.metavar or 'NAME=VALUE'}, got {item!r}")
+                values[f"{f.key}.{name.strip()}"] = entry.strip()
+            continue
+        values[f.key] = value
+    path = Path(ns.config_file) if config_flag and ns.config_file else None
+    args: list[str] = list(ns.args)
+    if not positionals:
+        if args and "=" not in args[0]:
+            if path is not None:
+                raise ConfigError(f"{prog}: two config files, {path} and {args[0]}")
+            path = Path(args.pop(0))
+        return ConfigArgs(path, overrides + args, values)
+    slots = list(positionals)
+    for arg in args:
+        if is_override(arg):
+            overrides.append(arg)
+        elif path is None and arg.endswith((".yaml", ".yml")):
+            path = Path(arg)
+        elif slots and _is_list_field(cls, slots[0]):  # a list positional takes every argument left
+            values.setdefault(slots[0], []).append(arg)
+        elif slots:
+            values[slots.pop(0)] = arg
+        else:
+            raise ConfigError(f"{prog}: unexpected argument {arg!r} (expected {shape} and key=value overrides)")
+    return ConfigArgs(path, overrides, values)
 
 
 def parse_config_args(
@@ -214,60 +312,17 @@ def parse_config_args(
     argv: list[str] | None,
     prog: str,
     description: str,
-    flags: dict[str, str | Flag] | None = None,
-    positional: str | None = None,
+    *,
+    flags: tuple[Flag, ...] = (),
+    positionals: tuple[str, ...] = (),
+    config_flag: str | None = None,
 ) -> tuple[T, Path | None]:
-    """Parse `[CONFIG.yaml] [key.sub=value ...]` for a command whose whole input is one config.
+    """Parse `[CONFIG.yaml] [key.sub=value ...]` (plus the flags and positional arguments a command keeps,
+    see `split_config_args`) into a `cls` for a command whose whole input is one config.
 
-    `flags` keeps argparse-style flags as aliases of config keys (see `Flag`); key=value overrides come
-    after them, so they win. `positional` names a list key that takes the bare arguments (input files);
-    the config file is then recognised by its .yaml/.yml suffix. `--help` lists every field with its
-    type and default.
+    Precedence, lowest first: the dataclass defaults, the config file, flags and positional arguments,
+    key=value overrides.
     """
-    epilog = "config fields (override with key=value):\n" + "\n".join(describe(cls))
-    parser = argparse.ArgumentParser(
-        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    what = f"optional CONFIG.yaml, key=value overrides{f', {positional} files' if positional else ''}"
-    parser.add_argument("args", nargs="*", help=what)
-    specs = [(name, spec if isinstance(spec, Flag) else Flag(spec)) for name, spec in (flags or {}).items()]
-    for i, (name, flag) in enumerate(specs):
-        kind = _flag_kind(cls, flag.key)
-        metavar = flag.metavar or ("KEY=VALUE" if kind == "dict" else flag.key.rsplit(".", 1)[-1].upper())
-        same = {"switch": f"{flag.key}=true", "list": f"{flag.key}=[A,B]", "dict": f"{flag.key}.{metavar}"}.get(
-            kind, f"{flag.key}={metavar}")
-        help_text = f"{flag.help} (= {same})" if flag.help else f"= {same}"
-        if kind == "switch":
-            parser.add_argument(name, dest=f"flag{i}", action="store_const", const=True, default=None, help=help_text)
-        elif kind == "dict":
-            parser.add_argument(name, dest=f"flag{i}", action="append", metavar=metavar, help=help_text)
-        else:
-            parser.add_argument(name, dest=f"flag{i}", choices=flag.choices, metavar=None if flag.choices else metavar,
-                                help=help_text)
-    ns = parser.parse_intermixed_args(argv)
-    values: dict[str, Any] = {}
-    for i, (name, flag) in enumerate(specs):
-        given = getattr(ns, f"flag{i}")
-        if given is None:
-            continue
-        kind = _flag_kind(cls, flag.key)
-        if kind == "list":
-            _set_dotted(values, flag.key, [v.strip() for v in given.split(",") if v.strip()])
-        elif kind == "dict":
-            for item in given:
-                k, sep, v = item.partition("=")
-                if not sep or not k.strip() or not v.strip():
-                    raise ConfigError(f"{name} expects {flag.metavar or 'KEY=VALUE'}, got {item!r}")
-                _set_dotted(values, f"{flag.key}.{k.strip()}", v.strip())
-        else:
-            _set_dotted(values, flag.key, given)
-    overrides = [a for a in ns.args if "=" in a]
-    bare = [a for a in ns.args if "=" not in a]
-    path = None
-    if bare and (positional is None or Path(bare[0]).suffix in (".yaml", ".yml")):
-        path = Path(bare.pop(0))
-    if bare and positional is None:
-        raise ConfigError(f"{prog}: unexpected argument(s) {bare}; expected [CONFIG.yaml] key=value ...")
-    if bare:
-        _set_dotted(values, positional, bare)
-    return load_config(cls, path, overrides, values), path
+    a = split_config_args(cls, argv, prog, description, flags=flags, positionals=positionals,
+                          config_flag=config_flag)
+    return load_config(cls, a.path, a.overrides, values=a.values), a.path

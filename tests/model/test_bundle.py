@@ -109,6 +109,7 @@ def test_dtype_and_device_resolution(setup):
     param = next(b.model.parameters())
     assert param.dtype == torch.bfloat16
     assert param.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert (b.info.device.split(":")[0], b.info.dtype) == (param.device.type, "bfloat16")
     assert resolve_device("auto") == resolve_device(torch.device(param.device.type))
     assert resolve_dtype("float32") is torch.float32 and resolve_dtype(torch.bfloat16) is torch.bfloat16
     with pytest.raises(DeviceError, match="float16 is not supported on CPU"):

@@ -22,31 +22,31 @@ from sodakit.eval.protocols import PROTOCOLS
 from sodakit.eval.tasks import TASKS
 from sodakit.model.bundle import BACKENDS
 
-FLAGS: dict[str, str | Flag] = {
-    "--model": "model",
-    "--tasks": Flag("tasks", "comma-separated task names (see --list)"),
-    "--protocol": Flag("protocol", choices=tuple(sorted(PROTOCOLS))),
-    "--data": Flag("data", "data location of a task (repeatable)", metavar="TASK=PATH"),
-    "--codec": "codec",
-    "--allow-codec-mismatch": "allow_codec_mismatch",
-    "--tokenizer": "tokenizer",
-    "--backend": Flag("backend", choices=BACKENDS),
-    "--limit": "limit",
-    "--batch-size": "batch_size",
-    "--device": "device",
-    "--dtype": "dtype",
-    "--input-codebooks": "input_codebooks",
-    "--score-codebooks": "score_codebooks",
-    "--asr-judge": "asr_judge",
-    "--speaker-judge": "speaker_judge",
-    "--shots": "shots",
-    "--asr-max-new-tokens": "asr_max_new_tokens",
-    "--tts-max-new-tokens": "tts_max_new_tokens",
-    "--save-audio": "save_audio",
-    "--seed": "seed",
-    "--out": "out",
-    "--log-items": "log_items",
-}
+FLAGS = (
+    Flag("model"),
+    Flag("tasks", "task names, comma-separated (see --list)", nargs="+"),
+    Flag("protocol", choices=tuple(sorted(PROTOCOLS))),
+    Flag("data", "data location of a task", mapping=True, metavar="TASK=PATH"),
+    Flag("codec"),
+    Flag("allow_codec_mismatch", const=True),
+    Flag("tokenizer"),
+    Flag("backend", choices=BACKENDS),
+    Flag("limit"),
+    Flag("batch_size"),
+    Flag("device"),
+    Flag("dtype"),
+    Flag("input_codebooks"),
+    Flag("score_codebooks"),
+    Flag("asr_judge"),
+    Flag("speaker_judge"),
+    Flag("shots"),
+    Flag("asr_max_new_tokens"),
+    Flag("tts_max_new_tokens"),
+    Flag("save_audio"),
+    Flag("seed"),
+    Flag("out"),
+    Flag("log_items", const=True),
+)
 
 
 def list_tasks() -> str:
@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
         print(list_tasks())
         return 0
     try:
-        cfg, _ = parse_config_args(EvalConfig, argv, "sodakit eval", __doc__ or "", FLAGS)
+        cfg, _ = parse_config_args(EvalConfig, argv, "sodakit eval", __doc__ or "", flags=FLAGS)
         if not cfg.model or not cfg.tasks:
             raise ConfigError("model and tasks are required (model=PATH tasks=[a,b], or --model/--tasks), or --list")
         check_tasks(cfg)

@@ -55,8 +55,8 @@ class EvalConfig:
     log_items: bool = False  # per-item records (next to `out` as <stem>.items/<task>.jsonl)
 
     def __post_init__(self) -> None:
-        if isinstance(self.tasks, str):
-            self.tasks = [t.strip() for t in self.tasks.split(",") if t.strip()]
+        items = [self.tasks] if isinstance(self.tasks, str) else self.tasks
+        self.tasks = [t.strip() for item in items for t in item.split(",") if t.strip()]  # --tasks a,b
         try:
             get_protocol(self.protocol)
         except ValueError as e:

@@ -28,39 +28,28 @@ from sodakit.generate.s2st import translate_manifest, translation_record
 from sodakit.generate.tasks import SILENCE_DETECTORS, SodaGenerator
 from sodakit.model.bundle import load_bundle
 
-COMMON_FLAGS: dict[str, str | Flag] = {
-    "--model": "model",
-    "--codec": "codec",
-    "--tokenizer": "tokenizer",
-    "--allow-codec-mismatch": "allow_codec_mismatch",
-    "--device": "device",
-    "--dtype": "dtype",
-    "--batch-size": "batch_size",
-    "--temperature": Flag("sampling.temperature", "0 = greedy"),
-    "--top-k": Flag("sampling.top_k", "keep the k most likely ids (0 = off)"),
-    "--top-p": Flag("sampling.top_p", "nucleus mass"),
-    "--seed": Flag("sampling.seed", "sampling seed"),
-}
-SILENCE_FLAGS: dict[str, str | Flag] = {
-    "--silence-stop-seconds": "silence_stop_seconds",
-    "--silence-detector": Flag("silence_detector", choices=SILENCE_DETECTORS),
-}
-AUDIO_OUTPUT_FLAGS: dict[str, str | Flag] = {
-    **SILENCE_FLAGS,
-    "--max-new-tokens": "max_new_tokens",
-    "--max-seconds": "max_seconds",
-    "--output": "output",
-    "--output-dir": "output_dir",
-}
-TASK_FLAGS: dict[str, dict[str, str | Flag]] = {
-    "asr": {"--max-new-tokens": "max_new_tokens", "--shots": "shots", "--output": "output"},
-    "tts": {**AUDIO_OUTPUT_FLAGS, "--text": "text", "--text-file": "text_file", "--voice-audio": "voice_audio",
-            "--voice-text": "voice_text"},
-    "continue": {**SILENCE_FLAGS, "--seconds": "seconds", "--include-prompt": "include_prompt", "--output": "output",
-                 "--output-dir": "output_dir"},
-    "s2st": {**AUDIO_OUTPUT_FLAGS, "--manifest": "manifest", "--source-lang": "source_lang",
-             "--source-text": "source_text", "--target-lang": "target_lang", "--max-text-tokens": "max_text_tokens",
-             "--limit": "limit"},
+COMMON_FLAGS = (
+    Flag("model"),
+    Flag("codec"),
+    Flag("tokenizer"),
+    Flag("allow_codec_mismatch", const=True),
+    Flag("device"),
+    Flag("dtype"),
+    Flag("batch_size"),
+    Flag("sampling.temperature", "0 = greedy", name="--temperature"),
+    Flag("sampling.top_k", "keep the k most likely ids (0 = off)", name="--top-k"),
+    Flag("sampling.top_p", "nucleus mass", name="--top-p"),
+    Flag("sampling.seed", "sampling seed", name="--seed"),
+)
+SILENCE_FLAGS = (Flag("silence_stop_seconds"), Flag("silence_detector", choices=SILENCE_DETECTORS))
+OUTPUT_FLAGS = (Flag("output"), Flag("output_dir"))
+AUDIO_OUTPUT_FLAGS = (*SILENCE_FLAGS, *OUTPUT_FLAGS, Flag("max_new_tokens"), Flag("max_seconds"))
+TASK_FLAGS = {
+    "asr": (Flag("max_new_tokens"), Flag("shots"), Flag("output")),
+    "tts": (*AUDIO_OUTPUT_FLAGS, Flag("text"), Flag("text_file"), Flag("voice_audio"), Flag("voice_text")),
+    "continue": (*SILENCE_FLAGS, *OUTPUT_FLAGS, Flag("seconds"), Flag("include_prompt", const=True)),
+    "s2st": (*AUDIO_OUTPUT_FLAGS, Flag("manifest"), Flag("source_lang"), Flag("source_text"), Flag("target_lang"),
+             Flag("max_text_tokens"), Flag("limit")),
 }
 HELP = {"asr": "speech -> transcript", "tts": "text -> speech, optionally in the voice of a prompt",
         "continue": "continue a recording", "s2st": "speech -> translated speech in the source voice (fine-tuned model)"}
@@ -217,7 +206,6 @@ def main(argv: list[str]) -> int:
         parser.parse_args(argv[:1])
     task, rest = argv[0], argv[1:]
     cls, run = CONFIGS[task]
-    positional = None if task == "tts" else "audio"
-    cfg, _ = parse_config_args(cls, rest, f"sodakit generate {task}", HELP[task], {**COMMON_FLAGS, **TASK_FLAGS[task]},
-                               positional=positional)
+    cfg, _ = parse_config_args(cls, rest, f"sodakit generate {task}", HELP[task], flags=COMMON_FLAGS + TASK_FLAGS[task],
+                               positionals=() if task == "tts" else ("audio",))
     return run(cfg)

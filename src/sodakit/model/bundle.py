@@ -56,6 +56,8 @@ class BundleInfo:
     model_class: str
     vocab_size: int  # rows of the output head
     max_positions: int | None
+    device: str = ""  # where it was loaded, resolved ("auto" -> "cuda" or "cpu")
+    dtype: str = ""
     source_format: str | None = None  # sodakit backend: "sodakit" (our checkpoint) or "hf" (Qwen3 directory)
     step: int | None = None
     model_config: ModelConfig | None = None  # sodakit backend
@@ -69,7 +71,8 @@ class BundleInfo:
         return {
             "path": str(self.path), "backend": self.backend, "class": self.model_class,
             "source_format": self.source_format, "step": self.step,
-            "vocab_size": self.vocab_size, "max_positions": self.max_positions,
+            "vocab_size": self.vocab_size, "max_positions": self.max_positions, "device": self.device,
+            "dtype": self.dtype,
             **self.fingerprint, "config": self.config,
             "model_config": to_dict(self.model_config) if self.model_config is not None else None,
             "notes": list(self.notes),
@@ -104,6 +107,7 @@ def load_bundle(
     dev = resolve_device(device)
     td = resolve_dtype(dtype, dev)
     model, info, recorded_vocab = _open_model(path, backend, dev, td)
+    info.device, info.dtype = str(dev), str(td).removeprefix("torch.")
     tok = _open_tokenizer(tokenizer, info, recorded_vocab, need_tokenizer)
     vocab = recorded_vocab or (tok.vocab if tok is not None else None)
     if vocab is None:
