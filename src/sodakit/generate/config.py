@@ -22,6 +22,11 @@ from sodakit.generate.tasks import (
 )
 
 
+def _check_silence_detector(name: str) -> None:
+    if name not in SILENCE_DETECTORS:
+        raise ConfigError(f"silence_detector must be one of {', '.join(SILENCE_DETECTORS)}, got {name!r}")
+
+
 @dataclass
 class GenerateConfig:
     model: str = ""  # checkpoint, run directory (newest checkpoint) or Hugging Face Qwen3 directory / hub id
@@ -51,8 +56,7 @@ class AudioOutputConfig(GenerateConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_ranges(self, positive=("max_new_tokens", "max_seconds", "silence_stop_seconds"))
-        if self.silence_detector not in SILENCE_DETECTORS:
-            raise ConfigError(f"silence_detector must be one of {', '.join(SILENCE_DETECTORS)}, got {self.silence_detector!r}")
+        _check_silence_detector(self.silence_detector)
 
 
 @dataclass
@@ -100,8 +104,7 @@ class ContinueConfig(GenerateConfig):
         check_ranges(self, positive=("seconds", "silence_stop_seconds"))
         if not self.audio:
             raise ConfigError("give the audio files to continue")
-        if self.silence_detector not in SILENCE_DETECTORS:
-            raise ConfigError(f"silence_detector must be one of {', '.join(SILENCE_DETECTORS)}, got {self.silence_detector!r}")
+        _check_silence_detector(self.silence_detector)
 
 
 @dataclass
