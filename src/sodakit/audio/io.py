@@ -23,14 +23,13 @@ import os
 import shutil
 import struct
 import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-from sodakit.fileio import writing
+from sodakit.fileio import temp_file, writing
 
 # soxr quality: "HQ" is transparent for speech and ~2x faster than "VHQ".
 RESAMPLE_QUALITY = "HQ"
@@ -252,7 +251,7 @@ def save_wav(path: str | os.PathLike, wav: np.ndarray, sample_rate: int, subtype
     if not np.isfinite(wav).all():
         raise AudioError(path, "non-finite", "refusing to write NaN/Inf samples")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.wav", dir=path.parent)
+    fd, tmp = temp_file(path.parent, prefix=f".{path.name}.", suffix=".tmp.wav")
     os.close(fd)
     try:
         with writing(path):

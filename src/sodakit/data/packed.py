@@ -18,13 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from sodakit.fileio import atomic_write_text, sha256_file, writing
+from sodakit.fileio import atomic_write_text, sha256_file, temp_file, writing
 from sodakit.tokens.vocab import Vocab
 
 PACKED_FORMAT = "sodakit.packed/1"
@@ -55,7 +54,7 @@ class ShardWriter:
     def __init__(self, directory: Path, index: int):
         self.directory = Path(directory)
         self.name = f"tokens-{index:05d}.bin"
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.name}.", suffix=".tmp", dir=self.directory)
+        fd, self.tmp = temp_file(self.directory, prefix=f".{self.name}.", suffix=".tmp")
         self.file = os.fdopen(fd, "wb")
         self.sha = hashlib.sha256()
         self.num_tokens = 0
@@ -75,7 +74,7 @@ class ShardWriter:
             os.fsync(self.file.fileno())
             self.file.close()
         docs_name = self.name.replace(".bin", ".docs.npy")
-        fd, docs_tmp = tempfile.mkstemp(prefix=f".{docs_name}.", suffix=".tmp", dir=self.directory)
+        fd, docs_tmp = temp_file(self.directory, prefix=f".{docs_name}.", suffix=".tmp")
         with writing(self.directory / docs_name), os.fdopen(fd, "wb") as f:
             np.save(f, np.asarray(self.doc_offsets, dtype=np.int64))
             f.flush()

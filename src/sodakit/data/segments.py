@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sodakit.fileio import atomic_write_text, sha256_file, writing
+from sodakit.fileio import atomic_write_text, sha256_file, temp_file, writing
 
 SEGMENTS_FORMAT = "sodakit.segments/1"
 MANIFEST_NAME = "manifest.json"
@@ -168,7 +167,7 @@ def write_segment_shard(path: Path, segments: Iterable[Segment]) -> ShardInfo:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = segments_to_table(segments)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_file(path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         with writing(path):

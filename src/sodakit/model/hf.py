@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-from sodakit.fileio import load_safetensors
+from sodakit.fileio import load_safetensors, temp_dir
 from sodakit.model.config import ModelConfig, RopeScaling
 
 HF_CONFIG = "config.json"
@@ -285,7 +284,7 @@ def save_hf_dir(
     if out.exists():
         raise FileExistsError(f"{out} already exists; choose a new output directory")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = temp_dir(out.parent, prefix=f".{out.name}.")
     try:
         tensors = {k: v.detach().to("cpu", dtype) for k, v in to_hf_state_dict(state_dict, cfg).items()}
         meta = {"format": "pt"}
