@@ -116,3 +116,16 @@ def sodakit_cache(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "sodakit-cache"
     monkeypatch.setenv("SODAKIT_CACHE", str(path))
     return path
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch) -> Path:
+    """An empty Hugging Face hub cache for this test, offline: hub ids resolve only from what the test puts
+    in it (tests/hub_cache.py), in this process and in `sodakit` subprocesses (HF_HUB_CACHE)."""
+    path = tmp_path / "hf-hub"
+    path.mkdir()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(path))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(path))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    return path

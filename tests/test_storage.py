@@ -12,6 +12,8 @@ import pytest
 
 from sodakit import storage
 
+from .hub_cache import make_hub_repo
+
 
 def test_urls_are_never_paths():
     assert storage.is_remote("s3://bucket/x.parquet") and storage.is_remote("hf://datasets/a/b")
@@ -112,24 +114,8 @@ def test_cached_object_is_verified(s3_bucket, sodakit_cache):
     assert not (sodakit_cache / "objects" / ("0" * 64 + ".bin")).exists()
 
 
-def make_hub_repo(cache, repo_id: str, files: dict[str, bytes], repo_type: str = "model",
-                  revision: str = "0123456789abcdef0123456789abcdef01234567"):
-    """A repository laid out as huggingface_hub caches it: <type>s--org--name/snapshots/<rev>/..., refs/main."""
-    root = cache / f"{repo_type}s--{repo_id.replace('/', '--')}"
-    snap = root / "snapshots" / revision
-    for name, data in files.items():
-        (snap / name).parent.mkdir(parents=True, exist_ok=True)
-        (snap / name).write_bytes(data)
-    (root / "refs").mkdir(parents=True, exist_ok=True)
-    (root / "refs" / "main").write_text(revision)
-    return snap
-
-
-def test_hub_snapshot_offline(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
-    snap = make_hub_repo(tmp_path / "hub", "org/thing", {"config.json": b"{}"})
+def test_hub_snapshot_offline(hub_cache):
+    snap = make_hub_repo(hub_cache, "org/thing", {"config.json": b"{}"})
     path, ref = storage.hub_snapshot("org/thing")
     assert path == snap and ref == f"org/thing@{snap.name}"
     assert storage.hub_snapshot(f"org/thing@{snap.name}")[0] == snap

@@ -45,7 +45,7 @@ from sodakit.data.packed import (
 from sodakit.data.segments import MANIFEST_NAME, SegmentManifest, read_segment_shard, read_table
 from sodakit.tokens.documents import DEFAULT_FORMATS, recording_documents, text_document_ids
 from sodakit.tokens.soda_tokenizer import SodaTokenizer, locate_tokenizer
-from sodakit.tokens.templates import DOC_FORMATS
+from sodakit.tokens.templates import DOC_FORMATS, reads_text
 from sodakit.tokens.vocab import BOS_TEXT, EOS_TEXT, Vocab
 
 PROGRESS_NAME = ".pack-progress.json"
@@ -121,6 +121,17 @@ def _resolve_sources(cfg: PackConfig) -> list[_Source]:
     return sources
 
 
+def _check_transcripts(cfg: PackConfig, path: str, manifest: SegmentManifest) -> None:
+    """Segments tokenized without transcripts (require_text=false) fit only the audio-only formats."""
+    missing = int(manifest.extra.get("untranscribed", 0))
+    with_text = [f for f in cfg.formats if reads_text(f)]
+    if missing and with_text:
+        raise PackError(
+            f"pack: {path} holds {missing} segment(s) without a transcript (tokenized with require_text=false); the "
+            f"formats {with_text} need transcripts: pack it with formats=[audio_only] or formats=[semantic_only]"
+        )
+
+
 def _layout(cfg: PackConfig, tokenizer: SodaTokenizer, sources: list[_Source]) -> tuple[SodaTokenizer, dict | None]:
     """The tokenizer with the right audio layout, and the codec record (if any) for the metadata."""
     codec = None
@@ -128,6 +139,7 @@ def _layout(cfg: PackConfig, tokenizer: SodaTokenizer, sources: list[_Source]) -
     for s in sources:
         if s.kind == "segments":
             m = SegmentManifest.load(s.path)
+            _check_transcripts(cfg, s.path, m)
             layouts.append((m.codec.num_codebooks, m.codec.codebook_size, tuple(m.codec.semantic_codebooks), s.path))
             codec = {k: v for k, v in m.codec.__dict__.items()}
     if cfg.vocab_from:
@@ -247,6 +259,10 @@ def _encode_chunk(items: list, kind: str, cfg: PackConfig, tok: SodaTokenizer, w
         return [text_document_ids(t, tok, e) for t, e in zip(items, encoded)]
     out = []
     for segs in items:
+        untranscribed = next((s.id for s in segs if s.text is None), None)
+        if untranscribed is not None and any(reads_text(f) for f in cfg.formats):
+            raise PackError(f"pack: {where}: segment {untranscribed} has no transcript; formats {cfg.formats} need one "
+                            f"(use formats=[audio_only] or formats=[semantic_only])")
         out.extend(recording_documents(segs, cfg.formats, tok))
     return out
 

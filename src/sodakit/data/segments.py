@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -74,7 +74,7 @@ class Segment:
     recording_id: str
     start: float
     end: float
-    text: str
+    text: str | None  # None: no transcript (audio-only documents only)
     codes: np.ndarray  # [K, F] integer codes
     speaker: str | None = None
 
@@ -163,14 +163,19 @@ def segments_to_table(segments: Iterable[Segment]) -> pa.Table:
     )
 
 
-def write_segment_shard(path: str | os.PathLike, segments: Iterable[Segment]) -> ShardInfo:
-    """Write one shard atomically (temp file + rename, or one upload) and return its manifest entry."""
+def write_segment_shard(path: str | os.PathLike, segments: Iterable[Segment],
+                        before_commit: Callable[[ShardInfo], None] | None = None) -> ShardInfo:
+    """Write one shard atomically (temp file + rename, or one upload) and return its manifest entry;
+    `before_commit(entry)` runs once the file is written but before it appears under its name."""
     table = segments_to_table(segments)
     with storage.staged_file(path) as tmp, writing(path):
         pq.write_table(table, tmp, compression="zstd")
-        digest = sha256_file(tmp)
-    frames = int(np.sum(table.column("num_frames").to_numpy())) if table.num_rows else 0
-    return ShardInfo(file=storage.basename(path), num_segments=table.num_rows, num_frames=frames, sha256=digest)
+        frames = int(np.sum(table.column("num_frames").to_numpy())) if table.num_rows else 0
+        info = ShardInfo(file=storage.basename(path), num_segments=table.num_rows, num_frames=frames,
+                         sha256=sha256_file(tmp))
+        if before_commit is not None:
+            before_commit(info)
+    return info
 
 
 def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
@@ -211,7 +216,7 @@ def read_segment_shard(path: str | os.PathLike, text_fix: str = "none") -> Itera
             recording_id=cols["recording_id"][i],
             start=cols["start"][i],
             end=cols["end"][i],
-            text=fix_text(cols["text"][i] or "", text_fix),
+            text=None if cols["text"][i] is None else fix_text(cols["text"][i], text_fix),
             codes=codes,
             speaker=cols["speaker"][i],
         )
