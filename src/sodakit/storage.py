@@ -369,6 +369,22 @@ def _download(location: str, dest: Path, expected_sha256: str | None = None) -> 
         Path(tmp).unlink(missing_ok=True)
 
 
+def download(location: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Copy one remote (or local) file to the local path `dest` (temp file + rename)."""
+    _download(os.fspath(location), Path(dest))
+
+
+def download_dir(location: str | os.PathLike, dest: str | os.PathLike) -> list[str]:
+    """Copy every file under a folder to the local folder `dest`, keeping relative names; returns them."""
+    base = os.fspath(location).rstrip("/")
+    names = []
+    for url in list_files(base):
+        rel = url[len(base):].strip("/")
+        _download(url, Path(dest, *rel.split("/")))
+        names.append(rel)
+    return names
+
+
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """Hold `path` (a lock file) exclusively, waiting for another process that holds it."""
