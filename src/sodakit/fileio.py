@@ -42,6 +42,16 @@ def load_safetensors(path: str | os.PathLike) -> dict:
         raise DamagedFileError(f"{path}: not a readable safetensors file ({e}): damaged or cut off") from e
 
 
+def save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """`safetensors.torch.save_file`, with a failed write named (`writing`) and the file's mode following
+    the umask (safetensors creates its files 0600)."""
+    from safetensors.torch import save_file
+
+    with writing(path):
+        save_file(tensors, str(path), metadata=metadata)
+    os.chmod(path, 0o666 & ~current_umask())
+
+
 @contextmanager
 def writing(path: str | os.PathLike) -> Iterator[None]:
     """Make a failed write (a full disk, a quota, a size limit) an OSError naming `path`.

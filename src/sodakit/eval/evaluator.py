@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from sodakit import storage
 from sodakit.config import ConfigError
 from sodakit.errors import EXIT_BUG, EXIT_USER, classify
 from sodakit.eval.config import EvalConfig
@@ -71,13 +72,20 @@ def evaluate(bundle: Bundle, cfg: EvalConfig, log: Callable[[str], None] = _stde
         codec=(bundle.codec.info().__dict__ if bundle.codec is not None else None),
         settings=cfg.settings(),
     )
-    out = Path(cfg.out) if cfg.out else None
-    item_dir = out.with_suffix("").with_name(out.stem + ".items") if (cfg.log_items and out) else None
+    out = storage.as_location(cfg.out) if cfg.out else None
+    item_dir = _item_log_dir(out) if (cfg.log_items and out) else None
     results["tasks"], _ = run_tasks(ctx, names, cfg.data, item_dir, log=log)
     if out is not None:
         write_results(out, results)
         log(f"[eval] results: {out}" + (f" (per-item logs: {item_dir})" if item_dir else ""))
     return results
+
+
+def _item_log_dir(out: str) -> str:
+    """`<stem>.items` beside the results file (a path or a URL)."""
+    name = storage.basename(out)
+    stem = name[: -len(Path(name).suffix)] if Path(name).suffix else name
+    return storage.join(storage.parent(out), f"{stem}.items")
 
 
 def exit_code(task_results: dict) -> int:
@@ -88,7 +96,7 @@ def exit_code(task_results: dict) -> int:
     return EXIT_BUG if any(r.get("bug") for r in failures) else EXIT_USER
 
 
-def run_tasks(ctx: EvalContext, names: list[str], data: dict[str, str], item_log_dir: Path | None = None,
+def run_tasks(ctx: EvalContext, names: list[str], data: dict[str, str], item_log_dir: str | Path | None = None,
               log: Callable[[str], None] = print) -> tuple[dict, int]:
     """{task: result dict} and the number of tasks that failed."""
     out: dict[str, dict] = {}
@@ -101,7 +109,8 @@ def run_tasks(ctx: EvalContext, names: list[str], data: dict[str, str], item_log
             path = str(default) if default is not None else None
         log(f"[eval] {name}: data {path or '(none given)'}")
         try:
-            res = spec.run(ctx, Path(path) if path else None)
+            # Benchmark data on an object store is copied once into sodakit's cache: the readers take folders.
+            res = spec.run(ctx, storage.local_copy(path) if path else None)
         except Exception as e:
             failed += 1
             bug = classify(e)[0] == EXIT_BUG

@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 
 from sodakit.config import ConfigError, from_dict, to_dict
-from sodakit.fileio import DamagedFileError, load_safetensors, sha256_file, writing
+from sodakit.fileio import DamagedFileError, load_safetensors, save_safetensors, sha256_file
 from sodakit.model import hf
 from sodakit.model.config import ModelConfig
 from sodakit.model.qwen3 import Qwen3
@@ -97,8 +96,7 @@ def write_model_dir(
     """Write weights + sidecar (+ tokenizer.json) into `directory` (the caller makes it atomic)."""
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    with writing(directory / WEIGHTS):
-        save_file(tensors, str(directory / WEIGHTS), metadata={"format": "pt"})
+    save_safetensors(tensors, directory / WEIGHTS, metadata={"format": "pt"})
     if tokenizer is not None:
         src = Path(tokenizer)
         if src.is_dir():

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -45,7 +44,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from sodakit.fileio import DirectoryInUseError, exclusive_directory, sha256_file, writing
+from sodakit.fileio import DirectoryInUseError, exclusive_directory, save_safetensors, sha256_file
 from sodakit.model.config import ModelConfig
 from sodakit.model.load import (
     CHECKPOINT_PREFIX,
@@ -180,8 +179,7 @@ def save_checkpoint(
                 tokens_seen=tokens_seen,
             )
             tensors, meta = _flatten_optimizer(optim_sd)
-            with writing(tmp / OPTIM_TENSORS):
-                save_file(tensors, str(tmp / OPTIM_TENSORS))
+            save_safetensors(tensors, tmp / OPTIM_TENSORS)
             (tmp / OPTIM_JSON).write_text(json.dumps(meta, indent=1))
             state = {
                 "step": step,
