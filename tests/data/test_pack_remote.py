@@ -61,18 +61,19 @@ def test_pack_soda_parquet_straight_from_s3(tmp_path, s3_bucket, tokenizer_dir, 
     # A directory of inputs on S3 (JSONL files), a text corpus with the layout of the remote dataset.
     storage.write_text(f"{s3_bucket}/corpus/a.txt", "the lazy dog\nseven cats\n")
     storage.write_text(f"{s3_bucket}/corpus/sub/b.txt", "warm blankets\n")
-    r = run_cli("pack", "kind=text", f"inputs=[{s3_bucket}/corpus]", f"output={tmp_path / 'text'}",
-                f"tokenizer={tokenizer_dir}", f"vocab_from={remote_out}")
-    assert r.returncode == 0, r.stderr
+    pack(PackConfig(kind="text", inputs=[f"{s3_bucket}/corpus"], output=str(tmp_path / "text"),
+                    tokenizer=str(tokenizer_dir), vocab_from=remote_out), progress=False)
     text = PackedDataset(tmp_path / "text")
     assert text.metadata["num_documents"] == 3 and text.vocab.fingerprint == cached.vocab.fingerprint
     assert [s["path"] for s in text.metadata["sources"]] == [f"{s3_bucket}/corpus/a.txt", f"{s3_bucket}/corpus/sub/b.txt"]
 
 
-def test_missing_remote_input_is_named_with_its_url(s3_bucket, tokenizer_dir, tmp_path):
-    r = run_cli("pack", "kind=soda", f"inputs=[{s3_bucket}/nope.parquet]", f"output={tmp_path / 'o'}",
-                f"tokenizer={tokenizer_dir}")
-    assert r.returncode == 2 and f"input {s3_bucket}/nope.parquet does not exist" in r.stderr
+def test_missing_remote_input_is_named_with_its_url(s3_bucket, tokenizer_dir, tmp_path, capsys):
+    from sodakit.cli import main
+
+    assert main(["pack", "kind=soda", f"inputs=[{s3_bucket}/nope.parquet]", f"output={tmp_path / 'o'}",
+                 f"tokenizer={tokenizer_dir}"]) == 2
+    assert f"input {s3_bucket}/nope.parquet does not exist" in capsys.readouterr().err
 
 
 def test_interrupted_pack_to_s3_resumes_to_identical_bytes(tmp_path, s3_bucket, tokenizer_dir, make_segments,

@@ -81,6 +81,14 @@ def evaluate(bundle: Bundle, cfg: EvalConfig, log: Callable[[str], None] = _stde
     return results
 
 
+def _local_data(data: str) -> Path:
+    """A task's data as a local path: benchmark data on an object store (each part of a "A,B" list) is
+    copied once into sodakit's cache, since the readers take files and folders."""
+    if "://" not in data:
+        return storage.local_path(data)
+    return Path(",".join(str(storage.local_copy(p)) if storage.is_remote(p) else p for p in data.split(",")))
+
+
 def _item_log_dir(out: str) -> str:
     """`<stem>.items` beside the results file (a path or a URL)."""
     name = storage.basename(out)
@@ -109,8 +117,7 @@ def run_tasks(ctx: EvalContext, names: list[str], data: dict[str, str], item_log
             path = str(default) if default is not None else None
         log(f"[eval] {name}: data {path or '(none given)'}")
         try:
-            # Benchmark data on an object store is copied once into sodakit's cache: the readers take folders.
-            res = spec.run(ctx, storage.local_copy(path) if path else None)
+            res = spec.run(ctx, _local_data(path) if path else None)
         except Exception as e:
             failed += 1
             bug = classify(e)[0] == EXIT_BUG
