@@ -5,10 +5,6 @@ refused where a transcript is needed)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +18,6 @@ from sodakit.data.segments import read_segments_dir
 
 from .test_sources import make_parquet_snapshot
 
-REPO = Path(__file__).resolve().parents[2]
 QUIET = {"log": lambda m: None}
 
 
@@ -44,11 +39,6 @@ def corpus(tmp_path_factory):
         rows.append({"audio": f"audio/r{r}.wav", "text": f"recording {r}"})
     (root / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "sodakit", *args], capture_output=True, text=True, env=env, timeout=300)
 
 
 def shard_digests(out: str) -> list[str]:
