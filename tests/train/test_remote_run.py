@@ -51,3 +51,18 @@ def test_sync_finishes_an_interrupted_upload_and_drops_partial_ones(s3_bucket, s
     assert (other.local / "checkpoints" / "step_00000010" / "model.safetensors").read_bytes() == b"w" * 10
     assert not (other.local / "checkpoints" / "step_00000005").exists()
     assert (other.local / "metrics.jsonl").read_text() == '{"step": 10}\n'
+
+
+def test_a_checkpoint_with_files_missing_from_the_mirror_is_never_published(s3_bucket, sodakit_cache):
+    import json
+
+    import pytest
+
+    from sodakit.model.load import CheckpointError
+
+    mirror = RunMirror(f"{s3_bucket}/runs/r3", log=lambda m: None)
+    ckpt = _fake_checkpoint(mirror.local, 4)
+    (ckpt / COMPLETE_MARKER).write_text(json.dumps({"sha256": {"model.safetensors": "0", "shards/rank1.distcp": "1"}}))
+    with pytest.raises(CheckpointError, match=r"lists shards/rank1.distcp, which is not in the local mirror"):
+        mirror.push_checkpoint(ckpt)
+    assert not storage.exists(f"{s3_bucket}/runs/r3/checkpoints/step_00000004/{COMPLETE_MARKER}")

@@ -112,10 +112,9 @@ def _fetched(url: str) -> Iterator[Path]:
     os.close(fd)
     try:
         try:
-            data = storage.read_bytes(url)
+            storage.download(url, tmp)
         except FileNotFoundError as e:
             raise AudioError(url, "unreadable", "no such file") from e
-        Path(tmp).write_bytes(data)
         yield Path(tmp)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -35,7 +35,7 @@ from sodakit.audio.registry import check_codec, load_model_codec
 from sodakit.config import to_dict
 from sodakit.device import resolve_device, resolve_dtype
 from sodakit.model.config import ModelConfig
-from sodakit.model.load import SIDECAR, TOKENIZER, load_pretrained
+from sodakit.model.load import SIDECAR, TOKENIZER, load_pretrained, remote_checkpoints
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.vocab import Vocab
 
@@ -126,8 +126,10 @@ def locate_model(path_or_id: str | os.PathLike) -> tuple[Path, str]:
     """A local directory for a path, a URL (copied into the cache) or a hub id (through the Hugging Face
     cache), and the portable name of what was read (absolute path, URL, or "org/name@<commit>")."""
     if storage.is_remote(path_or_id):
+        url = os.fspath(path_or_id).rstrip("/")
+        complete, _ = remote_checkpoints(url)  # a run directory: copy only its newest complete checkpoint
         try:
-            return storage.local_copy(path_or_id), os.fspath(path_or_id)
+            return storage.local_copy(complete[max(complete)] if complete else url), url
         except FileNotFoundError as e:
             raise ModelLoadError(f"model {path_or_id} does not exist") from e
     path = storage.local_path(path_or_id)

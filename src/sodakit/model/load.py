@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sodakit import storage
 from sodakit.config import ConfigError, from_dict, to_dict
 from sodakit.fileio import DamagedFileError, load_safetensors, save_safetensors, sha256_file
 from sodakit.model import hf
@@ -131,6 +132,21 @@ def list_checkpoints(run_or_ckpt_dir: str | os.PathLike) -> list[Path]:
             if is_complete_checkpoint(p):
                 found.append((int(p.name[len(CHECKPOINT_PREFIX) :]), p))
     return [p for _, p in sorted(found)]
+
+
+def remote_checkpoints(run_url: str) -> tuple[dict[int, str], list[str]]:
+    """The checkpoints of a run directory on an object store: ({step: url} of the complete ones, those
+    whose COMPLETE object exists, oldest first; [urls of incomplete ones])."""
+    root = storage.join(run_url.rstrip("/"), CHECKPOINTS_DIR)
+    files: dict[str, set[str]] = {}
+    for url in storage.list_files(root) if storage.isdir(root) else []:
+        name, _, rest = url[len(root):].strip("/").partition("/")
+        digits = name[len(CHECKPOINT_PREFIX):]
+        if name.startswith(CHECKPOINT_PREFIX) and digits.isdigit():
+            files.setdefault(name, set()).add(rest)
+    complete = {int(n[len(CHECKPOINT_PREFIX):]): storage.join(root, n) for n, f in files.items() if COMPLETE_MARKER in f}
+    partial = [storage.join(root, n) for n, f in files.items() if COMPLETE_MARKER not in f]
+    return dict(sorted(complete.items())), partial
 
 
 def resolve(path: str | os.PathLike) -> Path:

@@ -18,13 +18,17 @@ upload) its upload is finished. The trainer then resumes from the mirror as from
 (COMPLETE's checksums are checked there). checkpoint.resume=none refuses a store that already holds
 checkpoints, as it refuses a local run directory.
 
+Rank 0 uploads and downloads, so every file a checkpoint's COMPLETE lists must be in rank 0's mirror: an
+upload that finds one missing (ranks of other nodes writing into their own caches) refuses to publish
+the checkpoint. On several nodes the mirror goes on a file system they share (SODAKIT_CACHE).
+
 Limits: the run-directory lock is the mirror's, so it keeps a second job on the same machine out, not
-one on another machine (object stores have no locks); on several nodes each node's rank 0 would need the
-checkpoint files it reads, which the full (unsharded) checkpoints of rank 0 avoid.
+one on another machine (object stores have no locks).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -38,6 +42,7 @@ from sodakit.model.load import (
     COMPLETE_MARKER,
     CheckpointError,
     list_checkpoints,
+    remote_checkpoints,
 )
 from sodakit.train import distributed as D
 
@@ -65,23 +70,10 @@ class RunMirror:
     def for_run_dir(cls, run_dir: str, keep_last: int = 0) -> RunMirror | None:
         return cls(run_dir, keep_last) if storage.is_remote(run_dir) else None
 
-    # ---- what is on the store ---------------------------------------------------------------------
-    def remote_checkpoints(self) -> tuple[dict[int, str], list[str]]:
-        """({step: url} of the complete checkpoints on the store, urls of incomplete ones)."""
-        root = storage.join(self.url, CHECKPOINTS_DIR)
-        files: dict[str, set[str]] = {}
-        for url in storage.list_files(root) if storage.isdir(root) else []:
-            name, _, rest = url[len(root):].strip("/").partition("/")
-            if _step_of(name) is not None:
-                files.setdefault(name, set()).add(rest)
-        complete = {_step_of(n): storage.join(root, n) for n, f in files.items() if COMPLETE_MARKER in f}
-        partial = [storage.join(root, n) for n, f in files.items() if COMPLETE_MARKER not in f]
-        return dict(sorted(complete.items())), partial
-
     # ---- start -------------------------------------------------------------------------------------
     def sync(self, resume: str) -> None:
         """Bring the mirror and the store to the same newest complete checkpoint (module docstring)."""
-        remote, partial = self.remote_checkpoints()
+        remote, partial = remote_checkpoints(self.url)
         if resume == "none" and remote:
             raise CheckpointError(
                 f"{self.url} already holds checkpoints (newest {CHECKPOINT_PREFIX}{max(remote):08d}); resume with "
@@ -120,7 +112,16 @@ class RunMirror:
     # ---- during the run ----------------------------------------------------------------------------
     def push_checkpoint(self, ckpt: Path) -> None:
         """Upload a complete local checkpoint (COMPLETE last, after removing a stale COMPLETE of the same
-        step), then delete the store's checkpoints beyond keep_last."""
+        step), then delete the store's checkpoints beyond keep_last. Every file COMPLETE lists must be in
+        the mirror: a checkpoint with pieces missing (ranks writing elsewhere) is never published."""
+        listed = _listed_files(ckpt)
+        missing = sorted(name for name in listed if not (ckpt / name).is_file())
+        if missing:
+            raise CheckpointError(
+                f"{ckpt}: {COMPLETE_MARKER} lists {missing[0]}{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}, "
+                f"which is not in the local mirror of {self.url}; on several nodes point SODAKIT_CACHE at a file "
+                f"system they share"
+            )
         dest = storage.join(self.url, CHECKPOINTS_DIR, ckpt.name)
         storage.remove(storage.join(dest, COMPLETE_MARKER))
         storage.upload_dir(ckpt, dest, last=[COMPLETE_MARKER])
@@ -129,7 +130,7 @@ class RunMirror:
     def prune(self) -> None:
         if self.keep_last <= 0:
             return
-        remote, _ = self.remote_checkpoints()
+        remote, _ = remote_checkpoints(self.url)
         for step in list(remote)[: -self.keep_last]:
             storage.remove(storage.join(remote[step], COMPLETE_MARKER))
             storage.remove(remote[step], recursive=True)
@@ -146,6 +147,15 @@ class RunMirror:
             if self._pushed.get(rel.as_posix()) != (st.st_size, st.st_mtime_ns):
                 storage.put_file(path, storage.join(self.url, *rel.parts))
                 self._pushed[rel.as_posix()] = (st.st_size, st.st_mtime_ns)
+
+
+def _listed_files(ckpt: Path) -> list[str]:
+    """The files a checkpoint's COMPLETE marker holds checksums of (relative names); [] for an old marker."""
+    try:
+        record = json.loads((ckpt / COMPLETE_MARKER).read_text() or "{}")
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{ckpt / COMPLETE_MARKER}: unreadable ({e})") from e
+    return list((record.get("sha256") or {}) if isinstance(record, dict) else {})
 
 
 def sync_collective(mirror: RunMirror, resume: str, ctx: D.DistContext) -> None:
