@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 from torch import Tensor
+from torch.distributed.checkpoint.api import CheckpointException
 
 from sodakit.config import ConfigError, from_dict, to_dict
 from sodakit.fileio import DamagedFileError, load_safetensors, sha256_file, writing
@@ -264,7 +265,7 @@ def read_sharded_weights(directory: Path) -> dict[str, Tensor]:
         check_file(directory, name, sums[name])
     try:
         return weights.read()
-    except Exception as e:
+    except (Exception, CheckpointException) as e:
         raise CheckpointError(f"{directory / SHARDS_DIR}: cannot assemble the weights ({e})") from e
 
 

@@ -55,6 +55,7 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import nn
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.staging import BlockingAsyncStager
 
 from sodakit.fileio import DirectoryInUseError, exclusive_directory, sha256_file
@@ -212,7 +213,7 @@ class Checkpointer:
             error = None
             try:
                 dcp.save(flat, storage_writer=writer, process_group=self.group)
-            except Exception as e:  # every rank gets DCP's error; the commit below reports it on all of them
+            except (Exception, CheckpointException) as e:  # DCP gives every rank the error; the commit reports it
                 error = error_summary(e)
             path = self._commit_shards(writer, tmp, final, error)
             elapsed = time.perf_counter() - start
@@ -263,7 +264,7 @@ class Checkpointer:
         error = None
         try:
             upload.result()
-        except Exception as e:
+        except (Exception, CheckpointException) as e:
             error = error_summary(e)
         path = self._commit_shards(writer, tmp, final, error)
         return SaveReport(step, path, "sharded", True, blocked, time.perf_counter() - start)
@@ -275,7 +276,7 @@ class Checkpointer:
         reports = _gather(self.group, {"rank": self.ctx.rank, "sums": sums, "error": error})
         outcome: dict[str, str] = {}
         if self.ctx.is_main:
-            errors = [f"rank {r['rank']}: {r['error']}" for r in reports if r["error"]]
+            errors = sorted({r["error"] for r in reports if r["error"]})  # DCP hands every rank the same error
             try:
                 if errors:
                     raise CheckpointError("; ".join(errors))

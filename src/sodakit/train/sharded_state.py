@@ -21,6 +21,7 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import nn
 from torch.distributed.checkpoint import HuggingFaceStorageReader, HuggingFaceStorageWriter
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
     get_model_state_dict,
     get_optimizer_state_dict,
@@ -81,13 +82,17 @@ def load_sharded_state(ckpt: Path, model: nn.Module, optimizer: torch.optim.Opti
                 wanted[name] = targets[name]
     try:
         dcp.load(wanted, storage_reader=HuggingFaceStorageReader(str(ckpt / SHARDS_DIR)), process_group=group)
-    except Exception as e:  # DCP's CheckpointException lists every rank's traceback; say what and where
+    except (Exception, CheckpointException) as e:  # DCP's error lists every rank's traceback: say what and where
         raise CheckpointError(f"{ckpt / SHARDS_DIR}: cannot read the sharded state ({error_summary(e)})") from e
     set_model_state_dict(model, model_sd)
     set_optimizer_state_dict(model, optimizer, join_optimizer_state(wanted, meta, ckpt / SHARDS_DIR))
 
 
 def error_summary(e: BaseException) -> str:
-    """The first line of an error: DCP's CheckpointException carries every rank's traceback."""
+    """One line for an error; for DCP's CheckpointException (every failed rank's traceback), the first
+    failed rank's error itself."""
+    if isinstance(e, CheckpointException) and e.failures:
+        rank, (cause, _) = min(e.failures.items())
+        return f"rank {rank}: {error_summary(cause)}"
     text = str(e).strip()
     return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
