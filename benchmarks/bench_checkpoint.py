@@ -107,7 +107,7 @@ def worker(args: argparse.Namespace) -> None:
     print(f"checkpoint save: {args.preset} ({params / 1e6:.0f}M parameters, {cfg.n_layers} layers), "
           f"{ctx.world_size} rank(s) on {ctx.backend} ({ctx.device}), {rows[0]['bytes'] / 2**30:.2f} GiB per checkpoint, "
           f"median of {args.repeats}")
-    print(f"| method | loop blocked s | until committed s | blocked vs full gather | committed vs full gather |")
+    print("| method | loop blocked s | until committed s | blocked vs full gather | committed vs full gather |")
     print("|---|---|---|---|---|")
     base = rows[0]
     for r in rows:

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from safetensors.torch import load_file
 
 from sodakit.data.packed import PACKED_FORMAT, ShardWriter, token_counts, write_metadata

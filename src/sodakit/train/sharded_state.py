@@ -31,7 +31,12 @@ from torch.distributed.checkpoint.state_dict import (
 
 from sodakit.model.load import CheckpointError
 from sodakit.model.sharded import SHARDS_DIR, file_index, optimizer_key
-from sodakit.train.full_state import OPTIM_JSON, join_optimizer_state, read_optimizer_meta, split_optimizer_state
+from sodakit.train.full_state import (
+    OPTIM_JSON,
+    join_optimizer_state,
+    read_optimizer_meta,
+    split_optimizer_state,
+)
 
 # A rank writes its weights file and its optimizer file at the same time.
 WRITE_THREADS = 2
