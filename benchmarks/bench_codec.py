@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sodakit.audio.codec import Codec, load_codec
+from sodakit.audio.codec import Codec
 from sodakit.audio.io import load_audio, save_wav
 from sodakit.audio.offline_codec import OfflineCodec, OfflineCodecConfig
+from sodakit.audio.registry import load_codec
 from sodakit.audio.synth import synthesize
 from sodakit.config import load_config, to_dict
 

@@ -117,3 +117,42 @@ def test_flags_and_positionals_are_other_spellings_of_keys(tmp_path):
         parse(["a", "b", "c"])
     with pytest.raises(ConfigError, match="n"):
         parse(["a", "b", "--n", "many"])
+
+
+
+@dataclass
+class WithFlags:
+    steps: int = 10
+    verbose: bool = False
+    inner: Inner = field(default_factory=Inner)
+    tags: list[str] = field(default_factory=list)
+    paths: dict[str, str] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=list)
+
+
+FLAGS = (Flag("steps"), Flag("verbose", const=True), Flag("inner.lr", name="--lr"), Flag("tags", nargs="+"),
+         Flag("paths", mapping=True, metavar="NAME=PATH", name="--path"),
+         Flag("inner.name", name="--name", choices=("adamw", "muon")))
+
+
+def test_mapping_choice_and_list_positional_flags(tmp_path, capsys):
+    argv = ["--steps", "3", "--verbose", "--lr", "0.5", "--tags", "a", "b", "--path", "x=/p", "--path", "y=/q",
+            "--name", "muon"]
+    cfg, _ = parse_config_args(WithFlags, argv, "x", "d", flags=FLAGS)
+    assert (cfg.steps, cfg.verbose, cfg.inner.lr, cfg.tags, cfg.paths, cfg.inner.name) == (
+        3, True, 0.5, ["a", "b"], {"x": "/p", "y": "/q"}, "muon")
+    # key=value wins over the flags, and both over the YAML file
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("steps: 7\ninner:\n  lr: 2.0\n")
+    cfg, path = parse_config_args(WithFlags, [str(cfg_file), "--steps", "4", "steps=5", "--lr", "3"], "x", "d",
+                                  flags=FLAGS)
+    assert (cfg.steps, cfg.inner.lr, path) == (5, 3.0, cfg_file)
+    # a list positional takes every plain argument (the config file is known by its suffix)
+    cfg, path = parse_config_args(WithFlags, [str(cfg_file), "a.wav", "--steps", "1", "b.wav"], "x", "d",
+                                  flags=FLAGS, positionals=("inputs",))
+    assert (cfg.inputs, cfg.steps, path) == (["a.wav", "b.wav"], 1, cfg_file)
+    with pytest.raises(ConfigError, match="--path expects NAME=PATH, got 'x'"):
+        parse_config_args(WithFlags, ["--path", "x"], "x", "d", flags=FLAGS)
+    with pytest.raises(SystemExit):
+        parse_config_args(WithFlags, ["--name", "sgd"], "x", "d", flags=FLAGS)
+    assert "invalid choice" in capsys.readouterr().err

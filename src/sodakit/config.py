@@ -183,8 +183,9 @@ class Flag:
 
     The flag is `--key-with-dashes` unless `name` says otherwise. `nargs="+"` takes several values (a
     list field); `const` makes a switch that sets the key to that value (`--json` means `json=true`,
-    `--no-plots` means `plots=false`). Values are taken literally (not parsed as YAML) and type-checked
-    like any other value of the key.
+    `--no-plots` means `plots=false`); `mapping` fills a dict field from repeated NAME=VALUE values
+    (`--data swuggy=DIR` means `data.swuggy=DIR`); `choices` limits the values. Values are taken
+    literally (not parsed as YAML) and type-checked like any other value of the key.
     """
 
     key: str
@@ -192,6 +193,9 @@ class Flag:
     nargs: str | None = None
     const: Any = None
     name: str = ""
+    choices: tuple[str, ...] | None = None
+    mapping: bool = False
+    metavar: str = ""
 
     @property
     def flag(self) -> str:
@@ -209,6 +213,11 @@ class ConfigArgs:
 
 # `key.sub=value` (also `list[0]=value`); anything else holding a "=" (a path, say) is a plain argument.
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.\[\]]*=")
+
+
+def _is_list_field(cls: type, key: str) -> bool:
+    hint = typing.get_type_hints(cls).get(key)
+    return typing.get_origin(hint) is list or any(typing.get_origin(a) is list for a in typing.get_args(hint))
 
 
 def split_config_args(
@@ -239,9 +248,15 @@ def split_config_args(
         parser.add_argument(config_flag, dest="config_file", metavar="CONFIG.yaml", default=None,
                             help="config file (YAML) of the fields below")
     for i, f in enumerate(flags):
-        kind = ({"action": "store_const", "const": f.const} if f.const is not None
-                else {"nargs": f.nargs, "metavar": f.key.upper()})
-        spelled = f"{f.key}={json.dumps(f.const)}" if f.const is not None else f"{f.key}=..."
+        metavar = f.metavar or ("NAME=VALUE" if f.mapping else f.key.upper())
+        if f.const is not None:
+            kind: dict[str, Any] = {"action": "store_const", "const": f.const}
+            spelled = f"{f.key}={json.dumps(f.const)}"
+        elif f.mapping:
+            kind, spelled = {"action": "append", "metavar": metavar}, f"{f.key}.{metavar}, repeatable"
+        else:
+            kind = {"nargs": f.nargs, "choices": f.choices, "metavar": None if f.choices else metavar}
+            spelled = f"{f.key}=..."
         parser.add_argument(f.flag, dest=f"flag{i}", default=argparse.SUPPRESS, help=f"{f.help} (= {spelled})",
                             **kind)
     ns = parser.parse_intermixed_args(argv)
@@ -261,6 +276,13 @@ def split_config_args(
             taken = [v for v in value if is_override(v) and v.split("=", 1)[0].split(".")[0] in fields]
             overrides += taken
             value = [v for v in value if v not in taken]
+        if f.mapping:
+            for item in value:
+                name, sep, entry = item.partition("=")
+                if not sep or not name.strip() or not entry.strip():
+                    raise ConfigError(f"{f.flag} expects {f.metavar or 'NAME=VALUE'}, got {item!r}")
+                values[f"{f.key}.{name.strip()}"] = entry.strip()
+            continue
         values[f.key] = value
     path = Path(ns.config_file) if config_flag and ns.config_file else None
     args: list[str] = list(ns.args)
@@ -276,6 +298,8 @@ def split_config_args(
             overrides.append(arg)
         elif path is None and arg.endswith((".yaml", ".yml")):
             path = Path(arg)
+        elif slots and _is_list_field(cls, slots[0]):  # a list positional takes every argument left
+            values.setdefault(slots[0], []).append(arg)
         elif slots:
             values[slots.pop(0)] = arg
         else:

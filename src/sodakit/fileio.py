@@ -126,6 +126,16 @@ def is_plain_file_name(name: str) -> bool:
     return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name and "\0" not in name
 
 
+def looks_like_hub_id(spec: str) -> bool:
+    """"owner/name" and nothing more: a Hugging Face hub id rather than a local path."""
+    return not (spec.startswith(("/", ".", "~")) or spec.count("/") != 1 or (os.sep != "/" and os.sep in spec))
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE is set: hub ids resolve from the local cache only, never by download."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
 class DirectoryInUseError(UserError):
     """Another live process holds the directory's lock."""
 

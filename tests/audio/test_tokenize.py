@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from sodakit.audio.codec import load_codec
+from sodakit.audio.registry import load_codec
 from sodakit.audio.sources import AudioItem
 from sodakit.audio.tokenize import TokenizeConfig, TokenizeError, plan_shards, tokenize
 from sodakit.data.segments import read_segments_dir

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from sodakit.eval.config import EvalConfig
 from sodakit.eval.metrics import choice_argmax, choice_argmax_outcome
 from sodakit.eval.readers.hellaswag import read_hellaswag_auto
 from sodakit.eval.readers.hellaswag_original import lm_eval_clean, read_hellaswag_original
@@ -176,7 +177,7 @@ def test_task_scores_the_lm_eval_context_with_lm_eval_metrics(tmp_path, tiny_tok
         ctx_ids = tok.encode_texts([contexts[k]])[0]
         for e, s in zip(endings[k], script[k]):
             sums[(v.bos_id, *ctx_ids, *tok.encode_texts([" " + e])[0])] = s
-    ctx = EvalContext(lm=ScriptedSumLM(v.size, sums), tokenizer=tok, batch_size=3, log_items=True)
+    ctx = EvalContext(lm=ScriptedSumLM(v.size, sums), tokenizer=tok, cfg=EvalConfig(batch_size=3, log_items=True))
     res = get_task("hellaswag").run(ctx, path)
     assert res.metrics == {"acc": 0.0, "acc_norm": 1.0, "acc_bytes": 0.5, "acc_ties_split": 0.0,
                            "acc_norm_ties_split": 1.0}

@@ -98,15 +98,15 @@ def test_soda_scores_maps_results_to_the_published_columns():
 
 
 def test_eval_codec_names_a_moved_recorded_codec(tmp_path, small_mimi):
-    from sodakit.audio.codec import CodecError, load_codec
-    from sodakit.eval.loading import load_eval_codec
+    from sodakit.audio.codec import CodecError
+    from sodakit.audio.registry import load_codec, load_model_codec
 
     codec = load_codec(small_mimi(tmp_path / "codec"), device="cpu")
     record = {"name": codec.name, "config_hash": codec.config_hash, "source": str(tmp_path / "codec")}
     (tmp_path / "codec").rename(tmp_path / "moved")
     with pytest.raises(CodecError, match="codec recorded at .*pass its new location with --codec"):
-        load_eval_codec(None, record, "cpu")
-    assert load_eval_codec(str(tmp_path / "moved"), record, "cpu").config_hash == codec.config_hash
+        load_model_codec(None, record, "cpu")
+    assert load_model_codec(str(tmp_path / "moved"), record, "cpu").config_hash == codec.config_hash
 
 
 def test_cli_results_name_the_protocol(hf_model_dir, tmp_path, capsys):

@@ -3,11 +3,13 @@ keeps sodakit's own rules, and both readings are always reported under their own
 
 import json
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from sodakit.eval import judges
+from sodakit.eval.config import EvalConfig
 from sodakit.eval.layouts import (
     SpokenPair,
     write_librispeech,
@@ -65,7 +67,7 @@ def test_a_tie_is_wrong_under_the_authors_rule():
 
 
 def _ctx(lm, tok, codec=None, **kw):
-    return EvalContext(lm=lm, tokenizer=tok, codec=codec, batch_size=4, **kw)
+    return EvalContext(lm=lm, tokenizer=tok, codec=codec, cfg=EvalConfig(batch_size=4, **kw))
 
 
 def test_pairs_win_tie_loss_over_all_pairs_vs_grouped(tmp_path, tiny_tokenizer, toy_codec):
@@ -141,7 +143,7 @@ def test_asr_follows_the_authors_decoding_normalisation_and_shots(tmp_path, tiny
     data = f"{tmp_path / 'test'},{tmp_path / 'dev-clean.json'}"
     gen = FakeGenerator(table)
     ctx = EvalContext(lm=ConstantLM(tiny_tokenizer.vocab.size), tokenizer=tiny_tokenizer, codec=toy_codec,
-                      generator=gen, asr_shots=2, log_items=True)
+                      generator=gen, cfg=EvalConfig(shots=2, log_items=True))
     res = get_task("asr_fewshot").run(ctx, data)
     # "well-known" -> "wellknown" on both sides: no error under the authors' normaliser
     assert res.metrics["wer"] == res.metrics["wer_soda_norm"] == 0.0
@@ -158,7 +160,7 @@ def test_asr_follows_the_authors_decoding_normalisation_and_shots(tmp_path, tiny
 
     gen = FakeGenerator(table)
     ctx = EvalContext(lm=ConstantLM(tiny_tokenizer.vocab.size), tokenizer=tiny_tokenizer, codec=toy_codec,
-                      generator=gen, asr_shots=2, protocol="sodakit")
+                      generator=gen, cfg=EvalConfig(shots=2, protocol="sodakit"))
     res = get_task("asr_fewshot").run(ctx, data)
     assert res.metrics["wer"] == pytest.approx(2 / 5)
     pool = sorted(shot_ids)
@@ -190,13 +192,13 @@ def test_tts_wer_is_the_mean_of_utterance_wer(tmp_path, tiny_tokenizer, toy_code
     table = {len(toy_codec_wave): t for toy_codec_wave, t in ((a, "don't go mr smith"), (b, "goodbye"))}
     monkeypatch.setitem(judges.registry.ASR_JUDGES, "table", lambda path: TableJudge(table))
     ctx = EvalContext(lm=ConstantLM(tiny_tokenizer.vocab.size), tokenizer=tiny_tokenizer, codec=toy_codec,
-                      generator=FakeGenerator(), asr_judge="table", log_items=True)
+                      generator=FakeGenerator(), cfg=EvalConfig(asr_judge="table", log_items=True))
     res = get_task("tts").run(ctx, tmp_path)
     assert res.metrics["wer"] == res.metrics["wer_mean_utterance"] == pytest.approx(0.5)  # (0 + 1) / 2
     # sodakit's corpus WER: 1 error in 5 words ("dont" = "dont" once apostrophes are dropped)
     assert res.metrics["wer_corpus"] == pytest.approx(1 / 5)
     assert [r["wer_seedtts"] for r in res.items] == [0.0, 1.0]
-    res = get_task("tts").run(ctx.__class__(**{**ctx.__dict__, "protocol": "sodakit", "generator": FakeGenerator()}),
+    res = get_task("tts").run(replace(ctx, cfg=replace(ctx.cfg, protocol="sodakit"), generator=FakeGenerator()),
                               tmp_path)
     assert res.metrics["wer"] == pytest.approx(1 / 5)
 
@@ -204,7 +206,7 @@ def test_tts_wer_is_the_mean_of_utterance_wer(tmp_path, tiny_tokenizer, toy_code
 def test_protocols_are_recorded_and_unknown_ones_refused(tiny_tokenizer):
     assert get_protocol("soda").describe()["asr"]["max_new_tokens"] == 200
     with pytest.raises(ValueError, match="unknown evaluation protocol"):
-        EvalContext(lm=ConstantLM(10), tokenizer=tiny_tokenizer, protocol="paper")
+        EvalContext(lm=ConstantLM(10), tokenizer=tiny_tokenizer, cfg=EvalConfig(protocol="paper"))
 
 
 def test_salmon_copy_with_only_the_all_config(tmp_path, tiny_tokenizer, toy_codec):

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from sodakit.eval.config import EvalConfig
 from sodakit.eval.layouts import SpokenPair, write_hf_pairs, write_salmon_folder, write_zr2021
 from sodakit.eval.lm import VocabularyError
 from sodakit.eval.readers.salmon import SALMON_PARTS
@@ -25,7 +26,7 @@ def _spoken(n):
 
 
 def _ctx(lm, tok, codec=None, **kw):
-    return EvalContext(lm=lm, tokenizer=tok, codec=codec, batch_size=4, **kw)
+    return EvalContext(lm=lm, tokenizer=tok, codec=codec, cfg=EvalConfig(batch_size=4, **kw))
 
 
 @pytest.mark.parametrize("layout", ["zr2021", "hf"])
@@ -56,11 +57,9 @@ def test_swuggy_sblimp_known_answers(tmp_path, tiny_tokenizer, toy_codec, layout
 
 
 def test_speech_scoring_of_selected_codebooks(tmp_path, tiny_tokenizer, toy_codec):
-    from sodakit.eval.spans import AudioSelection
-
     write_zr2021(tmp_path, "lexical", _spoken(2), SR)
     v = tiny_tokenizer.vocab
-    ctx = _ctx(LoudnessOracleLM(v), tiny_tokenizer, toy_codec, audio=AudioSelection("all", "semantic"),
+    ctx = _ctx(LoudnessOracleLM(v), tiny_tokenizer, toy_codec, input_codebooks="all", score_codebooks="semantic",
                log_items=True)
     res = get_task("swuggy").run(ctx, tmp_path)
     assert res.protocol["audio"]["scored_codebooks"] == [0] and res.metrics["accuracy"] == 1.0

@@ -9,22 +9,13 @@ import pytest
 import torch
 
 from sodakit.config import load_config
+from sodakit.data.sft import SFTDataError, SFTDataset, SFTExample, SFTSource, write_sft_dataset
 from sodakit.model.config import ModelConfig
 from sodakit.model.load import load_pretrained, write_model_dir
 from sodakit.model.qwen3 import build_model
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.text_tokenizer import train_bpe
-from sodakit.train.finetune import (
-    FinetuneConfig,
-    SFTDataError,
-    SFTDataset,
-    SFTExample,
-    SFTSource,
-    main,
-    prepare_jsonl,
-    response_loss,
-    write_sft_dataset,
-)
+from sodakit.train.finetune import FinetuneConfig, main, prepare_jsonl, response_loss
 
 from .conftest import SFT_WORDS, sft_pairs
 

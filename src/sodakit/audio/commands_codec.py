@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sodakit.audio.codec import CodecError, load_codec
+from sodakit.audio.codec import CodecError
 from sodakit.audio.io import AudioError, load_audio, save_wav
 from sodakit.audio.offline_codec import OfflineCodec, OfflineCodecConfig
+from sodakit.audio.registry import load_codec
 from sodakit.audio.sources import AUDIO_EXTENSIONS, is_hf_dataset_dir, open_source
 from sodakit.config import atomic_write_bytes, describe, load_config
 

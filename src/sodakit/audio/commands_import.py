@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from sodakit.audio.registry import load_codec
 from sodakit.data.segments import SegmentManifest
 from sodakit.data.yodas2_mm import import_yodas2_mm
 
@@ -30,8 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.codec_from:
         codec = SegmentManifest.load(args.codec_from).codec
     else:
-        from sodakit.audio.codec import load_codec
-
         codec = load_codec(args.codec, device="cpu", num_codebooks=args.num_codebooks).info()
     summary = import_yodas2_mm(args.inputs, args.output, codec, num_codebooks=args.num_codebooks)
     print(json.dumps(summary, indent=2))

@@ -41,12 +41,14 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from sodakit.audio.codec import OFFLINE_CONFIG_NAME, Codec, CodecError
+from sodakit.audio.codec import Codec, CodecError
 from sodakit.audio.kmeans import kmeans, nearest
 from sodakit.config import atomic_write_text, from_dict, to_dict
 from sodakit.fileio import load_safetensors
 
 FORMAT = "sodakit.offline_codec/1"
+# The file that marks a directory as an offline codec.
+OFFLINE_CONFIG_NAME = "sodakit_codec.json"
 WEIGHTS_NAME = "codec.safetensors"
 LOG_FLOOR = 1e-5  # magnitude floor before the log: ~-100 dB re full scale
 

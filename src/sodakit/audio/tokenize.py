@@ -29,8 +29,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from sodakit.audio.codec import DEFAULT_BATCH_SECONDS, Codec, load_codec
+from sodakit.audio.codec import DEFAULT_BATCH_SECONDS, Codec
 from sodakit.audio.io import DURATION_TOLERANCE_S, AudioError
+from sodakit.audio.registry import load_codec
 from sodakit.audio.sources import AudioItem, SourceError, open_source
 from sodakit.config import atomic_write_text, check_ranges
 from sodakit.data.segments import (
@@ -42,6 +43,7 @@ from sodakit.data.segments import (
     sha256_file,
     write_segment_shard,
 )
+from sodakit.device import resolve_device
 
 PLAN_NAME = "plan.json"
 ERRORS_NAME = "errors.jsonl"
@@ -279,7 +281,7 @@ def tokenize(cfg: TokenizeConfig, log=None) -> dict:
     out = Path(cfg.output)
     rank, world, local = _dist_env()
     device = cfg.device
-    if world > 1 and device in ("auto", "cuda") and torch.cuda.is_available():
+    if world > 1 and resolve_device(device).type == "cuda":  # a rank takes the GPU of its local rank
         device = f"cuda:{local}"
         torch.cuda.set_device(local)
     items, source_errors = open_source(cfg.input, cfg.kind, cfg.audio_field, cfg.text_field)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from sodakit import __version__
-from sodakit.audio.io import load_audio
+from sodakit.audio.io import load_audio, save_wav
 from sodakit.audio.offline_codec import OfflineCodec, OfflineCodecConfig
 from sodakit.audio.tokenize import TokenizeConfig
 from sodakit.audio.tokenize import tokenize as run_tokenize
@@ -32,6 +32,11 @@ from sodakit.config import ConfigError, atomic_write_text, parse_config_args, to
 from sodakit.data.pack import PackConfig, pack
 from sodakit.demo.corpus import build_corpus
 from sodakit.eval.bench_data import BenchDataConfig, build_bench_data
+from sodakit.eval.config import EvalConfig
+from sodakit.eval.evaluator import evaluate, open_model
+from sodakit.eval.results import soda_scores
+from sodakit.generate.tasks import SodaGenerator
+from sodakit.model.bundle import load_bundle
 from sodakit.report.builder import build_report
 from sodakit.report.isoflop import isoflop_section, missing_section
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
@@ -315,27 +320,21 @@ def eval_stage(st: StageRunner, p: Paths, cfg: DemoConfig) -> dict:
         "asr": p["bench"] / "librispeech" / "test-clean", "tts": p["bench"] / "seedtts" / "en",
         "val_nll": p["segments"] / "val",
     }
-    eval_args = ["--model", str(p["train"]), "--tasks", ",".join(tasks), "--out", str(p["eval"] / "results.json"),
-                 "--device", "cpu" if cfg.device == "auto" else cfg.device, "--batch-size", "8",
-                 "--save-audio", str(p["eval"] / "tts_audio"), "--seed", str(cfg.seed), "--log-items",
-                 "--tts-max-new-tokens", str(_audio_tokens(cfg, cfg.gen_max_seconds)),
-                 "--asr-max-new-tokens", str(cfg.asr_max_new_tokens)]
-    eval_args += [a for t, d in tasks.items() for a in ("--data", f"{t}={d}")]
-    if cfg.eval_limit:
-        eval_args += ["--limit", str(cfg.eval_limit)]
+    eval_cfg = EvalConfig(
+        model=str(p["train"]), tasks=list(tasks), data={t: str(d) for t, d in tasks.items()},
+        device="cpu" if cfg.device == "auto" else cfg.device, batch_size=8, save_audio=str(p["eval"] / "tts_audio"),
+        seed=cfg.seed, log_items=True, tts_max_new_tokens=_audio_tokens(cfg, cfg.gen_max_seconds),
+        asr_max_new_tokens=cfg.asr_max_new_tokens, limit=cfg.eval_limit or None, out=str(p["eval"] / "results.json"),
+    )
 
-    def evaluate(_: bool) -> dict:
-        from sodakit.eval.commands import main as eval_main
-        from sodakit.eval.results import soda_scores
-
+    def evaluate_stage(_: bool) -> dict:
         p["eval"].mkdir(parents=True, exist_ok=True)
-        eval_main(eval_args)
-        results = json.loads((p["eval"] / "results.json").read_text())
-        return {"scores": soda_scores(results), "results": str(p["eval"] / "results.json")}
+        results = evaluate(open_model(eval_cfg), eval_cfg, log=st.log)
+        return {"scores": soda_scores(results), "results": eval_cfg.out}
 
     return st.run("eval", {"tasks": sorted(tasks), "limit": cfg.eval_limit, "caps": [cfg.gen_max_seconds,
-                           cfg.asr_max_new_tokens]}, evaluate, [p["eval"]],
-                  "sodakit eval " + " ".join(eval_args))
+                           cfg.asr_max_new_tokens]}, evaluate_stage, [p["eval"]],
+                  " ".join(eval_cfg.command_line()))
 
 
 def samples_stage(st: StageRunner, p: Paths, cfg: DemoConfig, log: Log) -> list[dict]:
@@ -344,7 +343,7 @@ def samples_stage(st: StageRunner, p: Paths, cfg: DemoConfig, log: Log) -> list[
         return _generate_samples(p, cfg, log)
 
     return st.run("samples", {"caps": [cfg.gen_max_seconds, cfg.asr_max_new_tokens]}, samples, [p["samples"]],
-                  f"sodakit generate tts|asr|continue --model {p['train']} ...")
+                  f"sodakit generate tts|asr|continue model={p['train']} ...")
 
 
 # The repository's copy of the laptop IsoFLOP study (absent from an installed wheel).
@@ -384,13 +383,7 @@ def _audio_tokens(cfg: DemoConfig, seconds: float) -> int:
 
 
 def _generate_samples(p: dict[str, Path], cfg: DemoConfig, log: Callable[[str], None]) -> list[dict]:
-    import torch
-
-    from sodakit.audio.io import load_audio, save_wav
-    from sodakit.generate.tasks import SodaGenerator
-
-    device = "cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
-    gen = SodaGenerator.from_pretrained(p["train"], device=device)
+    gen = SodaGenerator.from_bundle(load_bundle(p["train"], device=cfg.device, backend="sodakit", need_codec=True))
     sr = gen.sample_rate
     out = p["samples"]
     out.mkdir(parents=True, exist_ok=True)

@@ -115,7 +115,7 @@ class TTSItem:
 
 
 @dataclass
-class DataSource:
+class DataProvenance:
     """Where the items came from, recorded next to every number computed on them."""
 
     path: str
@@ -138,7 +138,7 @@ class DataSource:
 class ReadResult:
     items: list
     errors: list[ItemError]
-    source: DataSource
+    source: DataProvenance
 
     def limited(self, limit: int | None) -> ReadResult:
         """The first `limit` readable items; read errors of the whole data set are still reported."""

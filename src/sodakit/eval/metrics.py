@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 import jiwer
+import sacrebleu
 
 NORMALIZATION_VERSION = "sodakit-norm-1"
 _APOSTROPHES = {"'", "\u2019", "\u2018", "\u02bc"}
@@ -184,6 +185,12 @@ def utterance_wers(refs: Sequence[str], hyps: Sequence[str], normalizer: Callabl
 def wer(refs: Sequence[str], hyps: Sequence[str], normalize: bool = True) -> float:
     """Corpus WER (a fraction, not a percentage) after `normalize_text` on both sides."""
     return wer_details(refs, hyps, normalize=normalize).wer
+
+
+def corpus_bleu(hyps: Sequence[str], refs: Sequence[str]) -> float:
+    """sacrebleu corpus BLEU (tokenize 13a) after `normalize_text` on both sides: ASR output has no case or
+    punctuation, so the references lose theirs too."""
+    return float(sacrebleu.corpus_bleu([normalize_text(h) for h in hyps], [[normalize_text(r) for r in refs]]).score)
 
 
 def _check_scores(name: str, scores: Sequence[float]) -> list[float]:

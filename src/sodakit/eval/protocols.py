@@ -39,6 +39,7 @@ from sodakit.eval.metrics import (
     normalize_soda_asr,
     normalize_text,
 )
+from sodakit.generate.tasks import ASR_MAX_NEW_TOKENS
 
 # Normalisers by the name recorded in results.
 NORMALIZERS: dict[str, tuple[Callable[[str], str], str]] = {
@@ -99,7 +100,7 @@ SODA = Protocol(
 )
 SODAKIT = Protocol(
     name="sodakit", tie_value=TIE_VALUE, pair_average="groups", strip_pair_text=True, lowercase_sblimp_text=False,
-    salmon_headline="macro", asr_temperature=0.0, asr_top_p=1.0, asr_max_new_tokens=448, asr_constrain=True,
+    salmon_headline="macro", asr_temperature=0.0, asr_top_p=1.0, asr_max_new_tokens=ASR_MAX_NEW_TOKENS, asr_constrain=True,
     asr_stop_at_eos=True, asr_normalizer=NORMALIZATION_VERSION, normalize_shots=False, shot_order="id",
     tts_wer="corpus", tts_normalizer=NORMALIZATION_VERSION, default_seed=0,
 )

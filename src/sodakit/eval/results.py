@@ -16,12 +16,12 @@ from sodakit.config import atomic_write_text
 RESULTS_FORMAT = "sodakit.eval/1"
 
 
-def run_header(argv: list[str], model: dict, tokenizer: dict, codec: dict | None, settings: dict) -> dict:
+def run_header(command: list[str], model: dict, tokenizer: dict, codec: dict | None, settings: dict) -> dict:
     return {
         "format": RESULTS_FORMAT,
         "sodakit_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": ["sodakit", "eval", *argv],
+        "command": list(command),
         "environment": {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform()},
         "model": model,
         "tokenizer": tokenizer,

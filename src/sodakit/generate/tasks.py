@@ -1,29 +1,30 @@
 """ASR, TTS, audio continuation and S2ST on a trained model: waveforms and text in, waveforms and text out.
 
-    g = SodaGenerator.from_pretrained("runs/x", codec=None)      # codec from the model's metadata
+    g = SodaGenerator.from_bundle(load_bundle("runs/x", need_codec=True))  # codec from the model's metadata
     texts = g.asr([wav], sample_rate=16000)
     wavs = g.tts(["Hello there."], voice=g.voice(prompt_wav, 16000, "Prompt transcript."))
 
-The codec is the one recorded in the checkpoint (`sodakit.json` -> codec -> source) unless one is given;
-it must be the codec the model was trained with (same config hash), since codes of different codecs mean
-different things. Audio is resampled to the codec's rate on the way in; generated audio comes out at the
-codec's rate (`g.sample_rate`).
+The codec is the one `sodakit.model.bundle.load_bundle` opened: the one recorded in the checkpoint
+unless another was given, checked to be the codec the model was trained with (same config hash), since
+codes of different codecs mean different things. Audio is resampled to the codec's rate on the way in;
+generated audio comes out at the codec's rate (`g.sample_rate`).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-import torch
 
+from sodakit.audio.io import resample, to_mono
 from sodakit.generate import prompts as P
 from sodakit.generate.decoding import STOP_SILENCE, DecodeStats, GenerationConfig, generate
+from sodakit.generate.memory import weights_to_hugepages
 from sodakit.generate.sampling import SamplingConfig
-from sodakit.generate.silence import RepeatSilence, SilenceDetector, calibrate_silence_codes
+from sodakit.generate.silence import EnergySilence, RepeatSilence, SilenceDetector, calibrate_silence_codes
+from sodakit.model.bundle import Bundle
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.vocab import Vocab
 
@@ -35,55 +36,22 @@ ASR_MAX_NEW_TOKENS = 448
 # S2ST text spans (source transcript, translation) longer than this are runaway loops: CVSS sentences
 # stay well under 100 Llama-3 tokens.
 S2ST_MAX_TEXT_TOKENS = 256
-# Silence detector used when the caller asks for a silence stop without naming one.
+# What can count as silence (`SodaGenerator.silence_detector`), and the detector used when the caller
+# asks for a silence stop without naming one.
+SILENCE_DETECTORS = ("codes", "repeat", "energy")
 DEFAULT_SILENCE = "codes"
 
 
-class CodecMismatchError(ValueError):
-    """The codec given does not produce the codes the model was trained on."""
-
-
 @dataclass
-class TaskResult:
+class TaskOutput:
+    """What one generation task produced for one input."""
+
     text: str = ""
     audio: np.ndarray | None = None  # float32 at the codec's rate
     stop_reason: str = ""
     new_tokens: int = 0
     audio_frames: int = 0
     extra: dict = field(default_factory=dict)
-
-
-def check_codec(codec, vocab: Vocab, recorded: dict | None, allow_mismatch: bool = False) -> list[str]:
-    """Refuse a codec whose codes do not fit the vocabulary or differ from the recorded one; return notes."""
-    notes = []
-    if codec.codebook_size != vocab.codebook_size or codec.num_codebooks < vocab.num_codebooks:
-        raise CodecMismatchError(
-            f"codec {codec.name} has {codec.num_codebooks} codebooks of {codec.codebook_size}; the model's vocabulary "
-            f"needs {vocab.num_codebooks} of {vocab.codebook_size}"
-        )
-    if recorded:
-        want = recorded.get("config_hash")
-        if want and want != codec.config_hash:
-            msg = (
-                f"codec {codec.name} (hash {codec.config_hash}, from {codec.source}) is not the one the model was trained "
-                f"with ({recorded.get('name')} hash {want}, from {recorded.get('source')})"
-            )
-            if not allow_mismatch:
-                raise CodecMismatchError(msg + "; pass allow_codec_mismatch=True (--allow-codec-mismatch) to use it anyway")
-            notes.append("WARNING: " + msg)
-    else:
-        notes.append("the model records no codec; codes are assumed to come from the one given")
-    return notes
-
-
-def load_soda_tokenizer(path: str | os.PathLike, vocab: Vocab | None = None) -> SodaTokenizer:
-    """The SODA tokenizer of a checkpoint: its text BPE with the checkpoint's recorded layout when there is
-    one (a tokenizer.json alone can only imply the released 2048-entry codebooks)."""
-    if vocab is None:
-        return SodaTokenizer.from_pretrained(path)
-    from sodakit.tokens.text_tokenizer import TextTokenizer
-
-    return SodaTokenizer(TextTokenizer.from_file(path), vocab)
 
 
 class SodaGenerator:
@@ -111,48 +79,14 @@ class SodaGenerator:
 
     # ---- construction ----------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(
-        cls,
-        path: str | os.PathLike,
-        codec: str | os.PathLike | object | None = None,
-        tokenizer: str | os.PathLike | None = None,
-        device: str = "cpu",
-        dtype: torch.dtype = torch.float32,
-        allow_codec_mismatch: bool = False,
-        batch_size: int = 8,
-        need_codec: bool = True,
-    ) -> SodaGenerator:
-        from sodakit.model.load import load_pretrained
-
-        model, info = load_pretrained(path, device=device, dtype=dtype)
-        if model.embed.weight.device.type == "cpu":
-            from sodakit.generate.memory import weights_to_hugepages
-
-            weights_to_hugepages(model)  # faster CPU decoding, same values
-        tok_path = tokenizer or info.tokenizer_path
-        tok = load_soda_tokenizer(tok_path, info.vocab) if tok_path is not None else None
-        vocab = info.vocab or (tok.vocab if tok is not None else None)
-        if vocab is None:
-            raise ValueError(
-                f"{info.path}: the checkpoint records no vocabulary layout and no tokenizer was given (--tokenizer)"
-            )
-        codec_obj = None
-        notes = list(info.notes)
-        if codec is not None and not isinstance(codec, str | os.PathLike):
-            codec_obj = codec
-        elif need_codec:
-            from sodakit.audio.codec import load_model_codec
-
-            codec_obj = load_model_codec(codec, info.codec, device=device, num_codebooks=vocab.num_codebooks)
-            if codec_obj is None:
-                raise ValueError(
-                    f"{info.path}: the checkpoint records no codec source; pass one with --codec (a Mimi directory, "
-                    "an offline codec directory or a hub id)"
-                )
-        if codec_obj is not None:
-            notes += check_codec(codec_obj, vocab, info.codec, allow_codec_mismatch)
-        g = cls(model, vocab, tok, codec_obj, info.codec, batch_size)
-        g.notes = notes
+    def from_bundle(cls, bundle: Bundle, batch_size: int = 8) -> SodaGenerator:
+        """A generator over an opened model (its notes: what loading it noticed, e.g. a codec warning)."""
+        if bundle.info.backend != "sodakit":
+            raise ValueError(f"{bundle.info.path}: generation needs the project's model (load it with backend='sodakit')")
+        if bundle.model.embed.weight.device.type == "cpu":
+            weights_to_hugepages(bundle.model)  # faster CPU decoding, same values
+        g = cls(bundle.model, bundle.vocab, bundle.tokenizer, bundle.codec, bundle.info.codec_record, batch_size)
+        g.notes = list(bundle.info.notes)
         return g
 
     # ---- helpers -----------------------------------------------------------------------------------
@@ -200,16 +134,12 @@ class SodaGenerator:
             return RepeatSilence(semantic_codebook=self.vocab.semantic_codebooks[0])
         self._need_codec()
         if kind == "energy":
-            from sodakit.generate.silence import EnergySilence
-
             return EnergySilence(self.codec)
         if kind == "codes":
-            from sodakit.audio.io import resample, to_mono
-
             sr = self.codec.sample_rate
             waves = [resample(to_mono(np.asarray(w, dtype=np.float32)), r, sr) for w, r in calibration_audio if len(w)]
             return calibrate_silence_codes(self.codec, waves, sample_rate=sr)
-        raise ValueError(f"unknown silence detector {kind!r}; choose codes, repeat or energy")
+        raise ValueError(f"unknown silence detector {kind!r}; choose {', '.join(SILENCE_DETECTORS)}")
 
     def _run(self, prompts: list[np.ndarray], cfg: GenerationConfig, silence: SilenceDetector | None = None):
         out = []
@@ -217,7 +147,7 @@ class SodaGenerator:
             out += generate(self.model, prompts[s : s + self.batch_size], self.vocab, cfg, silence=silence, stats=self.stats)
         return out
 
-    def _audio_result(self, gen, trim_silence: bool) -> TaskResult:
+    def _audio_result(self, gen, trim_silence: bool) -> TaskOutput:
         # The task's audio: the generated ids of the span the prompt opened, up to its <|audio_end|>.
         ids = np.asarray(gen.tokens, dtype=np.int64)
         other = np.flatnonzero(~self.vocab.is_audio(ids))
@@ -225,7 +155,7 @@ class SodaGenerator:
         codes = P.span_codes(self.vocab, body)
         if trim_silence and gen.stop_reason == STOP_SILENCE and gen.trailing_silence:
             codes = codes[:, : max(0, codes.shape[1] - gen.trailing_silence)]
-        return TaskResult(
+        return TaskOutput(
             audio=self.decode(codes),
             stop_reason=gen.stop_reason,
             new_tokens=len(gen.tokens),
@@ -246,7 +176,7 @@ class SodaGenerator:
         sampling: SamplingConfig | None = None,
         constrain: bool = True,
         stop_at_eos: bool = True,
-    ) -> list[TaskResult]:
+    ) -> list[TaskOutput]:
         """Transcripts: `<|audio_start|>A<|audio_end|><|text_start|>` until <|text_end|> (greedy by default).
 
         constrain=False samples from the whole vocabulary and stop_at_eos=False lets generation run past
@@ -270,7 +200,7 @@ class SodaGenerator:
             ids = np.asarray(g.tokens, dtype=np.int64)
             ids = ids[: np.flatnonzero(ids == self.vocab.text_end_id)[0]] if (ids == self.vocab.text_end_id).any() else ids
             text = P.text_of(tok, ids, skip_special=True).strip()
-            results.append(TaskResult(text=text, stop_reason=g.stop_reason, new_tokens=len(g.tokens)))
+            results.append(TaskOutput(text=text, stop_reason=g.stop_reason, new_tokens=len(g.tokens)))
         return results
 
     def tts(
@@ -283,7 +213,7 @@ class SodaGenerator:
         silence_stop_seconds: float | None = None,
         silence: SilenceDetector | None = None,
         trim_silence: bool = True,
-    ) -> list[TaskResult]:
+    ) -> list[TaskOutput]:
         """Speech for each text, optionally in the voice of `voice` (docs/soda.md#evaluation-protocol TTS prompt)."""
         tok = self._need_tokenizer()
         self._need_codec()
@@ -302,7 +232,7 @@ class SodaGenerator:
         silence_stop_seconds: float | None = None,
         silence: SilenceDetector | None = None,
         include_prompt: bool = False,
-    ) -> list[TaskResult]:
+    ) -> list[TaskOutput]:
         """Continue each recording for up to `seconds` (or until the model closes the span)."""
         codes = self.encode(waveforms, sample_rate)
         prompts = [self.continuation_ids(c) for c in codes]
@@ -339,7 +269,7 @@ class SodaGenerator:
         silence_stop_seconds: float | None = None,
         silence: SilenceDetector | None = None,
         max_text_tokens: int | None = S2ST_MAX_TEXT_TOKENS,
-    ) -> list[TaskResult]:
+    ) -> list[TaskOutput]:
         """Voice-preserving speech translation with a model fine-tuned on SODA's S2ST format (docs/soda.md#speech-to-speech-translation).
 
         Source language / source text / target language, when given, are forced into the prompt
@@ -377,7 +307,7 @@ class SodaGenerator:
             if g.stop_reason == STOP_SILENCE and g.trailing_silence:
                 codes_out = codes_out[:, : max(0, codes_out.shape[1] - g.trailing_silence)]
             results.append(
-                TaskResult(
+                TaskOutput(
                     text=out.target_text,
                     audio=self.decode(codes_out),
                     stop_reason=g.stop_reason,

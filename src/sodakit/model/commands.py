@@ -22,13 +22,11 @@ from pathlib import Path
 import torch
 
 from sodakit.config import ConfigError, Flag, parse_config_args
+from sodakit.device import DTYPES
 from sodakit.model import hf
 from sodakit.model.load import SIDECAR, make_sidecar, read_pretrained, write_model_dir
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
-from sodakit.tokens.text_tokenizer import TextTokenizer
 from sodakit.tokens.vocab import Vocab
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def import_hf(src: str | os.PathLike, out: str | os.PathLike, vocab: Vocab | None = None) -> Path:
@@ -78,7 +76,7 @@ def export_hf(
     vocab = info.vocab
     # Always a complete tokenizer (tokenizer.json in the released style + tokenizer_config.json +
     # special_tokens_map.json), rebuilt from the text BPE and the checkpoint's layout.
-    tok = _soda_tokenizer(tok_path, vocab) if tok_path is not None else None
+    tok = SodaTokenizer.from_pretrained(tok_path, vocab=vocab) if tok_path is not None else None
     sidecar = make_sidecar(
         info.model_config, vocab, info.codec, tokenizer=tok is not None, step=info.step, exported_from=str(info.path)
     )
@@ -94,12 +92,6 @@ def export_hf(
         max_shard_bytes=max_shard_bytes,
     )
 
-
-def _soda_tokenizer(path: str | os.PathLike, vocab: Vocab | None) -> SodaTokenizer:
-    """The checkpoint's tokenizer with its recorded layout (a tokenizer.json alone implies SODA's codebooks)."""
-    if vocab is None:
-        return SodaTokenizer.from_pretrained(path)
-    return SodaTokenizer(TextTokenizer.from_file(path), vocab)
 
 
 @dataclass

@@ -61,22 +61,21 @@ class SodaTokenizer:
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path: str | Path, pua_policy: PuaPolicy = "error") -> SodaTokenizer:
+    def from_pretrained(cls, path: str | Path, pua_policy: PuaPolicy = "error", vocab: Vocab | None = None) -> SodaTokenizer:
         """Load a tokenizer.json (or a directory with one): a plain text BPE or a SODA-style tokenizer.
 
-        For a SODA-style file the layout is read from the `sodakit_vocab.json` beside it when present,
-        else inferred (markers after the text ids, 2048 codes per codebook as in the released tokenizer).
+        The layout is `vocab` when given (a checkpoint records its own: a tokenizer file alone can only
+        imply the released 2048-entry codebooks), else the `sodakit_vocab.json` beside the file when
+        present, else inferred for a SODA-style file (markers after the text ids, 2048 codes per codebook).
         """
         path = Path(path)
         text = TextTokenizer.from_file(path)
         directory = path if path.is_dir() else path.parent
         sidecar = directory / VOCAB_SIDECAR
-        if sidecar.is_file():
+        if vocab is None and sidecar.is_file():
             vocab = Vocab.from_dict(json.loads(sidecar.read_text()))
-        elif text.tokenizer.token_to_id(TEXT_START) is not None:
+        elif vocab is None and text.tokenizer.token_to_id(TEXT_START) is not None:
             vocab = _infer_soda_layout(text)
-        else:
-            vocab = None
         return cls(text, vocab, pua_policy)
 
     def with_audio_layout(self, num_codebooks: int, codebook_size: int, semantic_codebooks: Sequence[int] = (0,)) -> SodaTokenizer:

@@ -16,6 +16,8 @@ from torch import nn
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+from sodakit.device import resolve_device
+
 # Generous: the first collective waits for every rank to finish start-up (and compilation).
 TIMEOUT = datetime.timedelta(minutes=30)
 
@@ -35,11 +37,10 @@ class DistContext:
 
 
 def pick_device(pref: str, local_rank: int) -> torch.device:
+    """`pref` resolved as everywhere (sodakit.device); a CUDA rank takes the GPU of its local rank."""
     if pref not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device {pref!r} unknown; choose 'auto', 'cpu' or 'cuda'")
-    if pref == "cuda" or (pref == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("device=cuda requested but CUDA is not available")
+    if resolve_device(pref).type == "cuda":
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
     return torch.device("cpu")

@@ -12,7 +12,7 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from sodakit.eval.items import DataSource, ItemError, PairItem, ReadResult
+from sodakit.eval.items import DataProvenance, ItemError, PairItem, ReadResult
 from sodakit.eval.readers.checksum import files_checksum
 from sodakit.eval.readers.zerospeech import LayoutError
 
@@ -67,4 +67,4 @@ def read_blimp(path: Path, phenomena: list[str] | None = None) -> ReadResult:
         raise LayoutError(f"{path}: no .jsonl files found")
     checksum, method = files_checksum(path.parent if path.is_file() else path,
                                       [path] if path.is_file() else sorted(path.rglob("*.jsonl")))
-    return ReadResult(items, errors, DataSource(str(path), "blimp-jsonl", checksum, method, {"files": files}))
+    return ReadResult(items, errors, DataProvenance(str(path), "blimp-jsonl", checksum, method, {"files": files}))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import bz2
 from pathlib import Path
 
-from sodakit.eval.items import ChoiceItem, DataSource, ItemError, ReadResult
+from sodakit.eval.items import ChoiceItem, DataProvenance, ItemError, ReadResult
 from sodakit.eval.readers.checksum import files_checksum
 from sodakit.eval.readers.hellaswag_original import read_hellaswag_original
 from sodakit.eval.readers.zerospeech import LayoutError
@@ -60,7 +60,7 @@ def read_hellaswag(path: Path) -> ReadResult:
         meta = {"activity_label": label if sep else ""}
         items.append(ChoiceItem(id=item, context=ctx, endings=endings, gold=int(gold_s), meta=meta))
     checksum, method = files_checksum(path.parent, [path])
-    return ReadResult(items, errors, DataSource(str(path), "hellaswag-text", checksum, method))
+    return ReadResult(items, errors, DataProvenance(str(path), "hellaswag-text", checksum, method))
 
 
 TEXT_SUFFIXES = (".txt", ".txt.bz2")

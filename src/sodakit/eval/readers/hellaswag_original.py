@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from sodakit.eval.items import ChoiceItem, DataSource, ItemError, ReadResult
+from sodakit.eval.items import ChoiceItem, DataProvenance, ItemError, ReadResult
 from sodakit.eval.readers.checksum import files_checksum
 from sodakit.eval.readers.hf_parquet import find_parquet
 from sodakit.eval.readers.zerospeech import LayoutError
@@ -163,4 +163,4 @@ def read_hellaswag_original(path: Path, split: str = "validation") -> ReadResult
             k += 1
     layout = "hellaswag-parquet" if files[0].suffix == ".parquet" else "hellaswag-jsonl"
     checksum, method = files_checksum(path if path.is_dir() else path.parent, files)
-    return ReadResult(items, errors, DataSource(str(path), layout, checksum, method, {"files": len(files)}))
+    return ReadResult(items, errors, DataProvenance(str(path), layout, checksum, method, {"files": len(files)}))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sodakit.eval.items import AudioRef, DataSource, ItemError, ReadResult, SpeechTextItem
+from sodakit.eval.items import AudioRef, DataProvenance, ItemError, ReadResult, SpeechTextItem
 from sodakit.eval.readers.checksum import dataset_checksum
 from sodakit.eval.readers.zerospeech import LayoutError
 from sodakit.fileio import is_plain_file_name
@@ -66,7 +66,7 @@ def read_data_json(path: Path) -> ReadResult:
     if not items and not errors:
         raise LayoutError(f"{path}: the list is empty")
     checksum, method = dataset_checksum(path.parent, [path], audio_files)
-    return ReadResult(items, errors, DataSource(str(path), "soda-data-json", checksum, method))
+    return ReadResult(items, errors, DataProvenance(str(path), "soda-data-json", checksum, method))
 
 
 def read_librispeech(path: Path) -> ReadResult:
@@ -102,4 +102,4 @@ def read_librispeech(path: Path) -> ReadResult:
         audio_files.append(audio)
         items.append(SpeechTextItem(id=uid, audio=AudioRef(path=audio), text=text, meta={"speaker": uid.split("-")[0]}))
     checksum, method = dataset_checksum(path, trans_files, audio_files)
-    return ReadResult(items, errors, DataSource(str(path), layout, checksum, method))
+    return ReadResult(items, errors, DataProvenance(str(path), layout, checksum, method))

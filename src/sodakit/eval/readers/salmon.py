@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sodakit.eval.items import AudioRef, DataSource, ItemError, PairItem, ReadResult
+from sodakit.eval.items import AudioRef, DataProvenance, ItemError, PairItem, ReadResult
 from sodakit.eval.readers.checksum import dataset_checksum
 from sodakit.eval.readers.hf_parquet import read_hf_pairs
 from sodakit.eval.readers.zerospeech import LayoutError
@@ -59,7 +59,7 @@ def read_salmon_folder(root: Path, part: str) -> ReadResult:
         raise LayoutError(f"{folder}: no sample_<i>_<k>.wav files")
     index = [p for p in (folder / "metadata.json",) if p.is_file()]
     checksum, method = dataset_checksum(folder, index, wavs)
-    return ReadResult(items, errors, DataSource(str(folder), "salmon-release", checksum, method, {"part": part}))
+    return ReadResult(items, errors, DataProvenance(str(folder), "salmon-release", checksum, method, {"part": part}))
 
 
 def read_salmon(root: Path, part: str) -> ReadResult:

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from sodakit.eval.items import ItemError, SpeechTextItem, TTSItem
+from sodakit.eval.judges import make_asr_judge, make_speaker_judge
+from sodakit.eval.layouts import write_wav_atomic
 from sodakit.eval.metrics import NORMALIZATION_VERSION, utterance_wers, wer_details
 from sodakit.eval.protocols import NORMALIZERS
 from sodakit.eval.readers.librispeech import read_librispeech
@@ -30,6 +33,9 @@ from sodakit.eval.readers.seedtts import read_seedtts
 from sodakit.eval.tasks.base import EvalContext, TaskError, TaskResult, TaskSpec, Timer, counts, register
 from sodakit.eval.tasks.likelihood import _need
 from sodakit.fileio import path_inside, safe_file_name
+from sodakit.generate.decoding import STOP_BUDGET
+from sodakit.generate.sampling import SamplingConfig
+from sodakit.generate.tasks import TTS_SAMPLING
 
 ASR_HELP = ("LibriSpeech test-clean (release layout, flat trans.txt, or a data_json list such as test-clean.json); "
             "asr_fewshot: TEST,DEV (shots from dev)")
@@ -66,13 +72,11 @@ def run_asr(ctx: EvalContext, path: Path | None, shots_n: int = 0, task: str = "
     if path is None:
         raise TaskError(f"task {task} needs data: pass --data {task}=PATH ({ASR_HELP})")
     test_dir, _, dev_dir = str(path).partition(",")
-    read = read_librispeech(_need(Path(test_dir), task, ASR_HELP)).limited(ctx.limit)
+    read = read_librispeech(_need(Path(test_dir), task, ASR_HELP)).limited(ctx.cfg.limit)
     gen = ctx.get_generator(task)
-    rules = ctx.rules
-    from sodakit.generate.sampling import SamplingConfig
-
-    sampling = SamplingConfig(temperature=rules.asr_temperature, top_p=rules.asr_top_p, seed=ctx.rng_seed)
-    decode = {"max_new_tokens": ctx.asr_budget, "sampling": sampling, "constrain": rules.asr_constrain,
+    rules = ctx.cfg.rules
+    sampling = SamplingConfig(temperature=rules.asr_temperature, top_p=rules.asr_top_p, seed=ctx.cfg.rng_seed)
+    decode = {"max_new_tokens": ctx.cfg.asr_budget, "sampling": sampling, "constrain": rules.asr_constrain,
               "stop_at_eos": rules.asr_stop_at_eos}
     norm = rules.normalizer(rules.asr_normalizer)
     shots: list[SpeechTextItem] = []
@@ -80,7 +84,7 @@ def run_asr(ctx: EvalContext, path: Path | None, shots_n: int = 0, task: str = "
     if shots_n:
         if not dev_dir:
             raise TaskError(f"task {task} needs shots: pass --data {task}=TEST_DIR,DEV_DIR")
-        shots = pick_shots(read_librispeech(_need(Path(dev_dir), task, ASR_HELP)).items, shots_n, ctx.rng_seed,
+        shots = pick_shots(read_librispeech(_need(Path(dev_dir), task, ASR_HELP)).items, shots_n, ctx.cfg.rng_seed,
                            rules.shot_order)
         for s in shots:
             w = _load(ctx, s, s.audio, [])
@@ -114,7 +118,7 @@ def run_asr(ctx: EvalContext, path: Path | None, shots_n: int = 0, task: str = "
     by_norm = {f"wer_{n.split('-')[0]}_norm": wer_details(refs, hyps, normalizer=NORMALIZERS[n][0]).wer
                for n in ("soda-asr-norm", NORMALIZATION_VERSION)}
     records = []
-    if ctx.log_items:
+    if ctx.cfg.log_items:
         for it, h, stop in done:
             records.append({"id": it.id, "ref": it.text, "hyp": h, "ref_norm": norm(it.text),
                             "hyp_norm": norm(h), "stop": stop,
@@ -123,9 +127,9 @@ def run_asr(ctx: EvalContext, path: Path | None, shots_n: int = 0, task: str = "
     if sampling.greedy:
         decoding = "greedy"
     else:
-        decoding = (f"sampled, temperature {sampling.temperature}, top-p {sampling.top_p}, seed {ctx.rng_seed} "
+        decoding = (f"sampled, temperature {sampling.temperature}, top-p {sampling.top_p}, seed {ctx.cfg.rng_seed} "
                     "(a torch.Generator seeded once per generate batch)")
-    decoding += (f", at most {ctx.asr_budget} new tokens, until <|text_end|>"
+    decoding += (f", at most {ctx.cfg.asr_budget} new tokens, until <|text_end|>"
                  + (" or EOS" if rules.asr_stop_at_eos else " only")
                  + ("; text ids only inside the span" if rules.asr_constrain else "; no modality constraint"))
     return TaskResult(
@@ -135,30 +139,26 @@ def run_asr(ctx: EvalContext, path: Path | None, shots_n: int = 0, task: str = "
         protocol={"template": "[N x BOS <|audio_start|>{shot audio}<|audio_end|><|text_start|>{shot text}<|text_end|> EOS] "
                               "BOS <|audio_start|>{audio}<|audio_end|><|text_start|>",
                   "protocol": rules.name, "decoding": decoding, "shots": [s.id for s in shots],
-                  "shot_selection": f"random.Random({ctx.rng_seed}).shuffle of the shot set "
+                  "shot_selection": f"random.Random({ctx.cfg.rng_seed}).shuffle of the shot set "
                                     f"({'in file order' if rules.shot_order == 'file' else 'sorted by id'}), first {shots_n}",
                   "shot_text": "normalised as the references" if rules.normalize_shots else "as given",
                   "wer": "corpus WER = (S + D + I) / reference words, jiwer",
                   "normalization": normalization(rules.asr_normalizer),
-                  "codec": {"name": ctx.codec.name, "config_hash": ctx.codec.config_hash}, "batch_size": ctx.batch_size,
-                  "dtype": ctx.dtype},
+                  "codec": {"name": ctx.codec.name, "config_hash": ctx.codec.config_hash}, "batch_size": ctx.cfg.batch_size,
+                  "dtype": ctx.cfg.dtype},
         data=read.source.to_dict() | ({"shots_from": dev_dir} if dev_dir else {}), excluded=read.errors + errors,
         items=records, breakdown={"stop_reason": dict(stops)}, seconds=t.seconds, comparable_to_paper=None,
     )
 
 
 def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
-    from sodakit.eval.judges import make_asr_judge, make_speaker_judge
-    from sodakit.generate.decoding import STOP_BUDGET
-    from sodakit.generate.sampling import SamplingConfig
-
-    read = read_seedtts(_need(path, "tts", TTS_HELP)).limited(ctx.limit)
+    read = read_seedtts(_need(path, "tts", TTS_HELP)).limited(ctx.cfg.limit)
     gen = ctx.get_generator("tts")
     sr = ctx.codec.sample_rate
     errors: list[ItemError] = []
     done: list[tuple[TTSItem, np.ndarray, np.ndarray, str]] = []  # item, generated audio, prompt audio, stop
-    sampling = SamplingConfig(temperature=0.9, top_p=0.8, seed=ctx.rng_seed)
-    rules = ctx.rules
+    sampling = replace(TTS_SAMPLING, seed=ctx.cfg.rng_seed)
+    rules = ctx.cfg.rules
     with Timer() as t:
         for it in read.items:
             prompt = _load(ctx, it, it.prompt_audio, errors)
@@ -166,21 +166,19 @@ def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
                 continue
             try:
                 voice = gen.voice(prompt, sr, it.prompt_text)
-                out = gen.tts([it.target_text], voice=voice, max_new_tokens=ctx.tts_max_new_tokens, sampling=sampling)[0]
+                out = gen.tts([it.target_text], voice=voice, max_new_tokens=ctx.cfg.tts_max_new_tokens, sampling=sampling)[0]
             except Exception as e:
                 errors.append(ItemError(item=it.id, stage="generate", reason=f"{type(e).__name__}: {e}"))
                 continue
             audio = np.zeros(0, np.float32) if out.audio is None else np.asarray(out.audio, np.float32)
             done.append((it, audio, prompt, out.stop_reason))
-            if ctx.audio_out is not None and audio.size:
-                from sodakit.eval.layouts import write_wav_atomic
-
+            if ctx.cfg.save_audio is not None and audio.size:
                 # The id comes from the benchmark's list: encoded so that it can only name a file in audio_out.
-                write_wav_atomic(path_inside(ctx.audio_out, it.id, ".wav"), audio, sr)
+                write_wav_atomic(path_inside(ctx.cfg.save_audio, it.id, ".wav"), audio, sr)
         if not done:
             raise TaskError(f"task tts: nothing was generated ({len(read.items)} read, {len(errors)} excluded)")
-        asr = make_asr_judge(ctx.asr_judge)
-        speaker = make_speaker_judge(ctx.speaker_judge)
+        asr = make_asr_judge(ctx.cfg.asr_judge)
+        speaker = make_speaker_judge(ctx.cfg.speaker_judge)
         hyps = asr.transcribe([a for _, a, _, _ in done], sr)
         sims: list[float | None] = []
         for _, audio, prompt, _ in done:
@@ -202,18 +200,18 @@ def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
                # Known failure of flattened models: never emitting <|audio_end|> (docs/soda.md#evaluation-protocol).
                "hit_token_cap": stops.get(STOP_BUDGET, 0)}
     records = []
-    if ctx.log_items:
+    if ctx.cfg.log_items:
         for (it, audio, _, stop), h, s in zip(done, hyps, sims):
             records.append({"id": it.id, "target": it.target_text, "asr": h, "sim": s, "stop": stop,
                             "seconds": audio.size / sr, "wer": wer_details([it.target_text], [h]).wer,
-                            "audio_file": safe_file_name(it.id, ".wav") if ctx.audio_out is not None and audio.size else None})
+                            "audio_file": safe_file_name(it.id, ".wav") if ctx.cfg.save_audio is not None and audio.size else None})
     res = TaskResult(
         task="tts", metrics=metrics,
         counts=counts(len(read.items) + len(read.errors), len(read.errors), len(done), len(errors)),
         protocol={"template": "<|text_start|>{prompt text}<|text_end|><|audio_start|>{prompt audio}<|audio_end|>"
                               "<|text_start|>{target text}<|text_end|><|audio_start|>",
-                  "sampling": {"temperature": 0.9, "top_p": 0.8, "seed": ctx.rng_seed,
-                               "max_new_tokens": ctx.tts_max_new_tokens},
+                  "sampling": {"temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed,
+                               "max_new_tokens": ctx.cfg.tts_max_new_tokens},
                   "protocol": rules.name,
                   "wer": ("ASR judge transcript vs target text; wer = "
                           + ("mean of per-utterance WER (seed-tts-eval)" if rules.tts_wer == "mean_utterance"
@@ -224,7 +222,7 @@ def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
                   "decoding": "audio ids only inside the span (both protocols), until <|audio_end|>",
                   "sim": "speaker judge cosine(generated, prompt audio); items without audio are counted in sim_missing",
                   "judges": {"asr": asr.describe(), "speaker": speaker.describe()},
-                  "codec": {"name": ctx.codec.name, "config_hash": ctx.codec.config_hash}, "dtype": ctx.dtype},
+                  "codec": {"name": ctx.codec.name, "config_hash": ctx.codec.config_hash}, "dtype": ctx.cfg.dtype},
         data=read.source.to_dict(), excluded=read.errors + errors, items=records,
         breakdown={"stop_reason": dict(stops)}, seconds=t.seconds, comparable_to_paper=comparable,
     )
@@ -239,6 +237,6 @@ def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
 register(TaskSpec("asr", "ASR 0-shot by prompting (LibriSpeech test-clean), WER", ASR_HELP,
                   lambda ctx, p: run_asr(ctx, p, 0, "asr"), needs_codec=True))
 register(TaskSpec("asr_fewshot", "ASR N-shot (shots from dev-clean as BOS..EOS blocks), WER", ASR_HELP,
-                  lambda ctx, p: run_asr(ctx, p, ctx.asr_shots, "asr_fewshot"), needs_codec=True))
+                  lambda ctx, p: run_asr(ctx, p, ctx.cfg.shots, "asr_fewshot"), needs_codec=True))
 register(TaskSpec("tts", "TTS by prompting (Seed-TTS-eval list): judge WER + speaker similarity", TTS_HELP,
                   run_tts, needs_codec=True))

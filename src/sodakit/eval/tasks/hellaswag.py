@@ -90,14 +90,14 @@ def choice_requests(ctx: EvalContext, items: list[ChoiceItem], errors: list[Item
 
 def run_hellaswag(ctx: EvalContext, path: Path | None, markers: bool = False) -> TaskResult:
     path = path or default_data(HELLASWAG_FILE)
-    read = read_hellaswag_auto(_need(path, "hellaswag", HELP)).limited(ctx.limit)
+    read = read_hellaswag_auto(_need(path, "hellaswag", HELP)).limited(ctx.cfg.limit)
     if markers:
         ctx.require_ids("hellaswag", [ctx.vocab.text_start_id, ctx.vocab.text_end_id], "the text markers")
     errors: list[ItemError] = []
     with Timer() as t:
         built = choice_requests(ctx, read.items, errors, markers)
         flat = [r for _, reqs in built for r in reqs]
-        scores = score_requests(ctx.lm, flat, batch_size=ctx.batch_size)
+        scores = score_requests(ctx.lm, flat, batch_size=ctx.cfg.batch_size)
     if not built:
         raise TaskError(f"task hellaswag: no item could be scored ({len(read.items)} read, {len(errors)} excluded)")
     outcomes: list[dict[str, float]] = []
@@ -107,7 +107,7 @@ def run_hellaswag(ctx: EvalContext, path: Path | None, markers: bool = False) ->
         k += len(reqs)
         sums = [x.sum_logprob for x in s]
         outcomes.append(choice_metrics(sums, it.endings, it.gold))
-        if ctx.log_items:
+        if ctx.cfg.log_items:
             records.append({"id": it.id, "gold": it.gold, "sum_logprob": sums, "tokens": [x.num_tokens for x in s],
                             "chars": [len(e) for e in it.endings],
                             "bytes": [len(e.encode("utf-8")) for e in it.endings], **outcomes[-1]})
@@ -128,7 +128,7 @@ def run_hellaswag(ctx: EvalContext, path: Path | None, markers: bool = False) ->
                          "(lm-evaluation-harness 0.4 acc_bytes)",
             "ties": "the first tied ending is the prediction (numpy.argmax, as lm-evaluation-harness); "
                     "*_ties_split give a tied item 1/(number tied) when gold is among them",
-            "batch_size": ctx.batch_size, "dtype": ctx.dtype,
+            "batch_size": ctx.cfg.batch_size, "dtype": ctx.cfg.dtype,
         },
         data=read.source.to_dict(), excluded=read.errors + errors, items=records, seconds=t.seconds,
     )

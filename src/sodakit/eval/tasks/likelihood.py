@@ -77,7 +77,7 @@ def _tblimp(ctx: EvalContext, path: Path | None) -> TaskResult:
             raise TaskError(f"{path}: neither BLiMP JSONL ({blimp_error}) nor an sBLIMP copy:\n{sblimp_error}") from None
         # The SODA authors' tBLIMP: the sBLIMP transcriptions, lowercased.
         return run_text_pairs("tblimp", ctx, read, _meta_texts, breakdown_keys=("type",),
-                              lowercase=ctx.rules.lowercase_sblimp_text)
+                              lowercase=ctx.cfg.rules.lowercase_sblimp_text)
     return run_text_pairs("tblimp", ctx, read, lambda it: (it.pos, it.neg), breakdown_keys=("phenomenon", "field"))
 
 
@@ -100,7 +100,7 @@ def _salmon(ctx: EvalContext, path: Path | None) -> TaskResult:
     micro = float(sum(acc[k] * n[k] for k in acc) / sum(n.values()))
     metrics = {
         # soda: the authors' "overall score" over all items; sodakit: the mean of the parts
-        "accuracy": micro if ctx.rules.salmon_headline == "micro" else macro,
+        "accuracy": micro if ctx.cfg.rules.salmon_headline == "micro" else macro,
         "macro_accuracy": macro,
         "micro_accuracy": micro,
         "macro_accuracy_ties_half": float(np.mean(list(half.values()))),
@@ -115,7 +115,7 @@ def _salmon(ctx: EvalContext, path: Path | None) -> TaskResult:
         task="salmon", metrics=metrics,
         counts=counts(total["items_read"], total["read_errors"], total["scored"], total["excluded_after_read"]),
         protocol={**first.protocol, "parts": SALMON_PARTS,
-                  "headline": f"accuracy = the {ctx.rules.salmon_headline} average",
+                  "headline": f"accuracy = the {ctx.cfg.rules.salmon_headline} average",
                   "macro": "mean of the per-part accuracies over the parts scored",
                   "micro": "accuracy over all pairs of the parts scored"},
         data={k: r.data for k, r in parts.items()},

@@ -85,7 +85,7 @@ def build_speech_requests(ctx: EvalContext, items: Sequence[PairItem], errors: l
             if it.id not in codes:
                 continue
             try:
-                reqs = [speech_request(c, ctx.vocab, ctx.audio) for c in codes[it.id]]
+                reqs = [speech_request(c, ctx.vocab, ctx.cfg.audio) for c in codes[it.id]]
             except Exception as e:
                 errors.append(ItemError(item=it.id, stage="encode", reason=f"{type(e).__name__}: {e}"))
                 continue
@@ -97,7 +97,7 @@ def build_text_requests(ctx: EvalContext, items: Sequence[PairItem], errors: lis
                         text_of: Callable[[PairItem], tuple[str, str]], lowercase: bool = False):
     """Requests for text pairs; the text is stripped or kept as given per the protocol, and lowercased
     when asked (the SODA authors lowercase sBLIMP transcriptions)."""
-    strip = ctx.rules.strip_pair_text
+    strip = ctx.cfg.rules.strip_pair_text
     built = []
     texts: list[str] = []
     keep: list[PairItem] = []
@@ -140,7 +140,7 @@ def score_pairs(ctx: EvalContext, built, errors: list[ItemError]) -> list[tuple[
         else:
             ok.append((it, p, n))
     reqs: list[ScoreRequest] = [r for _, p, n in ok for r in (p, n)]
-    scores = score_requests(ctx.lm, reqs, batch_size=ctx.batch_size)
+    scores = score_requests(ctx.lm, reqs, batch_size=ctx.cfg.batch_size)
     return [(it, scores[2 * j], scores[2 * j + 1]) for j, (it, _, _) in enumerate(ok)]
 
 
@@ -150,7 +150,7 @@ def pair_result(task: str, ctx: EvalContext, read: ReadResult, scored, errors: l
         reasons = "; ".join(str(e) for e in (read.errors + errors)[:3])
         raise TaskError(f"task {task}: no pair could be scored ({len(read.items)} read, {len(read.errors)} read "
                         f"errors, {len(errors)} excluded){': ' + reasons if reasons else ''}")
-    rules = ctx.rules
+    rules = ctx.cfg.rules
     pos_mean = [p.mean_logprob for _, p, _ in scored]
     neg_mean = [n.mean_logprob for _, _, n in scored]
     strict = pair_outcomes(pos_mean, neg_mean, TIE_WRONG)
@@ -171,7 +171,7 @@ def pair_result(task: str, ctx: EvalContext, read: ReadResult, scored, errors: l
     }
     breakdown = {k: breakdown_by(outcomes, [it.meta.get(k) for it, _, _ in scored]) for k in breakdown_keys}
     records = []
-    if ctx.log_items:
+    if ctx.cfg.log_items:
         for (it, p, n), o in zip(scored, outcomes):
             records.append({"id": it.id, "group": it.group, "outcome": o,
                             "pos": {"mean": p.mean_logprob, "sum": p.sum_logprob, "tokens": p.num_tokens},
@@ -187,8 +187,8 @@ def pair_result(task: str, ctx: EvalContext, read: ReadResult, scored, errors: l
                        + "; accuracy_all_pairs = the same tie rule, plain mean over pairs; accuracy_strict / "
                          "accuracy_ties_half = plain mean with ties wrong / half; accuracy_grouped_ties_half = "
                          "ties half, voices of a pair id averaged first",
-        "batch_size": ctx.batch_size,
-        "dtype": ctx.dtype,
+        "batch_size": ctx.cfg.batch_size,
+        "dtype": ctx.cfg.dtype,
     }
     return TaskResult(task=task, metrics=metrics,
                       counts=counts(len(read.items) + len(read.errors), len(read.errors), len(scored), len(errors)),
@@ -200,7 +200,7 @@ def run_speech_pairs(task: str, ctx: EvalContext, read: ReadResult, breakdown_ke
     ctx.require_codec(task)
     ctx.require_ids(task, [ctx.vocab.audio_start_id, ctx.vocab.audio_end_id, ctx.vocab.size - 1],
                     "the speech template and audio codes")
-    read = read.limited(ctx.limit)
+    read = read.limited(ctx.cfg.limit)
     errors: list[ItemError] = []
     with Timer() as t:
         built = build_speech_requests(ctx, read.items, errors)
@@ -209,7 +209,7 @@ def run_speech_pairs(task: str, ctx: EvalContext, read: ReadResult, breakdown_ke
     protocol = {
         "template": "BOS <|audio_start|>{audio}<|audio_end|>",
         "score": "mean log-prob over the scored audio tokens (markers not scored)",
-        "audio": {**ctx.audio.describe(ctx.vocab), "codec": {"name": codec.name, "config_hash": codec.config_hash,
+        "audio": {**ctx.cfg.audio.describe(ctx.vocab), "codec": {"name": codec.name, "config_hash": codec.config_hash,
                                                               "sample_rate": codec.sample_rate}},
     }
     return pair_result(task, ctx, read, scored, errors, protocol, breakdown_keys, t.seconds)
@@ -218,12 +218,12 @@ def run_speech_pairs(task: str, ctx: EvalContext, read: ReadResult, breakdown_ke
 def run_text_pairs(task: str, ctx: EvalContext, read: ReadResult, text_of: Callable[[PairItem], tuple[str, str]],
                    breakdown_keys: Sequence[str] = (), lowercase: bool = False) -> TaskResult:
     ctx.require_ids(task, [ctx.vocab.text_start_id, ctx.vocab.text_end_id], "the text markers")
-    read = read.limited(ctx.limit)
+    read = read.limited(ctx.cfg.limit)
     errors: list[ItemError] = []
     with Timer() as t:
         built = build_text_requests(ctx, read.items, errors, text_of, lowercase)
         scored = score_pairs(ctx, built, errors)
-    text_rule = ("stripped of surrounding whitespace" if ctx.rules.strip_pair_text else "as given (not stripped)")
+    text_rule = ("stripped of surrounding whitespace" if ctx.cfg.rules.strip_pair_text else "as given (not stripped)")
     protocol = {
         "template": "BOS <|text_start|>{text}<|text_end|>",
         "score": "mean log-prob over the text tokens (markers not scored)",
