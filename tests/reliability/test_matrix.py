@@ -134,9 +134,8 @@ TRAIN_KILLS = {
     # writes two per save), the training loop already past step 6; and before that save's COMPLETE
     "async-mid-write": ("safetensors.torch:save", 3, "", {"async_save": True}),
     "async-before-complete": ("sodakit.train.checkpoint:write_complete_marker", 2, "", {"async_save": True}),
-    # the full format: rank 0 has written every file of step 6, and renames the directory
+    # the full format: rank 0 has written every file of step 6 (the commit that follows is the same code)
     "full-files-written": ("sodakit.train.checkpoint:_fsync_dir_files", 2, "", {"format": "full"}),
-    "full-rename": ("os:replace", 1, ".tmp-step_00000006", {"format": "full"}),
 }
 
 

@@ -7,6 +7,7 @@ resumes on 3 ranks."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,7 +60,7 @@ def reference(packed, tmp_path_factory) -> dict:
     """An uninterrupted 2-rank run: its curve and each global step's sequences."""
     tmp = tmp_path_factory.mktemp("uninterrupted")
     dist_train(2, tmp / "out", config(tmp, "run", packed[0]))
-    return {"curve": curve(tmp / "run"), "batches": step_batches(tmp / "out", 2, 0)}
+    return {"curve": curve(tmp / "run"), "batches": step_batches(tmp / "out", 2, 0), "run_dir": tmp / "run"}
 
 
 def assert_same_run(curve_: dict, batches: dict[int, list[bytes]], reference: dict, steps: range) -> None:
@@ -119,10 +120,10 @@ def test_a_rank_killed_during_an_async_save_resumes_on_three_ranks(packed, refer
     assert not [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
 
 
-def test_a_global_batch_the_new_world_size_cannot_split_is_refused(packed, tmp_path, capsys):
+def test_a_global_batch_the_new_world_size_cannot_split_is_refused(packed, reference, tmp_path, capsys):
     cfg = config(tmp_path, "run", packed[0])
-    dist_train(2, tmp_path / "out", cfg, "steps=1")
-    assert cli_main(["train", str(cfg), "--resume", "auto", "micro_batch=5", "steps=2"]) == 2
+    shutil.copytree(reference["run_dir"], tmp_path / "run")  # a checkpoint of 2 ranks
+    assert cli_main(["train", str(cfg), "--resume", "auto", "micro_batch=5", "steps=9"]) == 2
     err = capsys.readouterr().err
     assert "global_batch 12 is not a multiple of micro_batch x world_size = 5 x 1" in err
     assert "(written by 2 ranks) on 1 keeps the global batch, so choose a micro_batch that divides 12 / 1" in err
