@@ -4,7 +4,8 @@
     bundle = load_bundle("soda/export", need_codec=True)  # + the codec recorded with the model
     bundle.model, bundle.vocab, bundle.tokenizer, bundle.codec, bundle.info
 
-`path_or_id` is a sodakit checkpoint, a training run directory (its newest complete checkpoint), a
+`path_or_id` is a sodakit checkpoint (full or sharded: the pieces every rank wrote are put together
+here, whatever their number), a training run directory (its newest complete checkpoint), a
 Hugging Face Qwen3ForCausalLM directory (the released SODA form), or the hub id of one (resolved through
 the Hugging Face cache; HF_HUB_OFFLINE=1 never downloads). backend "sodakit" opens it with the project's
 Qwen3 (`sodakit.model.load`); "transformers" with AutoModelForCausalLM, any Hugging Face causal LM
@@ -35,6 +36,7 @@ from sodakit.device import resolve_device, resolve_dtype
 from sodakit.fileio import hub_offline, looks_like_hub_id
 from sodakit.model.config import ModelConfig
 from sodakit.model.load import SIDECAR, TOKENIZER, load_pretrained
+from sodakit.model.sharded import SHARDS_DIR
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.vocab import Vocab
 
@@ -223,14 +225,17 @@ def model_fingerprint(path: Path) -> dict:
     for meta in ("config.json", SIDECAR):
         if (path / meta).is_file():
             h.update((path / meta).read_bytes())
-    for w in sorted(list(path.glob("*.safetensors")) + list(path.glob("*.pt")) + list(path.glob("*.bin"))):
+    weights = [*path.glob("*.safetensors"), *path.glob("*.pt"), *path.glob("*.bin"),
+               *path.glob(f"{SHARDS_DIR}/*.safetensors")]  # a sharded checkpoint's pieces
+    for w in sorted(weights):
+        name = w.relative_to(path).as_posix()
         size = w.stat().st_size
         with open(w, "rb") as f:
             head = f.read(1 << 20)
             f.seek(max(0, size - (1 << 20)))
             tail = f.read(1 << 20)
-        h.update(w.name.encode() + b"\0" + str(size).encode() + head + tail)
-        files.append({"file": w.name, "bytes": size})
+        h.update(name.encode() + b"\0" + str(size).encode() + head + tail)
+        files.append({"file": name, "bytes": size})
     return {
         "fingerprint": h.hexdigest()[:32],
         "method": "sha256(config.json, sodakit.json + per weight file: name, size, first and last MiB)",

@@ -41,6 +41,7 @@ from sodakit.train import distributed as D
 from sodakit.train.batches import BatchSource, build_source, source_metadata, split_batch
 from sodakit.train.config import ModelSpec, TrainConfig, validate_train_config
 from sodakit.train.cpu import tune_cpu_allocator
+from sodakit.train.full_state import load_full_weights
 from sodakit.train.metrics import (
     TOKEN_TYPES,
     MetricsWriter,
@@ -136,7 +137,6 @@ class Trainer:
         self.cfg, self.ctx, self.on_step = cfg, ctx, on_step
         self.run_dir = Path(cfg.run_dir)
         self.seed_rngs()
-        self.accum = self.accumulation_steps()
         self.source = source or build_source(cfg, ctx)
         self.vocab = self.source.vocab
         codec, tokenizer = source_metadata(self.source, cfg)
@@ -145,9 +145,9 @@ class Trainer:
         choice = C.choose_resume(self.run_dir, cfg.checkpoint.resume, ctx)
         self.resume_from = choice.path
         resume_state = (
-            C.check_compatible(self.resume_from, self.model_cfg, self.vocab, ctx.world_size)
-            if self.resume_from is not None else None
+            C.check_compatible(self.resume_from, self.model_cfg, self.vocab) if self.resume_from is not None else None
         )
+        self.accum = self.accumulation_steps(resume_state)
         self.model = self.build_model(pretrained_sd if resume_state is None else None)
         del pretrained_sd
         self.peak_lr = self.peak_learning_rate()
@@ -163,6 +163,7 @@ class Trainer:
         self.log_start(choice.skipped, resume_state, peak_source)
         self.val_data = val_batches(cfg, ctx, self.vocab)
         self.save_info = C.SaveInfo(vocab=self.vocab, codec=codec, tokenizer=tokenizer, config=to_dict(cfg))
+        self.checkpointer = C.Checkpointer(self.run_dir, cfg.checkpoint, ctx, on_commit=self.checkpoint_committed)
         self.bar = self.build_progress_bar()
 
         self.last_checkpoint = self.resume_from
@@ -177,13 +178,18 @@ class Trainer:
         torch.manual_seed(self.cfg.seed + self.ctx.rank)
         random.seed(self.cfg.seed + self.ctx.rank)
 
-    def accumulation_steps(self) -> int:
+    def accumulation_steps(self, resume_state: dict[str, Any] | None = None) -> int:
         """Micro-batches per rank in one optimizer step."""
         per_step = self.cfg.micro_batch * self.ctx.world_size
         if self.cfg.global_batch % per_step:
+            saved = resume_state["world_size"] if resume_state else self.ctx.world_size
+            hint = (f"; resuming {self.resume_from} (written by {saved} ranks) on {self.ctx.world_size} keeps the "
+                    f"global batch, so choose a micro_batch that divides {self.cfg.global_batch} / {self.ctx.world_size}, "
+                    f"or a world size that divides {self.cfg.global_batch} / {self.cfg.micro_batch}"
+                    if saved != self.ctx.world_size else "")
             raise ValueError(
                 f"global_batch {self.cfg.global_batch} is not a multiple of micro_batch x world_size = "
-                f"{self.cfg.micro_batch} x {self.ctx.world_size}"
+                f"{self.cfg.micro_batch} x {self.ctx.world_size}{hint}"
             )
         return self.cfg.global_batch // per_step
 
@@ -241,7 +247,7 @@ class Trainer:
         model.ce_chunk_elements = cfg.ce_chunk_elements
         D.shard_model(model, self.ctx, bf16=cfg.precision == "bf16", compile_blocks=cfg.compile)
         if cfg.model.init_from and self.resume_from is None:
-            C.load_weights(model, init_weights or {}, self.ctx)
+            load_full_weights(model, init_weights or {}, self.ctx)
         return model
 
     def peak_learning_rate(self) -> float:
@@ -281,6 +287,8 @@ class Trainer:
                 "skipped_checkpoints": skipped or None,
                 "config_changes": _config_changes(resume_state["config"], to_dict(self.cfg)) if resume_state else None,
                 "world_size": self.ctx.world_size,
+                "resized_from": (resume_state["world_size"]
+                                 if resume_state and resume_state["world_size"] != self.ctx.world_size else None),
                 "device": str(self.ctx.device),
                 "peak_lr": self.peak_lr,
                 "accumulation": self.accum,
@@ -435,27 +443,26 @@ class Trainer:
         return validation_losses(self.model, self.val_data, self.vocab, self.ctx)
 
     def save_checkpoint(self, step: int) -> None:
-        """Write the checkpoint of `step` (collective); rank 0 remembers its path."""
+        """Checkpoint `step` (collective): committed on return, or, with checkpoint.async_save, being written
+        in the background (`last_checkpoint` follows once it is committed)."""
         cfg = self.cfg
-        path = C.save_checkpoint(
-            self.run_dir,
-            step,
-            step * cfg.global_batch * cfg.data.seq_len,
-            self.model,
-            self.optimizer,
-            self.model_cfg,
-            self.source.state_dict(),
-            self.save_info,
-            cfg.checkpoint.keep_last,
-            self.ctx,
-        )
-        self.last_checkpoint = path or self.last_checkpoint
+        self.checkpointer.save(step, step * cfg.global_batch * cfg.data.seq_len, self.model, self.optimizer,
+                               self.model_cfg, self.source.state_dict(), self.save_info)
+
+    def checkpoint_committed(self, report: C.SaveReport) -> None:
+        self.last_checkpoint = report.path
+        if self.writer is not None:
+            self.writer.write(report.record())
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        if self.writer is not None:
-            self.writer.close()
+        """Wait for a checkpoint still being written (collective), then close the loggers."""
+        try:
+            self.checkpointer.close()
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+            if self.writer is not None:
+                self.writer.close()
 
 
 def train(
