@@ -22,10 +22,11 @@ This is a shared utility: every stage may use it, and it imports no stage.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from tqdm import tqdm
@@ -148,3 +149,21 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def library_bars_off_in_logs() -> Iterator[None]:
+    """Hugging Face libraries draw their own tqdm bars (transformers' "Loading weights"), redrawn with
+    carriage returns: turned off for the duration when stderr is not a terminal."""
+    if _is_terminal(sys.stderr):
+        yield
+        return
+    from transformers.utils import logging as hf_logging  # only where a caller loads a transformers model
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()

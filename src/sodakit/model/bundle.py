@@ -35,6 +35,7 @@ from sodakit.device import resolve_device, resolve_dtype
 from sodakit.fileio import hub_offline, looks_like_hub_id
 from sodakit.model.config import ModelConfig
 from sodakit.model.load import SIDECAR, TOKENIZER, load_pretrained
+from sodakit.progress import library_bars_off_in_logs
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.vocab import Vocab
 
@@ -161,7 +162,8 @@ def _open_model(path: Path, backend: str, device: torch.device, dtype: torch.dty
     try:
         from transformers import AutoModelForCausalLM  # optional heavy dependency, only for this backend
 
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        with library_bars_off_in_logs():
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
     except Exception as e:
         errors.append(f"transformers backend: {type(e).__name__}: {e}")
         raise ModelLoadError(f"{path}: cannot load the model:\n  " + "\n  ".join(errors)) from e
