@@ -26,10 +26,12 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from typing import IO, Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any, TypeVar
 
 from tqdm import tqdm
+
+T = TypeVar("T")
 
 DEFAULT_INTERVAL_S = 30.0
 INTERVAL_ENV = "SODAKIT_PROGRESS_SECONDS"
@@ -107,6 +109,12 @@ class Progress:
             if now - self.last_line >= self.interval:
                 self.last_line = now
                 self._print(self.line(now))
+
+    def each(self, items: Iterable[T]) -> Iterator[T]:
+        """Yield the items, counting each one once the loop body is done with it (`continue` included)."""
+        for item in items:
+            yield item
+            self.update(1)
 
     def set_total(self, total: int | None) -> None:
         self.total = total

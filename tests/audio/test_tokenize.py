@@ -240,7 +240,7 @@ def test_progress_counts_every_utterance_of_the_job(dataset, mimi_dir, tmp_path,
     assert cli_main(args) == 0
     err = capsys.readouterr().err
     assert "\r" not in err and "on cpu" in err
-    assert [line for line in err.splitlines() if line.startswith("tokenize: 100%")][0].startswith(
+    assert next(line for line in err.splitlines() if line.startswith("tokenize: 100%")).startswith(
         "tokenize: 100% 11/11 [")
     assert cli_main([*args[:2], f"output={tmp_path / 'quiet'}", *args[3:], "--quiet"]) == 0
     err = capsys.readouterr().err
