@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from sodakit.audio.registry import load_codec
 from sodakit.eval.config import EvalConfig
@@ -51,7 +52,8 @@ def test_tiny_preset_tts_with_max_seconds_succeeds(setup, tmp_path, capsys):
     wav, sr = sf.read(out)
     assert sr == 24000 and 0 < len(wav) <= 2 * sr and len(wav) % 1920 == 0
     err = capsys.readouterr().err
-    assert "on cpu (device=auto, float32), context 1024 tokens" in err and "warning" not in err
+    used = "cuda" if torch.cuda.is_available() else "cpu"  # what device=auto resolves to here
+    assert f"on {used} (device=auto, float32), context 1024 tokens" in err and "warning" not in err
 
 
 def test_a_budget_past_the_context_is_clamped_with_a_warning(setup, tmp_path, capsys):
