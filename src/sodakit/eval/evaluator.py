@@ -62,7 +62,7 @@ def evaluate(bundle: Bundle, cfg: EvalConfig, log: Callable[[str], None] = _stde
     if bundle.tokenizer is None:
         raise ModelLoadError(f"{bundle.info.path}: no tokenizer.json; pass --tokenizer PATH (a SODA-style tokenizer.json)")
     ctx = EvalContext(lm=as_scoring_lm(bundle.model), tokenizer=bundle.tokenizer, codec=bundle.codec, cfg=cfg,
-                      codec_record=bundle.info.codec_record)
+                      codec_record=bundle.info.codec_record, device=bundle.info.device or "cpu")
     tok = bundle.tokenizer
     results = run_header(
         command or cfg.command_line(),

@@ -39,6 +39,7 @@ class EvalContext:
     cfg: EvalConfig = field(default_factory=EvalConfig)
     codec_record: dict | None = None  # the codec the model was trained with, as recorded
     generator: SodaGenerator | None = None  # for generation tasks; built on first use
+    device: str = "cpu"  # where the model runs (resolved); neural judges (Whisper, WavLM) run there too
 
     @property
     def vocab(self):

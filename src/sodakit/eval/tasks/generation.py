@@ -193,8 +193,8 @@ def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
         bar.close()
         if not done:
             raise TaskError(f"task tts: nothing was generated ({len(read.items)} read, {len(errors)} excluded)")
-        asr = make_asr_judge(ctx.cfg.asr_judge)
-        speaker = make_speaker_judge(ctx.cfg.speaker_judge)
+        asr = make_asr_judge(ctx.cfg.asr_judge, device=ctx.device)
+        speaker = make_speaker_judge(ctx.cfg.speaker_judge, device=ctx.device)
         hyps = asr.transcribe([a for _, a, _, _ in done], sr)
         sims: list[float | None] = []
         for _, audio, prompt, _ in done:

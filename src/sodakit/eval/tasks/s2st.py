@@ -60,8 +60,8 @@ def run_s2st(ctx: EvalContext, path: Path | None) -> TaskResult:
             finally:
                 gen.on_items_done = None
         outs = [tr.audio for tr in translations]
-        asr = make_asr_judge(cfg.asr_judge)
-        speaker = make_speaker_judge(cfg.speaker_judge)
+        asr = make_asr_judge(cfg.asr_judge, device=ctx.device)
+        speaker = make_speaker_judge(cfg.speaker_judge, device=ctx.device)
         transcripts = asr.transcribe(outs, sr)
         usable = [i for i, w in enumerate(outs) if len(w) >= int(MIN_SIM_SECONDS * sr)]
         sims = [0.0] * len(items)
