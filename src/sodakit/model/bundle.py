@@ -37,6 +37,7 @@ from sodakit.fileio import hub_offline, looks_like_hub_id
 from sodakit.model.config import ModelConfig
 from sodakit.model.load import SIDECAR, TOKENIZER, load_pretrained
 from sodakit.model.sharded import SHARDS_DIR
+from sodakit.progress import library_bars_off_in_logs
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.vocab import Vocab
 
@@ -163,7 +164,8 @@ def _open_model(path: Path, backend: str, device: torch.device, dtype: torch.dty
     try:
         from transformers import AutoModelForCausalLM  # optional heavy dependency, only for this backend
 
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        with library_bars_off_in_logs():
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
     except Exception as e:
         errors.append(f"transformers backend: {type(e).__name__}: {e}")
         raise ModelLoadError(f"{path}: cannot load the model:\n  " + "\n  ".join(errors)) from e

@@ -94,7 +94,9 @@ class LogConfig:
     every: int = 10  # steps between metric records
     val_every: int = 0  # steps between validations (0: only at the end, when data.val_path is set)
     tensorboard: bool = True
-    progress: bool = True  # progress bar with ETA on rank 0 (stderr)
+    # Progress on rank 0 (stderr): a bar on a terminal, a status line every SODAKIT_PROGRESS_SECONDS
+    # (default 30) in a log; false (or quiet=true) turns it off. Validation losses are printed either way.
+    progress: bool = True
 
 
 @dataclass
@@ -112,6 +114,7 @@ class TrainConfig:
     # fp32 logits per chunk of the fused LM head + cross-entropy (memory vs matmul size);
     # None: 2**27 on GPU, 2**22 on CPU (sodakit.model.qwen3.DEFAULT_CE_CHUNK_ELEMENTS).
     ce_chunk_elements: int | None = None
+    quiet: bool = False  # no progress output (the same as log.progress=false)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelSpec = field(default_factory=ModelSpec)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -28,13 +28,13 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from sodakit.config import from_dict, save_config, to_dict
 from sodakit.errors import UserError
 from sodakit.model.config import PRESETS, ModelConfig, train_flops_per_token
 from sodakit.model.load import CheckpointError, read_pretrained
 from sodakit.model.qwen3 import Qwen3, build_model
+from sodakit.progress import Progress
 from sodakit.tokens.vocab import Vocab
 from sodakit.train import checkpoint as C
 from sodakit.train import distributed as D
@@ -299,11 +299,16 @@ class Trainer:
             }
         )
 
-    def build_progress_bar(self) -> tqdm | None:
-        if not (self.ctx.is_main and self.cfg.log.progress):
+    def build_progress_bar(self) -> Progress | None:
+        """Rank 0's progress: a bar on a terminal, a status line every so often in a log (sodakit.progress)."""
+        if not self.ctx.is_main:
             return None
-        return tqdm(total=self.cfg.steps, initial=self.start_step, desc="train", unit="step", file=sys.stderr,
-                    dynamic_ncols=True)
+        bar = Progress("train", total=self.cfg.steps, initial=self.start_step, unit="step",
+                       quiet=self.cfg.quiet or not self.cfg.log.progress)
+        what = f"resuming at step {self.start_step} of {self.cfg.steps}" if self.start_step else f"{self.cfg.steps} steps"
+        bar.write(f"train: {sum(p.numel() for p in self.model.parameters()):,} parameters on {self.ctx.device} "
+                  f"(device={self.cfg.device}, {self.ctx.world_size} rank(s), {self.cfg.precision}), {what}")
+        return bar
 
     # ---- the loop ---------------------------------------------------------------------------------
     def train(self) -> TrainResult:
@@ -324,6 +329,7 @@ class Trainer:
                 if self.val_data and ((cfg.log.val_every and done % cfg.log.val_every == 0) or done == cfg.steps):
                     with window.paused():  # validation is not training time
                         self.last_val = self.validate()
+                    self.log_validation(done, self.last_val)
                     record = {**(record or {"step": done}), **self.last_val}
                 if record is not None and self.writer is not None:
                     self.writer.write(record)
@@ -404,8 +410,14 @@ class Trainer:
     # ---- logging, validation, checkpoints -----------------------------------------------------------
     def update_progress(self, result: StepResult) -> None:
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{result.loss:.4f}", lr=f"{result.lr:.2e}", refresh=False)
-            self.bar.update(1)
+            self.bar.update(1, loss=f"{result.loss:.4f}", lr=f"{result.lr:.2e}")
+
+    def log_validation(self, step: int, val: dict[str, float]) -> None:
+        """The validation losses as one console line (also when quiet: they are results, not progress)."""
+        if self.bar is not None:
+            per_type = ", ".join(f"{k.removeprefix('val_loss_')} {v:.4f}" for k, v in val.items() if k != "val_loss")
+            self.bar.write(f"train: step {step} validation loss {val['val_loss']:.4f}"
+                           + (f" ({per_type})" if per_type else ""))
 
     def step_record(self, result: StepResult, window: ThroughputWindow) -> dict[str, Any]:
         """The metrics record of a log step: loss per token type, throughput and MFU since the last
