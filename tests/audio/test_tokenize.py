@@ -228,3 +228,20 @@ def test_a_row_whose_start_end_disagree_with_its_audio_is_refused():
     with pytest.raises(AudioError, match=r"/ds\[3\]: duration: start/end say 60.000s but the audio is 10.500s"):
         check_duration(row, 10.5)
     check_duration(AudioItem(id="r", recording_id="rec", path="/ds", start=5.0, end=15.5, row=3), 10.45)
+
+
+def test_progress_counts_every_utterance_of_the_job(dataset, mimi_dir, tmp_path, capsys):
+    """Without a caller's log, stderr gets the per-utterance progress (a plain line when redirected),
+    counting good and bad items alike; quiet=true keeps the messages only."""
+    from sodakit.cli import main as cli_main
+
+    args = ["tokenize", f"input={dataset}", f"output={tmp_path / 'out'}", f"codec={mimi_dir}", "device=cpu",
+            "shard_size=4"]
+    assert cli_main(args) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "on cpu" in err
+    assert next(line for line in err.splitlines() if line.startswith("tokenize: 100%")).startswith(
+        "tokenize: 100% 11/11 [")
+    assert cli_main([*args[:2], f"output={tmp_path / 'quiet'}", *args[3:], "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "shard 0" in err and "tokenize: 100%" not in err

@@ -166,3 +166,16 @@ def test_corrupt_or_mismatched_shards_are_refused(tmp_path, segments_dir, tokeni
         PackedDataset(out)
     with pytest.raises(PackedDataError, match="no metadata.json"):
         PackedDataset(tmp_path)
+
+
+def test_pack_progress_in_a_log_is_plain_lines_and_quiet_drops_it(tmp_path, segments_dir, tokenizer_dir, capsys):
+    """Redirected output gets status lines, never `\\r` redraws; a quiet run resumes/reuses a loud one's job."""
+    args = ["pack", f"inputs=[{segments_dir}]", f"output={tmp_path / 'p'}", f"tokenizer={tokenizer_dir}"]
+    assert cli_main(args) == 0
+    out, err = capsys.readouterr()
+    assert "\r" not in out + err
+    assert err.splitlines()[-1].startswith("pack: 24doc [") and "shards=" in err
+    assert "wrote" in out
+    assert cli_main([*args, "--quiet"]) == 0  # the same job: quiet is not part of it
+    out, err = capsys.readouterr()
+    assert "already complete" in out and "doc [" not in err

@@ -115,6 +115,28 @@ def test_real_generator_on_a_tiny_model(tmp_path, tiny_tokenizer, toy_codec):
         get_task("asr").run(hf_like, tmp_path / "test")
 
 
+def test_asr_batch_with_a_clip_too_long_for_the_model_scores_the_rest(tmp_path, tiny_tokenizer, toy_codec):
+    """A 160-position model: a 1 s clip (200 audio tokens) cannot be prompted and is excluded with its
+    reason; a 0.75 s clip fits but not with the whole budget, so its budget is clamped and it is scored;
+    the short ones are scored in one batch."""
+    from sodakit.model.config import PRESETS
+    from sodakit.model.qwen3 import build_model
+
+    cfg = PRESETS["tiny"].replace(vocab_size=tiny_tokenizer.vocab.size, d_model=64, n_layers=2, n_heads=2,
+                                  n_kv_heads=1, head_dim=32, d_ff=128, max_seq_len=160)
+    utts = [("10-20-0000", "A", tone(0.2, 0.3)), ("10-20-0001", "B", tone(1.0, 0.3)),
+            ("10-20-0002", "C", tone(0.75, 0.3)), ("10-20-0003", "D", tone(0.25, 0.3))]
+    write_librispeech(tmp_path / "test", utts, SR)
+    ctx = EvalContext(lm=as_scoring_lm(build_model(cfg, seed=0)), tokenizer=tiny_tokenizer, codec=toy_codec,
+                      cfg=EvalConfig(asr_max_new_tokens=12, log_items=True))
+    res = get_task("asr").run(ctx, tmp_path / "test")
+    assert res.counts["scored"] == 3 and res.counts["excluded_after_read"] == 1
+    assert [r["id"] for r in res.items] == ["10-20-0000", "10-20-0002", "10-20-0003"]
+    (excluded,) = res.excluded
+    assert excluded.item == "10-20-0001" and excluded.stage == "generate"
+    assert "does not fit the model's context (max_seq_len 160)" in excluded.reason
+
+
 class EchoTranslator:
     """S2ST stand-in: 'translates' each clip into itself, saying the text `said` holds for its length."""
 

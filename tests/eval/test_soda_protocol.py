@@ -190,7 +190,7 @@ def test_tts_wer_is_the_mean_of_utterance_wer(tmp_path, tiny_tokenizer, toy_code
     # Targets of 4 and 1 words; the judge gets item a right (apostrophe kept on both sides) and b wrong.
     write_seedtts(tmp_path, [("a", "p", a, "Don't go, Mr. Smith"), ("b", "p", b, "Hello.")], SR)
     table = {len(toy_codec_wave): t for toy_codec_wave, t in ((a, "don't go mr smith"), (b, "goodbye"))}
-    monkeypatch.setitem(judges.registry.ASR_JUDGES, "table", lambda path: TableJudge(table))
+    monkeypatch.setitem(judges.registry.ASR_JUDGES, "table", lambda path, device: TableJudge(table))
     ctx = EvalContext(lm=ConstantLM(tiny_tokenizer.vocab.size), tokenizer=tiny_tokenizer, codec=toy_codec,
                       generator=FakeGenerator(), cfg=EvalConfig(asr_judge="table", log_items=True))
     res = get_task("tts").run(ctx, tmp_path)

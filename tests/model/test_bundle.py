@@ -13,8 +13,13 @@ from sodakit.device import DeviceError, resolve_device, resolve_dtype
 from sodakit.eval.lm import as_scoring_lm
 from sodakit.model.bundle import ModelLoadError, load_bundle
 from sodakit.model.commands import export_hf
-from sodakit.model.load import COMPLETE_MARKER
-from sodakit.model.qwen3 import Qwen3
+from sodakit.model.load import COMPLETE_MARKER, read_pretrained
+from sodakit.model.qwen3 import Qwen3, build_model
+from sodakit.train import checkpoint as C
+from sodakit.train import distributed as D
+from sodakit.train.config import CheckpointConfig, OptimConfig
+from sodakit.train.full_state import load_full_weights
+from sodakit.train.optim import build_optimizer
 
 from ..generate.artifacts import small_model_dir, small_tokenizer
 
@@ -68,6 +73,38 @@ def test_a_run_directory_on_s3_copies_only_its_newest_complete_checkpoint(setup,
     assert b.info.path.name == "step_00000020" and b.vocab == setup["tok"].vocab
     copied = {p.parent.name for p in sodakit_cache.rglob("model.safetensors")}
     assert copied == {"step_00000020"}  # not the older checkpoint, not the partial upload
+
+
+def sharded_copy(ckpt, run_dir):
+    """`ckpt` rewritten the way training writes checkpoints by default: each rank's pieces in shards/."""
+    weights, info = read_pretrained(ckpt)
+    ctx = D.setup("cpu")
+    try:
+        model = build_model(info.model_config, ctx.device, seed=0)
+        D.shard_model(model, ctx, bf16=False)
+        load_full_weights(model, weights, ctx)
+        optimizer = build_optimizer(model, OptimConfig(), 1e-3)
+        checkpointer = C.Checkpointer(run_dir, CheckpointConfig(format="sharded"), ctx)
+        checkpointer.save(1, 0, model, optimizer, info.model_config, {},
+                          C.SaveInfo(info.vocab, info.codec, str(info.tokenizer_path), {}))
+        checkpointer.close()
+    finally:
+        D.teardown(ctx)
+    return checkpointer.last
+
+
+def test_a_sharded_checkpoint_opens_like_the_full_one(setup, tmp_path):
+    full = load_bundle(setup["ckpt"], device="cpu", need_codec=True)
+    ckpt = sharded_copy(setup["ckpt"], tmp_path / "run")
+    assert (ckpt / "shards").is_dir() and not (ckpt / "model.safetensors").exists()
+    b = load_bundle(tmp_path / "run", device="cpu", need_codec=True)
+    assert b.info.path == ckpt and b.info.source_format == "sodakit"
+    assert b.vocab == full.vocab and b.tokenizer.vocab == b.vocab and b.codec.config_hash == full.codec.config_hash
+    ids = _ids(setup["tok"])
+    with torch.no_grad():
+        assert torch.equal(b.model(ids), full.model(ids))
+    files = [f["file"] for f in b.info.fingerprint["weight_files"]]
+    assert files and all(f.startswith("shards/shard-") for f in files)
 
 
 def test_a_hugging_face_export_opens_with_both_backends_to_the_same_scores(setup, tmp_path):

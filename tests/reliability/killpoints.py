@@ -4,14 +4,18 @@ The point is the n-th call of a function named `module:attribute.path` (e.g. `os
 `sodakit.data.packed:ShardWriter.finish`), optionally counting only calls whose arguments mention a string.
 Nothing in sodakit knows about it: the child wraps the function before running the real command line, and
 the kill is a real SIGKILL (no cleanup, no finally blocks), as a preempted job or an OOM killer would do.
+Under torchrun (`rank_killed_at`) one rank is killed that way, and torchrun stops the others, as it does
+when a node is lost.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,7 +47,8 @@ def wrapper(*args, **kwargs):
             time.sleep(3600)
     return real(*args, **kwargs)
 
-setattr(owner, name, wrapper)
+if os.environ.get("KILLPOINT_RANK", os.environ.get("RANK", "0")) == os.environ.get("RANK", "0"):
+    setattr(owner, name, wrapper)  # (under torchrun: only on the rank to kill)
 from sodakit.cli import main
 sys.exit(main(sys.argv[5:]))
 """
@@ -60,6 +65,20 @@ def killed_at(target: str, n: int, *args: str, needle: str = "", timeout: float 
     p = subprocess.run([sys.executable, "-c", _CHILD, target, str(n), needle, "kill", *args], env=ENV, cwd=REPO,
                        capture_output=True, text=True, timeout=timeout)
     assert p.returncode == -signal.SIGKILL, f"not killed at {target} #{n} (exit {p.returncode}):\n{p.stderr[-3000:]}"
+    return p
+
+
+def rank_killed_at(target: str, n: int, nproc: int, rank: int, *args: str, needle: str = "",
+                   timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `sodakit ARGS` under torchrun with `nproc` ranks on gloo, rank `rank` SIGKILLed at the n-th matching
+    call of `target`; fails unless the job ended by that kill."""
+    script = Path(tempfile.mkdtemp()) / "killpoint_child.py"
+    script.write_text(_CHILD)
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
+                        str(script), target, str(n), needle, "kill", *args], env={**ENV, "KILLPOINT_RANK": str(rank)},
+                       cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    shutil.rmtree(script.parent, ignore_errors=True)
+    assert p.returncode != 0 and "SIGKILL" in p.stderr, f"rank {rank} not killed at {target} #{n}:\n{p.stderr[-3000:]}"
     return p
 
 

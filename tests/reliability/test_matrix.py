@@ -5,10 +5,13 @@ process on a live run, and bad input through the real command line.
 Each kill is a real SIGKILL in a child process at the n-th call of a named function (killpoints.py). After
 a kill, what is on disk must already be consistent (no half-deleted or half-written checkpoint under a
 `step_*` name), and the rerun must reproduce the uninterrupted run: the same loss and gradient-norm curve,
-the same final weights, the same saved RNG state (tokenize, pack: the same bytes).
+the same final weights, the same saved RNG state (tokenize, pack: the same bytes). Training kills run on
+sharded checkpoints (the default), written synchronously or asynchronously, and on the full format.
 
 Kill and bad-input cases that live next to their code, not repeated here:
-  tests/train/test_resume_distributed.py   SIGKILL mid-run at a random step, torchrun world-size change
+  tests/train/test_resume_distributed.py   SIGKILL mid-run at a random step
+  tests/train/test_resize.py               a rank SIGKILLed during an asynchronous save under torchrun, the
+                                           run resumed on another number of ranks
   tests/audio/test_tokenize.py             SIGKILL between shards; truncated WAV / end past the file
   tests/data/test_pack.py                  crash inside a shard, different job into the same output;
                                            marker strings in web text stay text
@@ -20,6 +23,7 @@ Kill and bad-input cases that live next to their code, not repeated here:
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import resource
@@ -32,10 +36,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from sodakit.cli import main as cli_main
-from sodakit.fileio import sha256_file
-from sodakit.model.load import CheckpointError, list_checkpoints, load_pretrained
+from sodakit.model.load import CheckpointError, list_checkpoints, load_pretrained, read_pretrained
 
 from ..data.conftest import WORDS, make_segments_dir
 from ..train.conftest import make_packed
@@ -44,22 +48,33 @@ from .killpoints import ENV, REPO, killed_at, paused_at, sodakit
 
 STEPS, EVERY = 12, 3
 OPTIM = "optimizer.safetensors"
+WEIGHT_SHARD = "shards/shard-00001-model-00001-of-00002.safetensors"  # a sharded checkpoint of 1 rank
+OPTIM_SHARD = "shards/shard-00001-model-00002-of-00002.safetensors"
 
 
 # ---------------------------------------------------------------------------------------------------
 # train
 # ---------------------------------------------------------------------------------------------------
-def train_cfg(tmp: Path, run_dir: Path, data: Path) -> str:
+def train_cfg(tmp: Path, run_dir: Path, data: Path, **checkpoint) -> str:
     return str(write_cfg(tmp / f"{run_dir.name}.yaml", run_dir, data, steps=STEPS,
-                         checkpoint={"every": EVERY, "keep_last": 2}))
+                         checkpoint={"every": EVERY, "keep_last": 2, **checkpoint}))
+
+
+def weights_digest(ckpt: Path) -> str:
+    """sha256 over the checkpoint's weights, whichever format holds them."""
+    weights, _ = read_pretrained(ckpt)
+    h = hashlib.sha256()
+    for name in sorted(weights):
+        h.update(name.encode())
+        h.update(weights[name].contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def final_state(run_dir: Path) -> dict:
     """What an exact resume must reproduce: curve, final weights, saved RNG and loader state."""
     last = list_checkpoints(run_dir)[-1]
     state = json.loads((last / "trainer_state.json").read_text())
-    return {"curve": curve(run_dir), "step": last.name, "weights": sha256_file(last / "model.safetensors"),
-            "ranks": state["ranks"]}
+    return {"curve": curve(run_dir), "step": last.name, "weights": weights_digest(last), "ranks": state["ranks"]}
 
 
 def assert_consistent(run_dir: Path) -> None:
@@ -83,34 +98,52 @@ def data(tmp_path_factory) -> Path:
     return make_packed(tmp_path_factory.mktemp("packed") / "train", 150)
 
 
-@pytest.fixture(scope="module")
-def reference(data, tmp_path_factory) -> dict:
-    tmp = tmp_path_factory.mktemp("reference")
-    p = sodakit("train", train_cfg(tmp, tmp / "run", data))
+def _reference_run(data: Path, tmp: Path, **checkpoint) -> dict:
+    p = sodakit("train", train_cfg(tmp, tmp / "run", data, **checkpoint))
     assert p.returncode == 0, p.stderr[-3000:]
     ref = final_state(tmp / "run")
     assert sorted(ref["curve"]) == list(range(1, STEPS + 1))
     return {**ref, "run_dir": tmp / "run"}
 
 
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory) -> dict:
+    """An uninterrupted run with sharded checkpoints written synchronously (the defaults)."""
+    return _reference_run(data, tmp_path_factory.mktemp("reference"))
+
+
+@pytest.fixture(scope="module")
+def full_reference(data, tmp_path_factory) -> dict:
+    """The same run with full-state checkpoints (checkpoint.format=full, the format of older checkpoints)."""
+    return _reference_run(data, tmp_path_factory.mktemp("full-reference"), format="full")
+
+
 TRAIN_KILLS = {
-    # checkpoint of step 6 fully written in its temp directory, not yet renamed into place
-    "checkpoint-files-written": ("sodakit.train.checkpoint:_fsync_dir_files", 2, ""),
+    # checkpoint of step 6 fully written in its temp directory (every shard), not yet committed
+    "checkpoint-files-written": ("sodakit.train.checkpoint:_fsync_dir_files", 2, "", {}),
     # the rename of that temp directory itself
-    "checkpoint-rename": ("os:replace", 1, ".tmp-step_00000006"),
+    "checkpoint-rename": ("os:replace", 1, ".tmp-step_00000006", {}),
     # pruning the oldest checkpoint (keep_last=2) after step 9, one file already deleted
-    "checkpoint-pruning": ("os:unlink", 2, "dir_fd"),
+    "checkpoint-pruning": ("os:unlink", 2, "dir_fd", {}),
     # inside an optimizer step, and while a metrics record is written
-    "mid-step": ("sodakit.train.optim:clip_grad_norm", 8, ""),
-    "metrics-write": ("sodakit.train.metrics:MetricsWriter.write", 8, ""),
+    "mid-step": ("sodakit.train.optim:clip_grad_norm", 8, "", {}),
+    "metrics-write": ("sodakit.train.metrics:MetricsWriter.write", 8, "", {}),
+    # between the shard writes and the COMPLETE marker of step 6 (every rank's checksums arrived)
+    "shards-written-before-complete": ("sodakit.train.checkpoint:write_complete_marker", 2, "", {}),
+    # asynchronous saves: in the background thread while it writes step 6's first shard file (a rank
+    # writes two per save), the training loop already past step 6; and before that save's COMPLETE
+    "async-mid-write": ("safetensors.torch:save", 3, "", {"async_save": True}),
+    "async-before-complete": ("sodakit.train.checkpoint:write_complete_marker", 2, "", {"async_save": True}),
+    # the full format: rank 0 has written every file of step 6 (the commit that follows is the same code)
+    "full-files-written": ("sodakit.train.checkpoint:_fsync_dir_files", 2, "", {"format": "full"}),
 }
 
 
 @pytest.mark.parametrize("point", sorted(TRAIN_KILLS))
 def test_train_killed_then_resumed_is_exact(point, data, reference, tmp_path):
-    target, n, needle = TRAIN_KILLS[point]
+    target, n, needle, checkpoint = TRAIN_KILLS[point]
     run = tmp_path / "run"
-    cfg = train_cfg(tmp_path, run, data)
+    cfg = train_cfg(tmp_path, run, data, **checkpoint)
     killed_at(target, n, "train", cfg, needle=needle)
     assert_consistent(run)
     p = sodakit("train", cfg, "--resume", "auto")
@@ -121,6 +154,22 @@ def test_train_killed_then_resumed_is_exact(point, data, reference, tmp_path):
     assert got["ranks"] == reference["ranks"]  # loader position and RNG state equal an uninterrupted run's
     assert_consistent(run)
     assert_clean(run)
+
+
+def test_both_formats_hold_the_same_state_and_a_full_checkpoint_resumes_sharded(data, reference, full_reference,
+                                                                                 tmp_path):
+    """Weights, loss curve and saved loader and RNG state do not depend on the checkpoint format; a run
+    resumed from a full-format checkpoint (what every older checkpoint is) goes on with sharded ones."""
+    for key in ("curve", "step", "weights", "ranks"):
+        assert full_reference[key] == reference[key], key
+    old = full_reference["run_dir"] / "checkpoints" / f"step_{STEPS - EVERY:08d}"
+    run = tmp_path / "run"
+    p = sodakit("train", train_cfg(tmp_path, run, data), f"checkpoint.resume={old}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    got = final_state(run)
+    assert (run / "checkpoints" / f"step_{STEPS:08d}" / "shards").is_dir()
+    assert got["curve"] == {s: v for s, v in reference["curve"].items() if s > STEPS - EVERY}
+    assert got["weights"] == reference["weights"] and got["ranks"] == reference["ranks"]
 
 
 def test_a_second_train_cannot_touch_a_live_run(data, reference, tmp_path):
@@ -156,19 +205,26 @@ def _flip_a_bit(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def _cut_in_half(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
 DAMAGE = {
-    "bit-flipped-weights": ("model.safetensors", _flip_a_bit),
-    "truncated-optimizer": (OPTIM, lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])),
-    "garbled-trainer-state": ("trainer_state.json", lambda p: p.write_text("{not json")),
+    "bit-flipped-weights": (WEIGHT_SHARD, _flip_a_bit, {}),
+    "truncated-optimizer": (OPTIM_SHARD, _cut_in_half, {}),
+    "garbled-trainer-state": ("trainer_state.json", lambda p: p.write_text("{not json"), {}),
+    "full-bit-flipped-weights": ("model.safetensors", _flip_a_bit, {"format": "full"}),
+    "full-truncated-optimizer": (OPTIM, _cut_in_half, {"format": "full"}),
 }
 
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
-def test_a_damaged_newest_checkpoint_falls_back_to_the_previous(damage, data, reference, tmp_path):
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous(damage, data, reference, full_reference, tmp_path):
+    name, spoil, checkpoint = DAMAGE[damage]
+    ref = full_reference if checkpoint.get("format") == "full" else reference
     run = tmp_path / "run"
-    shutil.copytree(reference["run_dir"], run)
-    cfg = train_cfg(tmp_path, run, data)
-    name, spoil = DAMAGE[damage]
+    shutil.copytree(ref["run_dir"], run)
+    cfg = train_cfg(tmp_path, run, data, **checkpoint)
     newest = run / "checkpoints" / f"step_{STEPS:08d}"
     spoil(newest / name)
     p = sodakit("train", cfg, "--resume", "auto")
@@ -177,15 +233,15 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous(damage, data, re
     assert f"resuming from {run / 'checkpoints' / f'step_{STEPS - EVERY:08d}'}" in p.stderr
     assert (run / "checkpoints" / f"damaged-step_{STEPS:08d}").is_dir()  # kept for inspection, out of the way
     got = final_state(run)
-    assert got["curve"] == reference["curve"] and got["weights"] == reference["weights"]
+    assert got["curve"] == ref["curve"] and got["weights"] == ref["weights"]
     events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     resumed = [e for e in events if e.get("event") == "resume"][-1]
     assert name in resumed["skipped_checkpoints"][0]
 
 
-def test_loading_a_damaged_checkpoint_names_the_file(reference, tmp_path):
+def test_loading_a_damaged_checkpoint_names_the_file(full_reference, tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(reference["run_dir"], run)
+    shutil.copytree(full_reference["run_dir"], run)
     newest = run / "checkpoints" / f"step_{STEPS:08d}"
     _flip_a_bit(newest / "model.safetensors")
     with pytest.raises(CheckpointError, match=r"step_00000012/model.safetensors: sha256 .* differs"):
@@ -199,12 +255,31 @@ def test_loading_a_damaged_checkpoint_names_the_file(reference, tmp_path):
     assert cli_main(["convert", "export", str(newest), str(tmp_path / "hf")]) == 2
 
 
-def test_old_checkpoints_without_checksums_are_still_checked(reference, tmp_path):
+def test_loading_a_damaged_sharded_checkpoint_names_the_shard(reference, tmp_path):
+    """Loading reads (and checks) only the weight shards; each must be intact and recorded in COMPLETE."""
+    run = tmp_path / "run"
+    shutil.copytree(reference["run_dir"], run)
+    newest = run / "checkpoints" / f"step_{STEPS:08d}"
+    _flip_a_bit(newest / OPTIM_SHARD)  # optimizer state: not read to evaluate or export
+    assert weights_digest(newest) == reference["weights"]
+    _flip_a_bit(newest / WEIGHT_SHARD)
+    with pytest.raises(CheckpointError, match=rf"step_00000012/{WEIGHT_SHARD}: sha256 .* differs"):
+        load_pretrained(newest)
+    _, info = load_pretrained(run)
+    assert info.path.name == f"step_{STEPS - EVERY:08d}" and "skipped a damaged checkpoint" in info.notes[0]
+    _flip_a_bit(newest / WEIGHT_SHARD)  # the original bytes again
+    shutil.copyfile(newest / WEIGHT_SHARD, newest / "shards" / "stray.safetensors")
+    with pytest.raises(CheckpointError, match="stray.safetensors: not recorded in COMPLETE"):
+        load_pretrained(newest)
+    assert cli_main(["convert", "export", str(newest), str(tmp_path / "hf")]) == 2
+
+
+def test_old_checkpoints_without_checksums_are_still_checked(full_reference, tmp_path):
     """COMPLETE was empty before it held checksums: the sidecar's weights sha256 and the safetensors sizes."""
     from sodakit.train.checkpoint import verify_checkpoint
 
     ckpt = tmp_path / "step"
-    shutil.copytree(reference["run_dir"] / "checkpoints" / f"step_{STEPS:08d}", ckpt)
+    shutil.copytree(full_reference["run_dir"] / "checkpoints" / f"step_{STEPS:08d}", ckpt)
     (ckpt / "COMPLETE").write_text("")
     verify_checkpoint(ckpt)
     opt = ckpt / OPTIM

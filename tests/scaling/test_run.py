@@ -48,6 +48,8 @@ def test_tiny_plan_runs_restarts_and_fits(plan_dir, packed_data, capsys):
     argv = ["run", str(plan_dir), "--data", *data, "--val", str(packed_data.val)]
     # a first invocation stops after 4 runs, as a crash between runs would
     assert commands.main([*argv, "--max-runs", "4"]) == 0
+    # progress per run of the sweep, as a plain line in a captured (non-terminal) stderr
+    assert "isoflop run:  67% 4/6 [" in capsys.readouterr().err
     first = rows(plan_dir / "results.csv")
     assert [r["run_id"] for r in first] == [r.run_id for r in plan.runs[:4]]
     # the restart trains only the 2 missing runs and leaves the finished rows untouched

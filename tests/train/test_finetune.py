@@ -168,7 +168,7 @@ def test_finetune_command_errors(base, tmp_path, capsys):
 def test_finetune_resume_is_exact(base, tmp_path):
     """4 steps straight == 2 steps, stop, resume to 4 (constant LR so the schedule does not depend on the
     total): the SFT source's cursor comes back with the engine's checkpoint."""
-    from safetensors.torch import load_file
+    from sodakit.model.load import read_pretrained
 
     sft = prepare_jsonl(sft_pairs(tmp_path / "pairs.jsonl", n=6), tmp_path / "sft", model=str(base["model"]))
     common = [
@@ -181,6 +181,6 @@ def test_finetune_resume_is_exact(base, tmp_path):
     assert main(["run", *common, f"train.run_dir={tmp_path / 'a'}", "train.steps=4"]) == 0
     assert main(["run", *common, f"train.run_dir={tmp_path / 'b'}", "train.steps=2"]) == 0
     assert main(["run", *common, f"train.run_dir={tmp_path / 'b'}", "train.steps=4", "train.checkpoint.resume=auto"]) == 0
-    a = load_file(str(tmp_path / "a" / "checkpoints" / "step_00000004" / "model.safetensors"))
-    b = load_file(str(tmp_path / "b" / "checkpoints" / "step_00000004" / "model.safetensors"))
+    a, _ = read_pretrained(tmp_path / "a" / "checkpoints" / "step_00000004")
+    b, _ = read_pretrained(tmp_path / "b" / "checkpoints" / "step_00000004")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

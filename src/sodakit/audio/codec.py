@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -140,11 +140,13 @@ class Codec(ABC):
         waveforms: Sequence[np.ndarray],
         sample_rate: int,
         batch_seconds: float = DEFAULT_BATCH_SECONDS,
+        on_encoded: Callable[[int], None] | None = None,
     ) -> list[np.ndarray]:
         """Convenience: waveforms at any rate ([N] or [N, C]) -> list of codes [K, F_i] (int64 numpy).
 
         Mixes to mono, resamples to the codec's rate with soxr, and encodes in length-sorted batches of
         at most `batch_seconds` of padded audio (sorting keeps padding small; results do not depend on it).
+        `on_encoded(n)` is called after each batch with the number of waveforms it held (progress).
         """
         mono = [resample(to_mono(np.asarray(w, dtype=np.float32)), sample_rate, self.sample_rate) for w in waveforms]
         order = sorted(range(len(mono)), key=lambda i: -len(mono[i]))
@@ -159,6 +161,8 @@ class Codec(ABC):
             for j, c, f in zip(idx, codes, frames.tolist()):
                 out[j] = c[:, :f].numpy()
             i += n
+            if on_encoded is not None:
+                on_encoded(len(idx))
         return out  # type: ignore[return-value]
 
     def info(self) -> CodecInfo:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from sodakit.audio.tokenize import TokenizeConfig, tokenize
-from sodakit.config import parse_config_args
+from sodakit.config import Flag, parse_config_args
 
 DESCRIPTION = """Encode an audio dataset into segment shards (Parquet, one row per segment) + manifest.json.
 
@@ -24,7 +24,8 @@ examples:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg, _ = parse_config_args(TokenizeConfig, argv, "sodakit tokenize", DESCRIPTION)
+    cfg, _ = parse_config_args(TokenizeConfig, argv, "sodakit tokenize", DESCRIPTION,
+                               flags=(Flag("quiet", "no progress output", const=True),))
     summary = tokenize(cfg)
     print(json.dumps(summary, indent=2))
     return 0

@@ -20,6 +20,7 @@ import torch
 from sodakit.audio.codec import Codec, CodecError
 from sodakit.device import DeviceError, resolve_device, resolve_dtype
 from sodakit.fileio import hub_offline
+from sodakit.progress import library_bars_off_in_logs
 
 # 60 s at 24 kHz = 750 frames: docs/soda.md#audio-tokens chunking (bounds attention memory, matches the paper).
 CHUNK_SECONDS = 60.0
@@ -82,7 +83,8 @@ class MimiCodec(Codec):
 
         offline = hub_offline()
         try:
-            model = MimiModel.from_pretrained(spec, dtype=torch.float32, local_files_only=offline)
+            with library_bars_off_in_logs():
+                model = MimiModel.from_pretrained(spec, dtype=torch.float32, local_files_only=offline)
         except (OSError, ValueError) as e:
             mode = " with HF_HUB_OFFLINE=1 (no download attempted)" if offline else ""
             raise CodecError(f"cannot load Mimi model {spec!r}{mode}: {e}\n{HOW_TO_GET_MIMI}") from e

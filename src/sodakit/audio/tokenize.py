@@ -30,7 +30,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
@@ -54,6 +54,7 @@ from sodakit.data.segments import (
     write_segment_shard,
 )
 from sodakit.device import resolve_device
+from sodakit.progress import Progress
 
 PLAN_NAME = "plan.json"
 ERRORS_NAME = "errors.jsonl"
@@ -82,6 +83,7 @@ class TokenizeConfig:
     workers: int = 1  # CPU processes (ignored under torchrun: one process per GPU there)
     limit: int = 0  # encode only the first N segments (0 = all), for a trial run
     shard_delay_s: float = 0.0  # pause after each shard; only for testing kill/resume
+    quiet: bool = False  # no progress output (per-shard lines and the summary still print)
 
 
 class TokenizeError(ValueError):
@@ -150,8 +152,10 @@ def segment_end(item: AudioItem, seconds: float) -> float:
 
 
 # --- one shard --------------------------------------------------------------------------------------------
-def encode_shard(codec: Codec, items: list[AudioItem], batch_seconds: float) -> tuple[list[Segment], list[dict], float]:
-    """Segments of the readable items (in item order), error records of the others, audio seconds."""
+def encode_shard(codec: Codec, items: list[AudioItem], batch_seconds: float,
+                 on_item: Callable[[int], None] | None = None) -> tuple[list[Segment], list[dict], float]:
+    """Segments of the readable items (in item order), error records of the others, audio seconds.
+    `on_item(n)` counts items done: each unreadable one as it fails, the others as they are encoded."""
     waves, good, errors = [], [], []
     for it in items:
         try:
@@ -159,13 +163,16 @@ def encode_shard(codec: Codec, items: list[AudioItem], batch_seconds: float) -> 
             check_duration(it, len(wav) / codec.sample_rate)
         except AudioError as e:
             errors.append({"where": e.path or it.path, "reason": e.reason, "detail": e.detail, "id": it.id})
-            continue
         except Exception as e:  # a decoder crash on one file must not stop the job
             errors.append({"where": it.path, "reason": "unreadable", "detail": f"{type(e).__name__}: {e}", "id": it.id})
+        else:
+            waves.append(wav)
+            good.append(it)
             continue
-        waves.append(wav)
-        good.append(it)
-    codes = codec.encode_audio(waves, codec.sample_rate, batch_seconds=batch_seconds) if waves else []
+        if on_item is not None:
+            on_item(1)
+    codes = (codec.encode_audio(waves, codec.sample_rate, batch_seconds=batch_seconds, on_encoded=on_item)
+             if waves else [])
     segments = []
     for it, wav, c in zip(good, waves, codes):
         duration = len(wav) / codec.sample_rate
@@ -181,8 +188,8 @@ def _errors_path(out: str, index: int, suffix: str) -> str:
 
 
 def _run_shard(out: str, index: int, items: list[AudioItem], codec: Codec, cfg: TokenizeConfig,
-               extra_errors: list[dict] = ()) -> dict:
-    segments, errors, seconds = encode_shard(codec, items, cfg.batch_seconds)
+               extra_errors: list[dict] = (), on_item: Callable[[int], None] | None = None) -> dict:
+    segments, errors, seconds = encode_shard(codec, items, cfg.batch_seconds, on_item)
     errors = [*extra_errors, *errors]
     stats = {"shard": index, "segments": len(segments), "errors": len(errors), "audio_seconds": seconds,
              "untranscribed": sum(s.text is None for s in segments)}
@@ -281,7 +288,7 @@ def _finalize(out: str, n: int, source_errors: list[dict], header: dict, cfg: To
         "audio_hours": round(seconds / 3600, 6),
         "shards": n,
         **header,
-        "config": {k: v for k, v in asdict(cfg).items() if k not in ("output", "workers", "shard_delay_s", "device")
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("output", "workers", "shard_delay_s", "device", "quiet")
                    and not (k in ("split", "streaming", "require_text") and v == getattr(TokenizeConfig, k))},
     }
     if untranscribed:
@@ -336,8 +343,12 @@ def _check_config(cfg: TokenizeConfig) -> None:
 def tokenize(cfg: TokenizeConfig, log=None) -> dict:
     """Run (or resume) a tokenize job; returns the summary (segments, errors, audio hours, shards...).
 
+    Messages go to `log` (default stderr); progress per utterance to a `sodakit.progress` bar on stderr
+    unless cfg.quiet or a `log` is given (a caller with its own log shows its own progress).
     Under torchrun a rank that is not the last to finish returns {"finished": False, ...}.
     """
+    own_log = log is not None
+    quiet = cfg.quiet or own_log
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     _check_config(cfg)
     out = storage.as_location(cfg.output)
@@ -351,7 +362,7 @@ def tokenize(cfg: TokenizeConfig, log=None) -> dict:
             raise TokenizeError("tokenize: streaming=true encodes the stream in one process (workers=1, no torchrun); "
                                 "without streaming, the dataset is listed and its shards shared out")
         return _tokenize_stream(cfg, out, load_codec(cfg.codec, device=device, dtype=cfg.dtype,
-                                                     num_codebooks=cfg.num_codebooks), log)
+                                                     num_codebooks=cfg.num_codebooks), log, quiet, own_log)
     items, source_errors = open_source(cfg.input, cfg.kind, cfg.audio_field, cfg.text_field, cfg.split,
                                        cfg.require_text)
     codec = load_codec(cfg.codec, device=device, dtype=cfg.dtype, num_codebooks=cfg.num_codebooks)
@@ -378,18 +389,21 @@ def tokenize(cfg: TokenizeConfig, log=None) -> dict:
     log(f"tokenize: {len(items)} segments in {len(shards)} shards, codec {codec.name} ({codec.config_hash}) on "
         f"{getattr(codec, 'device', 'cpu')}, {len(todo)} shards to encode"
         + (f" (rank {rank}/{world})" if world > 1 else "") + f", {len(source_errors)} listing errors")
-    progress = _Progress(len(todo), log)
+    bar = Progress("tokenize", total=sum(len(shards[i]) for i in todo), unit="utt", quiet=quiet)
+    progress = _Progress(len(todo), log if own_log else bar.write)  # shard lines above the bar on a terminal
     workers = 1 if world > 1 else max(1, cfg.workers)
-    if workers > 1 and todo:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch/OpenMP state
-        jobs = [(out, i, [items[j] for j in shards[i]]) for i in todo]
-        with ctx.Pool(workers, initializer=_worker_init, initargs=(asdict(cfg), threads)) as pool:
-            for stats in pool.imap_unordered(_worker_shard, jobs):
-                progress(stats)
-    else:
-        for i in todo:
-            progress(_run_shard(out, i, [items[j] for j in shards[i]], codec, cfg))
+    with bar:
+        if workers > 1 and todo:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch/OpenMP state
+            jobs = [(out, i, [items[j] for j in shards[i]]) for i in todo]
+            with ctx.Pool(workers, initializer=_worker_init, initargs=(asdict(cfg), threads)) as pool:
+                for stats in pool.imap_unordered(_worker_shard, jobs):
+                    bar.update(stats["segments"] + stats["errors"])  # workers report whole shards
+                    progress(stats)
+        else:
+            for i in todo:
+                progress(_run_shard(out, i, [items[j] for j in shards[i]], codec, cfg, on_item=bar.update))
     header = {"source": plan["input"], "kind": plan["kind"], "listing": plan["listing"]}
     summary = _finalize(out, len(shards), plan["source_errors"], header, cfg, codec_info)
     return _done(summary, progress, out, rank, log)
@@ -408,7 +422,7 @@ def _done(summary: dict | None, progress: _Progress, out: str, rank: int, log) -
             "audio_hours_per_second": rate if progress.seconds else 0.0}
 
 
-def _tokenize_stream(cfg: TokenizeConfig, out: str, codec: Codec, log) -> dict:
+def _tokenize_stream(cfg: TokenizeConfig, out: str, codec: Codec, log, quiet: bool, own_log: bool) -> dict:
     """The streaming job (module docstring): shards of `shard_size` consecutive rows, in stream order."""
     plan = {"format": PLAN_FORMAT, "input": _input_reference(cfg), "kind": "hf", "split": cfg.split,
             "streaming": True, "codec": asdict(codec.info()), "shard_size": cfg.shard_size, "limit": cfg.limit}
@@ -426,15 +440,19 @@ def _tokenize_stream(cfg: TokenizeConfig, out: str, codec: Codec, log) -> dict:
         f"({codec.config_hash}) on {getattr(codec, 'device', 'cpu')}")
     if cfg.limit:
         rows = islice(rows, max(0, cfg.limit - skip))
-    progress = _Progress(None, log)
+    bar = Progress("tokenize", unit="utt", quiet=quiet)  # no total: the stream's length is unknown
+    progress = _Progress(None, log if own_log else bar.write)
     index = done
-    for chunk in _chunks(rows, cfg.shard_size):
-        items = [r for r in chunk if isinstance(r, AudioItem)]
-        errors = [r for r in chunk if isinstance(r, SourceError)]
-        if index == 0:  # a stream whose first rows all lack transcripts is one without them
-            refuse_untranscribed(src.reference, items, errors)
-        progress(_run_shard(out, index, items, codec, cfg, extra_errors=[_error_record(e) for e in errors]))
-        index += 1
+    with bar:
+        for chunk in _chunks(rows, cfg.shard_size):
+            items = [r for r in chunk if isinstance(r, AudioItem)]
+            errors = [r for r in chunk if isinstance(r, SourceError)]
+            if index == 0:  # a stream whose first rows all lack transcripts is one without them
+                refuse_untranscribed(src.reference, items, errors)
+            bar.update(len(errors))
+            progress(_run_shard(out, index, items, codec, cfg, extra_errors=[_error_record(e) for e in errors],
+                                on_item=bar.update))
+            index += 1
     if index == 0:
         raise TokenizeError(f"tokenize: {src.reference} ({src.split}) yielded no rows")
     header = {"source": plan["input"], "kind": "hf", "listing": None, "split": src.split, "streaming": True}

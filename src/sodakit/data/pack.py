@@ -43,6 +43,7 @@ from sodakit.data.packed import (
     write_metadata,
 )
 from sodakit.data.segments import MANIFEST_NAME, SegmentManifest, read_segment_shard, read_table
+from sodakit.progress import Progress
 from sodakit.tokens.documents import DEFAULT_FORMATS, recording_documents, text_document_ids
 from sodakit.tokens.soda_tokenizer import SodaTokenizer, locate_tokenizer
 from sodakit.tokens.templates import DOC_FORMATS, reads_text
@@ -77,6 +78,7 @@ class PackConfig:
     # Documents encoded per tokenizer call: amortises Python overhead without holding much in memory.
     chunk_documents: int = 512
     max_documents: int = 0  # 0 = all
+    quiet: bool = False  # no progress output (not part of the job: a quiet rerun resumes a loud one)
 
 
 class PackError(ValueError):
@@ -291,7 +293,10 @@ def _chunked(items: Iterator, size: int) -> Iterator[list]:
 
 
 def pack(cfg: PackConfig, progress: bool = True) -> dict:
-    """Run the pack job; returns the dataset metadata. Safe to rerun after an interruption."""
+    """Run the pack job; returns the dataset metadata. Safe to rerun after an interruption.
+
+    progress=False prints nothing (library use); cfg.quiet keeps the messages and drops the progress.
+    """
     check_ranges(cfg, positive=("num_codebooks", "codebook_size", "shard_tokens", "chunk_documents"),
                  non_negative=("max_documents",))
     if not cfg.output:
@@ -307,8 +312,9 @@ def pack(cfg: PackConfig, progress: bool = True) -> dict:
     tok, codec = _layout(cfg, SodaTokenizer.from_pretrained(tokenizer_path, pua_policy=cfg.pua_policy), sources)
     vocab = tok.vocab
     checksums = [_source_checksum(s) for s in sources]
+    settings = {k: v for k, v in to_dict(cfg).items() if k != "quiet"}
     job_hash = hashlib.sha256(
-        json.dumps([to_dict(cfg), checksums, tok.text.sha256, vocab.fingerprint], sort_keys=True).encode()
+        json.dumps([settings, checksums, tok.text.sha256, vocab.fingerprint], sort_keys=True).encode()
     ).hexdigest()[:16]
 
     if storage.isfile(storage.join(out, METADATA_NAME)):
@@ -338,6 +344,7 @@ def pack(cfg: PackConfig, progress: bool = True) -> dict:
                 storage.remove(storage.join(out, info["docs_file"]))
 
     t0 = time.time()
+    bar = Progress("pack", unit="doc", initial=state["num_documents"], quiet=cfg.quiet or not progress)
     writer: ShardWriter | None = None
     pending_counts = {k: 0 for k in state["counts"]}
     pending_docs = 0
@@ -373,14 +380,12 @@ def pack(cfg: PackConfig, progress: bool = True) -> dict:
                             pending_counts[k] += c
                         pending_docs += 1
                         total_docs += 1
+                        bar.update(1, shards=len(state["shards"]))
                     if writer is not None and writer.num_tokens >= cfg.shard_tokens:
                         finish_shard((si, index + 1))
                     if cfg.max_documents and total_docs >= cfg.max_documents:
                         stop = True
                         break
-                if progress:
-                    rate = total_docs / max(time.time() - t0, 1e-9)
-                    print(f"\rpack: {total_docs} documents ({rate:.0f}/s)", end="", flush=True)
                 if stop:
                     break
             if stop:
@@ -391,8 +396,8 @@ def pack(cfg: PackConfig, progress: bool = True) -> dict:
         if writer is not None:
             writer.abort()
         raise
-    if progress:
-        print()
+    finally:
+        bar.close()
     if state["num_documents"] == 0:
         raise PackError(f"pack: the inputs {cfg.inputs} produced no documents (empty dataset)")
 
@@ -410,7 +415,7 @@ def pack(cfg: PackConfig, progress: bool = True) -> dict:
         "shards": state["shards"],
         "sources": [{"path": s.path, "kind": s.kind, **(c if isinstance(c, dict) else {"sha256": c})}
                     for s, c in zip(sources, checksums)],
-        "config": to_dict(cfg),
+        "config": settings,
     }
     write_metadata(out, meta)
     storage.remove(progress_path)

@@ -186,7 +186,7 @@ def demo_summary(cfg: DemoConfig, p: Paths, done: dict[str, Any], timings: dict[
             "tokenize": {f"{part} {k}": d.get(k) for part, d in done["tokenize"].items()
                          for k in ("segments", "errors", "audio_hours", "wall_seconds")},
         },
-        "training": {"metrics": str(p["train"] / "metrics.jsonl"),
+        "training": {"metrics": str(p["train"] / "metrics.jsonl"), "config": str(p["train"] / "config.yaml"),
                      "info": {"preset": cfg.preset, "steps": train_info["steps"], "global batch": cfg.batch,
                               "sequence length": cfg.seq_len, "mixture": f"{cfg.speech_weight:.2f} speech / "
                               f"{1 - cfg.speech_weight:.2f} text", "final train loss": train_info["last_loss"],
@@ -196,7 +196,8 @@ def demo_summary(cfg: DemoConfig, p: Paths, done: dict[str, Any], timings: dict[
                        "scores": done["eval"]["scores"],
                        "judges": "pocketsphinx (ASR) and an MFCC-statistics speaker embedding: offline judges, "
                                  "not comparable to the paper's Whisper-large-v3 / WavLM-large",
-                       "coverage": _coverage(Path(done["eval"]["results"]))},
+                       "coverage": _coverage(Path(done["eval"]["results"])),
+                       "results": done["eval"]["results"]},  # per-task details and per-item logs
         "samples": done["samples"],
         "settings": {"demo": to_dict(cfg), "stage_seconds": {k: round(v, 1) for k, v in timings.items()}},
     }

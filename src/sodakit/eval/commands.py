@@ -46,6 +46,7 @@ FLAGS = (
     Flag("seed"),
     Flag("out"),
     Flag("log_items", const=True),
+    Flag("quiet", "no progress output", const=True),
 )
 
 

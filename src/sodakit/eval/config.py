@@ -27,7 +27,7 @@ class EvalConfig:
     protocol: str = DEFAULT_PROTOCOL  # soda: the SODA authors' rules; sodakit: sodakit's own
     # --- how to open the model
     backend: str = "auto"  # sodakit | transformers (any Hugging Face causal LM) | auto
-    device: str = "cpu"  # auto | cpu | cuda[:i]
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda[:i]; the one used is printed and recorded
     dtype: str = "float32"  # float32 | bfloat16 | float16 (CUDA only)
     tokenizer: str | None = None  # tokenizer.json instead of the model's
     codec: str | None = None  # codec for spoken tasks; default: the one recorded with the model
@@ -53,6 +53,7 @@ class EvalConfig:
     # --- output
     out: str | None = "eval_results.json"  # results JSON; None: only return the results
     log_items: bool = False  # per-item records (next to `out` as <stem>.items/<task>.jsonl)
+    quiet: bool = False  # no progress output (per-task result lines still print)
 
     def __post_init__(self) -> None:
         items = [self.tasks] if isinstance(self.tasks, str) else self.tasks

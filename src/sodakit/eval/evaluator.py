@@ -63,7 +63,7 @@ def evaluate(bundle: Bundle, cfg: EvalConfig, log: Callable[[str], None] = _stde
     if bundle.tokenizer is None:
         raise ModelLoadError(f"{bundle.info.path}: no tokenizer.json; pass --tokenizer PATH (a SODA-style tokenizer.json)")
     ctx = EvalContext(lm=as_scoring_lm(bundle.model), tokenizer=bundle.tokenizer, codec=bundle.codec, cfg=cfg,
-                      codec_record=bundle.info.codec_record)
+                      codec_record=bundle.info.codec_record, device=bundle.info.device or "cpu")
     tok = bundle.tokenizer
     results = run_header(
         command or cfg.command_line(),
@@ -72,6 +72,8 @@ def evaluate(bundle: Bundle, cfg: EvalConfig, log: Callable[[str], None] = _stde
         codec=(bundle.codec.info().__dict__ if bundle.codec is not None else None),
         settings=cfg.settings(),
     )
+    log(f"[eval] model {bundle.info.source or bundle.info.path} on {bundle.info.device or 'its own device'} "
+        f"(device={cfg.device}" + (f", {bundle.info.dtype})" if bundle.info.dtype else ")"))
     out = storage.as_location(cfg.out) if cfg.out else None
     item_dir = _item_log_dir(out) if (cfg.log_items and out) else None
     results["tasks"], _ = run_tasks(ctx, names, cfg.data, item_dir, log=log)

@@ -10,23 +10,32 @@
 Each task takes `[CONFIG.yaml] key=value ...` (`--help` lists the keys); the flags of earlier versions
 (--model, --text, --max-new-tokens, --temperature, ...) are other spellings of the same keys. The codec
 is the one recorded in the checkpoint unless codec= names one (it must have the same config hash, or
-allow_codec_mismatch=true). Output audio is written at the codec's sample rate.
+allow_codec_mismatch=true). Output audio is written at the codec's sample rate. The model runs on
+device=auto (CUDA when present) unless told otherwise, and says where.
+
+A token budget that would run past the model's context is clamped to it (with a warning); an input that
+cannot be generated at all (a prompt longer than the context) is reported and skipped, the others are
+still written, and the command then exits with status 2. Several inputs show progress per item.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from sodakit.audio.io import load_audio, save_wav
 from sodakit.config import Flag, atomic_write_text, parse_config_args
 from sodakit.data.s2st_manifest import REQUIRED_TRANSLATE, read_manifest
+from sodakit.errors import EXIT_USER
 from sodakit.generate.config import ASRConfig, ContinueConfig, GenerateConfig, S2STConfig, TTSConfig
 from sodakit.generate.s2st import translate_manifest, translation_record
-from sodakit.generate.tasks import SILENCE_DETECTORS, SodaGenerator
+from sodakit.generate.tasks import SILENCE_DETECTORS, SodaGenerator, TaskOutput
 from sodakit.model.bundle import load_bundle
+from sodakit.progress import Progress
 
 COMMON_FLAGS = (
     Flag("model"),
@@ -40,6 +49,7 @@ COMMON_FLAGS = (
     Flag("sampling.top_k", "keep the k most likely ids (0 = off)", name="--top-k"),
     Flag("sampling.top_p", "nucleus mass", name="--top-p"),
     Flag("sampling.seed", "sampling seed", name="--seed"),
+    Flag("quiet", "no progress output", const=True),
 )
 SILENCE_FLAGS = (Flag("silence_stop_seconds"), Flag("silence_detector", choices=SILENCE_DETECTORS))
 OUTPUT_FLAGS = (Flag("output"), Flag("output_dir"))
@@ -61,7 +71,31 @@ def _generator(cfg: GenerateConfig) -> SodaGenerator:
     g = SodaGenerator.from_bundle(bundle, batch_size=cfg.batch_size)
     for note in g.notes:
         print(f"note: {note}", file=sys.stderr)
+    print(f"model {bundle.info.path} on {bundle.info.device} (device={cfg.device}, {bundle.info.dtype}), "
+          f"context {g.context_length} tokens", file=sys.stderr)
     return g
+
+
+@contextlib.contextmanager
+def _progress(g: SodaGenerator, cfg: GenerateConfig, task: str, total: int) -> Iterator[None]:
+    """Progress per item while the generator decodes (shown for several items)."""
+    with Progress(f"generate {task}", total=total, unit="item", quiet=cfg.quiet or total < 2) as bar:
+        g.on_items_done = bar.update
+        try:
+            yield
+        finally:
+            g.on_items_done = None
+
+
+def _failures(task: str, names: Sequence[str], results: Sequence[TaskOutput]) -> int:
+    """Warn about every input that produced nothing; the command's exit status (2 when any failed)."""
+    failed = [(name, r.error) for name, r in zip(names, results) if r.error is not None]
+    for name, error in failed:
+        print(f"warning: {name}: {error}", file=sys.stderr)
+    if failed:
+        print(f"sodakit generate {task}: {len(failed)} of {len(results)} input(s) failed (see above); the others "
+              "were written", file=sys.stderr)
+    return EXIT_USER if failed else 0
 
 
 def _save(path: Path, wav, sr: int) -> None:
@@ -104,17 +138,20 @@ def run_asr(cfg: ASRConfig) -> int:
             path, text = line.split("\t", 1)
             p = Path(path) if Path(path).is_absolute() else base / path
             shots.append((load_audio(p, sr), sr, text))
-    results = g.asr(waves, sr, shots=shots, max_new_tokens=cfg.max_new_tokens, sampling=cfg.sampling)
+    with _progress(g, cfg, "asr", len(waves)):
+        results = g.asr(waves, sr, shots=shots, max_new_tokens=cfg.max_new_tokens, sampling=cfg.sampling)
     if cfg.output and cfg.output.endswith(".jsonl"):
-        lines = [json.dumps({"audio": p, "text": r.text, "stop_reason": r.stop_reason}) for p, r in zip(cfg.audio, results)]
+        lines = [json.dumps({"audio": p, "text": r.text if r.error is None else None, "stop_reason": r.stop_reason}
+                            | ({"error": r.error} if r.error is not None else {}))
+                 for p, r in zip(cfg.audio, results)]
     else:
-        lines = [r.text for r in results]
+        lines = [r.text for r in results]  # a failed input keeps its (empty) line: line i is input i
     text = "\n".join(lines) + "\n"
     if cfg.output:
         atomic_write_text(Path(cfg.output), text)
     else:
         sys.stdout.write(text)
-    return 0
+    return _failures("asr", cfg.audio, results)
 
 
 def run_tts(cfg: TTSConfig) -> int:
@@ -129,14 +166,16 @@ def run_tts(cfg: TTSConfig) -> int:
         voice = g.voice(wav, sr, cfg.voice_text)
         calibration.append((wav, sr))
     outs = _out_paths(cfg, None, len(texts))
-    results = g.tts(
-        texts, voice, max_new_tokens=cfg.max_new_tokens, sampling=cfg.sampling, max_seconds=cfg.max_seconds,
-        silence_stop_seconds=cfg.silence_stop_seconds, silence=_silence(g, cfg, calibration),
-    )
+    with _progress(g, cfg, "tts", len(texts)):
+        results = g.tts(
+            texts, voice, max_new_tokens=cfg.max_new_tokens, sampling=cfg.sampling, max_seconds=cfg.max_seconds,
+            silence_stop_seconds=cfg.silence_stop_seconds, silence=_silence(g, cfg, calibration),
+        )
     for path, r in zip(outs, results):
-        _save(path, r.audio, sr)
-        print(f"  stop: {r.stop_reason}, {r.audio_frames} frames, {r.new_tokens} tokens", file=sys.stderr)
-    return 0
+        if r.error is None:
+            _save(path, r.audio, sr)
+            print(f"  stop: {r.stop_reason}, {r.audio_frames} frames, {r.new_tokens} tokens", file=sys.stderr)
+    return _failures("tts", [str(p) for p in outs], results)
 
 
 def run_continue(cfg: ContinueConfig) -> int:
@@ -144,13 +183,15 @@ def run_continue(cfg: ContinueConfig) -> int:
     sr = g.sample_rate
     waves = [load_audio(p, sr) for p in cfg.audio]
     outs = _out_paths(cfg, cfg.audio, len(waves))
-    results = g.continue_audio(
-        waves, sr, seconds=cfg.seconds, sampling=cfg.sampling, silence_stop_seconds=cfg.silence_stop_seconds,
-        silence=_silence(g, cfg, [(w, sr) for w in waves]), include_prompt=cfg.include_prompt,
-    )
+    with _progress(g, cfg, "continue", len(waves)):
+        results = g.continue_audio(
+            waves, sr, seconds=cfg.seconds, sampling=cfg.sampling, silence_stop_seconds=cfg.silence_stop_seconds,
+            silence=_silence(g, cfg, [(w, sr) for w in waves]), include_prompt=cfg.include_prompt,
+        )
     for path, r in zip(outs, results):
-        _save(path, r.audio, sr)
-    return 0
+        if r.error is None:
+            _save(path, r.audio, sr)
+    return _failures("continue", cfg.audio, results)
 
 
 def run_s2st(cfg: S2STConfig) -> int:
@@ -159,18 +200,21 @@ def run_s2st(cfg: S2STConfig) -> int:
     if cfg.manifest:
         return _translate_manifest(g, cfg)
     waves = [load_audio(p, sr) for p in cfg.audio]
-    results = g.s2st(
-        waves, sr, source_lang=cfg.source_lang,
-        source_texts=None if cfg.source_text is None else [cfg.source_text], target_lang=cfg.target_lang,
-        max_new_tokens=cfg.max_new_tokens, sampling=cfg.sampling, max_seconds=cfg.max_seconds,
-        silence_stop_seconds=cfg.silence_stop_seconds, silence=_silence(g, cfg, [(w, sr) for w in waves]),
-        max_text_tokens=cfg.max_text_tokens,
-    )
+    with _progress(g, cfg, "s2st", len(waves)):
+        results = g.s2st(
+            waves, sr, source_lang=cfg.source_lang,
+            source_texts=None if cfg.source_text is None else [cfg.source_text], target_lang=cfg.target_lang,
+            max_new_tokens=cfg.max_new_tokens, sampling=cfg.sampling, max_seconds=cfg.max_seconds,
+            silence_stop_seconds=cfg.silence_stop_seconds, silence=_silence(g, cfg, [(w, sr) for w in waves]),
+            max_text_tokens=cfg.max_text_tokens,
+        )
     for path, r in zip(_out_paths(cfg, cfg.audio, len(waves)), results):
+        if r.error is not None:
+            continue
         _save(path, r.audio, sr)
         print(json.dumps({"output": str(path), "source_lang": r.extra.get("source_lang"), "source_text": r.extra.get("source_text"),
                           "target_text": r.text, "stop_reason": r.stop_reason}))
-    return 0
+    return _failures("s2st", cfg.audio, results)
 
 
 def _translate_manifest(g: SodaGenerator, cfg: S2STConfig) -> int:
@@ -179,17 +223,18 @@ def _translate_manifest(g: SodaGenerator, cfg: S2STConfig) -> int:
         raise ValueError("manifest=... needs output_dir=... (--output-dir): the WAVs and items.jsonl go there")
     items = read_manifest(cfg.manifest, require=REQUIRED_TRANSLATE)[: cfg.limit]
     out = Path(cfg.output_dir)
-    translations = translate_manifest(
-        g, items, out / "wav", sampling=cfg.sampling, max_new_tokens=cfg.max_new_tokens, max_seconds=cfg.max_seconds,
-        silence_stop_seconds=cfg.silence_stop_seconds, force_source_lang=cfg.source_lang is not None,
-        max_text_tokens=cfg.max_text_tokens,
-    )
+    with _progress(g, cfg, "s2st", len(items)):
+        translations = translate_manifest(
+            g, items, out / "wav", sampling=cfg.sampling, max_new_tokens=cfg.max_new_tokens,
+            max_seconds=cfg.max_seconds, silence_stop_seconds=cfg.silence_stop_seconds,
+            force_source_lang=cfg.source_lang is not None, max_text_tokens=cfg.max_text_tokens,
+        )
     records = [translation_record(t, g.sample_rate) | {"audio_file": str(t.audio_path.relative_to(out))}
                for t in translations]
     atomic_write_text(out / "items.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     print(f"wrote {len(records)} translations to {out} (wav/, items.jsonl); score them with "
           f"`sodakit eval model={cfg.model} tasks=[s2st] data.s2st={cfg.manifest}`", file=sys.stderr)
-    return 0
+    return _failures("s2st", [t.item.id for t in translations], [t.output for t in translations])
 
 
 CONFIGS: dict[str, tuple[type, object]] = {

@@ -33,10 +33,11 @@ class GenerateConfig:
     codec: str | None = None  # codec directory or hub id (default: the one recorded with the model)
     tokenizer: str | None = None  # tokenizer.json (default: the checkpoint's)
     allow_codec_mismatch: bool = False  # use a codec whose hash differs from the recorded one
-    device: str = "cpu"  # auto | cpu | cuda[:i]
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda[:i]; the one used is printed
     dtype: str = "float32"  # float32 | bfloat16 | float16 (CUDA only)
     batch_size: int = 8  # prompts decoded together
     sampling: SamplingConfig = field(default_factory=lambda: replace(TTS_SAMPLING))
+    quiet: bool = False  # no progress output
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -46,7 +47,9 @@ class GenerateConfig:
 
 @dataclass
 class AudioOutputConfig(GenerateConfig):
-    max_new_tokens: int = TTS_MAX_NEW_TOKENS  # token budget per item
+    # Token budget per item; clamped to the model's context (max_seq_len - prompt length, with a warning)
+    # and, for TTS, to what max_seconds needs.
+    max_new_tokens: int = TTS_MAX_NEW_TOKENS
     max_seconds: float | None = None  # duration cap of the generated audio
     silence_stop_seconds: float | None = None  # stop after this much trailing silence
     silence_detector: str = DEFAULT_SILENCE  # what counts as silence: codes, repeat or energy

@@ -76,4 +76,4 @@ def translation_record(t: Translation, sample_rate: int) -> dict:
         "reference_target_text": t.item.target_text,
         "seconds": len(t.audio) / sample_rate,
         "stop_reason": t.output.stop_reason,
-    }
+    } | ({"error": t.output.error} if t.output.error is not None else {})

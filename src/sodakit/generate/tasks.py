@@ -13,14 +13,15 @@ generated audio comes out at the codec's rate (`g.sample_rate`).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from sodakit.audio.io import resample, to_mono
 from sodakit.generate import prompts as P
-from sodakit.generate.decoding import STOP_SILENCE, DecodeStats, GenerationConfig, generate
+from sodakit.generate.decoding import STOP_SILENCE, DecodeStats, Generation, GenerationConfig, generate
 from sodakit.generate.memory import weights_to_hugepages
 from sodakit.generate.sampling import SamplingConfig
 from sodakit.generate.silence import EnergySilence, RepeatSilence, SilenceDetector, calibrate_silence_codes
@@ -40,6 +41,8 @@ S2ST_MAX_TEXT_TOKENS = 256
 # asks for a silence stop without naming one.
 SILENCE_DETECTORS = ("codes", "repeat", "energy")
 DEFAULT_SILENCE = "codes"
+# The stop reason of an item that was not generated at all (`TaskOutput.error` says why).
+STOP_ERROR = "error"
 
 
 @dataclass
@@ -52,6 +55,18 @@ class TaskOutput:
     new_tokens: int = 0
     audio_frames: int = 0
     extra: dict = field(default_factory=dict)
+    error: str | None = None  # why nothing was generated for this input (the others of its batch go on)
+
+
+@dataclass
+class ItemFailed:
+    """An input the model cannot continue (e.g. its prompt alone fills the model's context)."""
+
+    reason: str
+
+
+def _stderr_warning(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 class SodaGenerator:
@@ -72,6 +87,11 @@ class SodaGenerator:
         self.batch_size = max(1, int(batch_size))
         self.notes: list[str] = []
         self.stats = DecodeStats()
+        # Called with the number of inputs finished after every decoded batch (progress).
+        self.on_items_done: Callable[[int], None] | None = None
+        # Where runtime warnings go (a budget clamped to the model's context), each said once.
+        self.warn: Callable[[str], None] = _stderr_warning
+        self._warned: set[tuple] = set()
         if tokenizer is not None and tokenizer.vocab != vocab:
             raise ValueError(
                 f"tokenizer layout {tokenizer.vocab.fingerprint} differs from the model's vocabulary {vocab.fingerprint}"
@@ -141,13 +161,60 @@ class SodaGenerator:
             return calibrate_silence_codes(self.codec, waves, sample_rate=sr)
         raise ValueError(f"unknown silence detector {kind!r}; choose {', '.join(SILENCE_DETECTORS)}")
 
-    def _run(self, prompts: list[np.ndarray], cfg: GenerationConfig, silence: SilenceDetector | None = None):
-        out = []
-        for s in range(0, len(prompts), self.batch_size):
-            out += generate(self.model, prompts[s : s + self.batch_size], self.vocab, cfg, silence=silence, stats=self.stats)
-        return out
+    @property
+    def context_length(self) -> int | None:
+        """The model's max_seq_len: prompt + new tokens never go past it (positions it never trained on)."""
+        return getattr(getattr(self.model, "cfg", None), "max_seq_len", None)
 
-    def _audio_result(self, gen, trim_silence: bool) -> TaskOutput:
+    def _run(self, prompts: list[np.ndarray], cfg: GenerationConfig,
+             silence: SilenceDetector | None = None) -> list[Generation | ItemFailed]:
+        """Decode every prompt, in batches of `batch_size`; one result per prompt, in order.
+
+        A prompt whose budget would run past the model's context gets max_seq_len - its length new
+        tokens (decoded on its own, so its neighbours keep their full budget; a warning names the
+        numbers); a prompt that leaves no room at all is an `ItemFailed`, and the others go on.
+        """
+        context = None if cfg.allow_longer_than_trained else self.context_length
+        out: list[Generation | ItemFailed | None] = [None] * len(prompts)
+        full, clamped = [], []
+        for i, p in enumerate(prompts):
+            room = None if context is None else context - len(p)
+            if room is None or room >= cfg.max_new_tokens:
+                full.append(i)
+            elif room >= 1:
+                clamped.append(i)
+            else:
+                out[i] = ItemFailed(f"the prompt ({len(p)} tokens) does not fit the model's context "
+                                    f"(max_seq_len {context}); nothing was generated")
+        groups = [(full[s : s + self.batch_size], cfg) for s in range(0, len(full), self.batch_size)]
+        if clamped:
+            assert context is not None
+            budgets = [context - len(prompts[i]) for i in clamped]
+            self._warn_once(("clamp", cfg.max_new_tokens, context),
+                            f"max_new_tokens {cfg.max_new_tokens} + the prompt exceeds the model's context "
+                            f"(max_seq_len {context}): clamped to max_seq_len - prompt length ("
+                            + (f"{budgets[0]}" if len(set(budgets)) == 1 else f"{min(budgets)} to {max(budgets)}")
+                            + f" new tokens for {len(clamped)} prompt(s) of {len(prompts)})")
+            groups += [([i], replace(cfg, max_new_tokens=b)) for i, b in zip(clamped, budgets)]
+        failed = sum(isinstance(o, ItemFailed) for o in out)
+        if failed and self.on_items_done is not None:
+            self.on_items_done(failed)
+        for idx, c in groups:
+            gens = generate(self.model, [prompts[i] for i in idx], self.vocab, c, silence=silence, stats=self.stats)
+            for i, g in zip(idx, gens):
+                out[i] = g
+            if self.on_items_done is not None:
+                self.on_items_done(len(idx))
+        return out  # type: ignore[return-value]
+
+    def _warn_once(self, key: tuple, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.warn(message)
+
+    def _audio_result(self, gen: Generation | ItemFailed, trim_silence: bool) -> TaskOutput:
+        if isinstance(gen, ItemFailed):
+            return TaskOutput(stop_reason=STOP_ERROR, error=gen.reason)
         # The task's audio: the generated ids of the span the prompt opened, up to its <|audio_end|>.
         ids = np.asarray(gen.tokens, dtype=np.int64)
         other = np.flatnonzero(~self.vocab.is_audio(ids))
@@ -197,6 +264,9 @@ class SodaGenerator:
         )
         results = []
         for g in self._run(prompts, cfg):
+            if isinstance(g, ItemFailed):
+                results.append(TaskOutput(stop_reason=STOP_ERROR, error=g.reason))
+                continue
             ids = np.asarray(g.tokens, dtype=np.int64)
             ids = ids[: np.flatnonzero(ids == self.vocab.text_end_id)[0]] if (ids == self.vocab.text_end_id).any() else ids
             text = P.text_of(tok, ids, skip_special=True).strip()
@@ -218,6 +288,9 @@ class SodaGenerator:
         tok = self._need_tokenizer()
         self._need_codec()
         prompts = [P.tts_prompt(tok, t, voice) for t in texts]
+        frames = self._frames(max_seconds)
+        if frames is not None:  # the duration cap needs no more than its frames and <|audio_end|>
+            max_new_tokens = min(max_new_tokens, frames * self.vocab.num_codebooks + 1)
         cfg = self._audio_cfg(max_new_tokens, sampling or TTS_SAMPLING, max_seconds, silence_stop_seconds)
         if cfg.silence_stop_frames is not None and silence is None:
             silence = self.silence_detector()
@@ -245,6 +318,8 @@ class SodaGenerator:
         results = [self._audio_result(g, trim_silence=True) for g in self._run(prompts, cfg, silence)]
         if include_prompt:
             for r, c in zip(results, codes):
+                if r.error is not None:
+                    continue
                 full = np.concatenate([c, r.extra["codes"]], axis=1)
                 r.audio = self.decode(full)
         return results
@@ -302,6 +377,9 @@ class SodaGenerator:
                 gens[i] = g
         results = []
         for prompt, g in zip(prompts, gens):
+            if isinstance(g, ItemFailed):
+                results.append(TaskOutput(audio=np.zeros(0, np.float32), stop_reason=STOP_ERROR, error=g.reason))
+                continue
             out = P.parse_s2st(tok, np.concatenate([prompt, np.asarray(g.tokens, dtype=np.int64)]))
             codes_out = out.target_codes if out.target_codes is not None else np.zeros((self.vocab.num_codebooks, 0), np.int64)
             if g.stop_reason == STOP_SILENCE and g.trailing_silence:

@@ -4,10 +4,12 @@
     bundle = load_bundle("soda/export", need_codec=True)  # + the codec recorded with the model
     bundle.model, bundle.vocab, bundle.tokenizer, bundle.codec, bundle.info
 
-`path_or_id` is a sodakit checkpoint, a training run directory (its newest complete checkpoint), a
-Hugging Face Qwen3ForCausalLM directory (the released SODA form), the hub id of one ("org/name", or
+`path_or_id` is a sodakit checkpoint (full or sharded: the pieces every rank wrote are put together
+here, whatever their number), a training run directory (its newest complete checkpoint), a Hugging Face
+Qwen3ForCausalLM directory (the released SODA form), the hub id of one ("org/name", or
 "org/name@revision"; resolved through the Hugging Face cache, HF_HUB_OFFLINE=1 never downloads), or a URL
-of any of these (`s3://...`, copied into sodakit's cache and refreshed when the objects change). backend "sodakit" opens it with the project's
+of any of these (`s3://...`, copied into sodakit's cache and refreshed when the objects change; of a run
+directory only its newest complete checkpoint is copied). backend "sodakit" opens it with the project's
 Qwen3 (`sodakit.model.load`); "transformers" with AutoModelForCausalLM, any Hugging Face causal LM
 (e.g. a text baseline to score); "auto" tries sodakit first, then transformers.
 
@@ -36,6 +38,8 @@ from sodakit.config import to_dict
 from sodakit.device import resolve_device, resolve_dtype
 from sodakit.model.config import ModelConfig
 from sodakit.model.load import SIDECAR, TOKENIZER, load_pretrained, remote_checkpoints
+from sodakit.model.sharded import SHARDS_DIR
+from sodakit.progress import library_bars_off_in_logs
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.vocab import Vocab
 
@@ -170,7 +174,8 @@ def _open_model(path: Path, backend: str, device: torch.device, dtype: torch.dty
     try:
         from transformers import AutoModelForCausalLM  # optional heavy dependency, only for this backend
 
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        with library_bars_off_in_logs():
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
     except Exception as e:
         errors.append(f"transformers backend: {type(e).__name__}: {e}")
         raise ModelLoadError(f"{path}: cannot load the model:\n  " + "\n  ".join(errors)) from e
@@ -232,14 +237,17 @@ def model_fingerprint(path: Path) -> dict:
     for meta in ("config.json", SIDECAR):
         if (path / meta).is_file():
             h.update((path / meta).read_bytes())
-    for w in sorted(list(path.glob("*.safetensors")) + list(path.glob("*.pt")) + list(path.glob("*.bin"))):
+    weights = [*path.glob("*.safetensors"), *path.glob("*.pt"), *path.glob("*.bin"),
+               *path.glob(f"{SHARDS_DIR}/*.safetensors")]  # a sharded checkpoint's pieces
+    for w in sorted(weights):
+        name = w.relative_to(path).as_posix()
         size = w.stat().st_size
         with open(w, "rb") as f:
             head = f.read(1 << 20)
             f.seek(max(0, size - (1 << 20)))
             tail = f.read(1 << 20)
-        h.update(w.name.encode() + b"\0" + str(size).encode() + head + tail)
-        files.append({"file": w.name, "bytes": size})
+        h.update(name.encode() + b"\0" + str(size).encode() + head + tail)
+        files.append({"file": name, "bytes": size})
     return {
         "fingerprint": h.hexdigest()[:32],
         "method": "sha256(config.json, sodakit.json + per weight file: name, size, first and last MiB)",

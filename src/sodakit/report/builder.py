@@ -1,22 +1,35 @@
 """The run report: one static HTML page plus the same numbers as JSON and Markdown.
 
-Input is a summary dict (the demo writes one; any pipeline can): sections are optional, paths are
-relative to the summary file or absolute.
+Input is a summary dict (the demo writes one, `sodakit report PATH ...` composes one from what sodakit
+wrote at the paths, see report/compose.py): sections are optional, paths are relative to the summary
+file or absolute.
 
     {"title": str, "subtitle": str, "settings": {...},
      "data": {name: {stat: value}},                       # data statistics, one table per dataset
-     "training": {"metrics": "metrics.jsonl", "info": {...}},
+     "training": {"metrics": "metrics.jsonl", "info": {...},          # one run ...
+                  "config": {...}, "label": "run name", "notes": [...]},
+              or {"runs": [{"metrics": ..., "info": ..., "config": ..., "label": ...}, ...]},  # ... or several
      "evaluation": {"scale": "tiny model, 10 min of synthetic speech", "scores": {column: value},
                     "details": {...}, "judges": "...",
-                    "coverage": {column: {"scored": 4, "expected": 8, "missing": [...]}}},  # partial scores
+                    "coverage": {column: {"scored": 4, "expected": 8, "missing": [...]}},  # partial scores
+                    "results": "results.json", "label": "..."},   # a results JSON: per-task details
+              or {"runs": [{"label": ..., "scores": ..., "results": ..., "coverage": ...}, ...], "scale": ...},
      "samples": [{"task": "tts", "prompt_text": ..., "prompt_audio": "a.wav", "output_audio": "b.wav",
                   "output_text": ..., "reference_text": ...}],
      "isoflop": {"source": "runs/isoflop-mini", "plots": ["profiles.png", ...], "summary": {...},
                  "reference": {"fit": "SODA", "N_exponent": 0.367, "D_exponent": 0.579},
                  "exponents": [{"fit": ..., "N_exponent": .4, "N_exponent_ci": [.1, .5], "D_exponent": ...}],
-                 "warnings": [...], "message": "shown in place of the plots when there is no sweep"}}
+                 "warnings": [...], "message": "shown in place of the plots when there is no sweep"}
+              or a list of such sections}
 
-(`sodakit.report.isoflop.isoflop_section` builds the "isoflop" section from a fit or study directory.)
+(`sodakit.report.isoflop.isoflop_section` builds an "isoflop" section from a fit or study directory.)
+
+A training run shows its settings, one figure of curves (loss per token type, validation, learning
+rate, throughput and MFU), its validation losses, start/resume events and config; several runs are
+overlaid in one figure and set side by side in one table. An evaluation shows the score table beside
+the published SODA rows (one row per run) and, given its results JSON, every task's metrics,
+breakdowns, excluded items, first per-item records and protocol; several runs also get one table of
+every metric in columns.
 
 `build_report` turns the summary into a view (tables with formatted cells, asset paths, notes) and
 renders it with the Jinja templates in report/templates/: index.html.j2 (autoescaped: every text of
@@ -35,13 +48,13 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import yaml
 
 from sodakit import storage
 from sodakit.config import atomic_write_text
+from sodakit.eval.results import soda_scores
+from sodakit.report.plots import comparison_figure, training_figure
+from sodakit.report.sources import read_eval_results, read_item_log, read_metrics
 
 # docs/soda.md#evaluation-protocol: published SODA results (different scale from anything a laptop trains).
 SODA_COLUMNS = ["sBLIMP", "sWUGGY", "SALMon", "tBLIMP", "tWUGGY", "HellaSwag", "ASR WER", "TTS WER", "TTS SIM"]
@@ -54,6 +67,15 @@ SODA_PUBLISHED: dict[str, list[float | None]] = {
 LOWER_IS_BETTER = {"ASR WER", "TTS WER"}
 
 
+# Per-item records shown on the page (the whole log is copied into assets/ and linked).
+ITEM_ROWS = 20
+ITEM_COLUMNS = 12
+EXCLUDED_ROWS = 20
+VALIDATION_ROWS = 30
+# Item logs larger than this are linked where they are instead of copied into the report.
+COPY_LIMIT_BYTES = 20 * 2**20
+
+
 def _resolve(path: str | None, base: Path) -> Path | None:
     if not path:
         return None
@@ -61,50 +83,14 @@ def _resolve(path: str | None, base: Path) -> Path | None:
     return p if p.is_absolute() else base / p
 
 
-def read_metrics(path: Path) -> list[dict]:
-    records = []
-    with open(path) as f:
-        for line in f:
-            if line.strip():
-                records.append(json.loads(line))
-    return records
-
-
-def plot_losses(records: list[dict], out: Path) -> list[str]:
-    """Loss per token type against step: training on the left, held-out validation on the right."""
-    keys = sorted({k for r in records for k, v in r.items() if isinstance(v, int | float) and
-                   (k.startswith("loss") or k.startswith("val_loss"))})
-    if not keys:
-        return []
-    panels = [("training", [k for k in keys if k.startswith("loss")]),
-              ("validation (held out)", [k for k in keys if k.startswith("val_loss")])]
-    panels = [(title, ks) for title, ks in panels if ks]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), dpi=110, squeeze=False, sharey=True)
-    colors = {}
-    for ax, (title, ks) in zip(axes[0], panels):
-        for key in ks:
-            kind = key.removeprefix("val_").removeprefix("loss").lstrip("_") or "all tokens"
-            pts = [(r["step"], r[key]) for r in records if key in r and "step" in r]
-            if not pts:
-                continue
-            xs, ys = zip(*pts)
-            line = ax.plot(xs, ys, marker="o" if len(pts) < 30 else None, ms=3, label=kind, color=colors.get(kind))
-            colors[kind] = line[0].get_color()
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("cross-entropy (nats/token)")
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return keys
-
-
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
+    if isinstance(v, bool):
+        return str(v).lower()
     if isinstance(v, float):
+        if v != 0 and abs(v) < 1e-3:
+            return f"{v:.2e}"
         return f"{v:.3f}" if abs(v) < 1 else f"{v:.1f}" if abs(v) < 1000 else f"{v:,.0f}"
     if isinstance(v, int):
         return f"{v:,}"
@@ -148,6 +134,23 @@ def _stat_rows(stats: dict) -> list[list[Any]]:
     return [[k, v] for k, v in stats.items() if not isinstance(v, dict | list)]
 
 
+def _run_value(key: str, v: Any) -> Any:
+    """A training quantity as people read it: losses to 4 decimals, MFU in percent, rates in 3 digits."""
+    if not isinstance(v, float):
+        return v
+    if "loss" in key:
+        return f"{v:.4f}"
+    if "MFU" in key or key == "mfu":
+        return f"{100 * v:.2f}%"
+    if "learning rate" in key or key == "lr":
+        return f"{v:.3g}"
+    return v
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, indent=2, default=str)
+
+
 class _Assets:
     def __init__(self, out: Path):
         self.dir = out / "assets"
@@ -165,6 +168,16 @@ class _Assets:
         self.names.add(name)
         shutil.copyfile(src, self.dir / name)
         return f"assets/{name}"
+
+    def add_plot(self, draw, name: str) -> tuple[str | None, list[str] | None]:
+        """Draw a figure with `draw(path)` (returns the keys drawn, None for nothing) into assets/."""
+        tmp = self.dir.parent / name
+        keys = draw(tmp)
+        if keys is None:
+            return None, None
+        src = self.add(tmp, "plot")
+        tmp.unlink()
+        return src, keys
 
 
 def build_report(summary: dict, out_dir: str | Path, base_dir: str | Path = ".") -> dict[str, Path | str]:
@@ -189,20 +202,23 @@ def build_report(summary: dict, out_dir: str | Path, base_dir: str | Path = ".")
         view["data"] = [(name, _table(["statistic", "value"], _stat_rows(stats))) for name, stats in summary["data"].items()]
         record["data"] = summary["data"]
     if summary.get("training"):
-        view["training"], training_record = _training_section(summary["training"], out, base, assets)
+        view["training"], training_record = _training_section(summary["training"], base, assets)
         if training_record is not None:
             record["training"] = training_record
     evaluation = summary.get("evaluation") or {}
-    if evaluation.get("scores"):
-        view["evaluation"] = _evaluation_section(evaluation)
-        record["evaluation"] = evaluation
+    if evaluation.get("scores") or evaluation.get("results") or evaluation.get("runs"):
+        view["evaluation"], record["evaluation"] = _evaluation_section(evaluation, base, assets)
     if summary.get("samples"):
         view["samples"], record["samples"] = _samples_section(summary["samples"], base, assets)
-    iso = summary.get("isoflop") or {}
-    if iso.get("plots") or iso.get("exponents") or iso.get("message"):
-        view["isoflop"], record["isoflop"] = _isoflop_section(iso, base, assets)
+    iso = summary.get("isoflop") or []
+    sections = [s for s in (iso if isinstance(iso, list) else [iso])
+                if s and (s.get("plots") or s.get("exponents") or s.get("message"))]
+    if sections:
+        views, records = zip(*(_isoflop_section(s, base, assets) for s in sections))
+        view["isoflop"] = list(views)
+        record["isoflop"] = records[0] if isinstance(iso, dict) else list(records)
     if summary.get("settings"):
-        view["settings"] = json.dumps(summary["settings"], indent=2)
+        view["settings"] = _json_text(summary["settings"])
         record["settings"] = summary["settings"]
 
     paths = {"html": out / "index.html", "markdown": out / "report.md", "json": out / "report.json"}
@@ -212,48 +228,300 @@ def build_report(summary: dict, out_dir: str | Path, base_dir: str | Path = ".")
     return paths
 
 
-def _training_section(training: dict, out: Path, base: Path, assets: _Assets) -> tuple[dict, dict | None]:
-    """The settings table and the loss curves; the JSON record keeps the last metrics record."""
-    info = training.get("info", {})
-    view: dict[str, Any] = {"info": _table(["setting", "value"], _stat_rows(info)) if info else None,
-                            "plot": None, "plot_keys": ""}
-    metrics_path = _resolve(training.get("metrics"), base)
-    if metrics_path is None or not metrics_path.is_file():
+# ---------------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------------
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _sampled(rows: list, limit: int) -> list:
+    """At most `limit` rows spread evenly over `rows`, the last one always kept."""
+    if len(rows) <= limit:
+        return rows
+    step = len(rows) / limit
+    picked = [rows[int(i * step)] for i in range(limit - 1)]
+    return [*picked, rows[-1]]
+
+
+def _validation_table(records: list[dict]) -> Table | None:
+    vals = [r for r in records if isinstance(r.get("val_loss"), int | float)]
+    if not vals:
+        return None
+    keys = sorted({k for r in vals for k in r if k.startswith("val_loss_")})
+    headers = ["step", "all tokens", *[k.removeprefix("val_loss_") for k in keys]]
+    return _table(headers, [[r.get("step"), *[_run_value(k, r.get(k)) for k in ("val_loss", *keys)]]
+                            for r in _sampled(vals, VALIDATION_ROWS)])
+
+
+def _events_table(records: list[dict]) -> Table | None:
+    events = [r for r in records if "event" in r]
+    if not events:
+        return None
+    rows = []
+    for e in events:
+        changes = e.get("config_changes") or {}
+        rows.append([e.get("step"), e.get("event"), e.get("device"), e.get("world_size"), e.get("checkpoint"),
+                     "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in changes.items()) or None])
+    return _table(["step", "event", "device", "ranks", "checkpoint", "config changes"], rows)
+
+
+def _training_runs(training: dict, base: Path) -> list[dict]:
+    """Every run of the training section, with its metrics records read (a torn last line skipped)."""
+    entries = training["runs"] if isinstance(training.get("runs"), list) else [training]
+    runs = []
+    for i, entry in enumerate(entries):
+        path = _resolve(entry.get("metrics"), base)
+        records, notes = read_metrics(path) if path is not None and path.is_file() else ([], [])
+        config = entry.get("config")
+        if isinstance(config, str) and (cpath := _resolve(config, base)) is not None and cpath.is_file():
+            try:
+                config = yaml.safe_load(cpath.read_text())
+            except (OSError, yaml.YAMLError) as e:
+                notes.append(f"{cpath}: unreadable ({e})")
+        runs.append({"label": entry.get("label") or f"run {i + 1}", "info": entry.get("info") or {},
+                     "config": config if isinstance(config, dict) else None, "records": records,
+                     "has_metrics": path is not None and path.is_file(),
+                     "notes": [*(entry.get("notes") or []), *notes]})
+    return runs
+
+
+def _training_section(training: dict, base: Path, assets: _Assets) -> tuple[dict, dict | None]:
+    """Settings, curves, validation, events and config of one run; several side by side and overlaid."""
+    runs = _training_runs(training, base)
+    single = len(runs) == 1
+    if single:
+        src, keys = assets.add_plot(lambda p: training_figure(runs[0]["records"], p), "training.png")
+    else:
+        src, keys = assets.add_plot(lambda p: comparison_figure({r["label"]: r["records"] for r in runs}, p),
+                                    "training.png")
+    view: dict[str, Any] = {
+        "single": single, "plot": src, "plot_keys": ", ".join(keys or []),
+        "caption": ("Loss per token type, learning rate and throughput" if single
+                    else "Runs overlaid: " + ", ".join(r["label"] for r in runs)),
+        "compare": None if single else _compare_runs(runs),
+        "runs": [{"label": r["label"],
+                  "info": _table(["setting", "value"], [[k, _run_value(k, v)] for k, v in _stat_rows(r["info"])])
+                  if r["info"] else None,
+                  "validation": _validation_table(r["records"]), "events": _events_table(r["records"]),
+                  "config": _json_text(r["config"]) if r["config"] else None, "notes": r["notes"]} for r in runs],
+    }
+    have_metrics = [r for r in runs if r["has_metrics"]]
+    if not have_metrics:
         return view, None
-    records = read_metrics(metrics_path)
-    tmp = out / "loss_curves.png"
-    keys = plot_losses(records, tmp)
-    if keys:
-        view["plot"] = assets.add(tmp, "plot")
-        view["plot_keys"] = ", ".join(keys)
-        tmp.unlink()
-    last = {k: v for k, v in (records[-1] if records else {}).items() if isinstance(v, int | float)}
-    return view, {"info": info, "last_record": last}
+
+    def last_record(r: dict) -> dict:
+        return {k: v for k, v in (r["records"][-1] if r["records"] else {}).items() if isinstance(v, int | float)}
+
+    if single:
+        return view, {"info": runs[0]["info"], "last_record": last_record(runs[0]), "plot": src,
+                      "notes": runs[0]["notes"]}
+    return view, {"runs": [{"label": r["label"], "info": r["info"], "last_record": last_record(r), "notes": r["notes"]}
+                           for r in runs], "plot": src}
 
 
-def _evaluation_section(evaluation: dict) -> dict:
-    """This run's scores beside the published SODA rows, with notes on scale and partial columns."""
-    scores = evaluation["scores"]
-    ours = [scores.get(c) for c in SODA_COLUMNS]
-    rows = [["this run", *ours]] + [[name, *vals] for name, vals in SODA_PUBLISHED.items()]
-    partial = _partial_columns(evaluation.get("coverage") or {})
+def _compare_runs(runs: list[dict]) -> Table:
+    """One column per run: their settings and latest numbers, then the config keys that differ."""
+    keys: list[str] = []
+    for r in runs:
+        keys += [k for k in r["info"] if k not in keys and not isinstance(r["info"][k], dict | list)]
+    rows = [[k, *[_run_value(k, r["info"].get(k)) for r in runs]] for k in keys]
+    configs = [_flatten(r["config"]) if r["config"] else {} for r in runs]
+    if sum(1 for c in configs if c) > 1:
+        for key in sorted(set().union(*configs)):
+            values = [c.get(key) for c in configs]
+            if any(v != values[0] for v in values[1:]):
+                rows.append([f"config: {key}", *[json.dumps(v) if isinstance(v, list) else v for v in values]])
+    return _table(["", *[r["label"] for r in runs]], rows, "compare")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------------------
+def _eval_runs(evaluation: dict, base: Path) -> list[dict]:
+    """Every evaluated run: its label, scores (from its results JSON when not given) and results."""
+    entries = evaluation["runs"] if isinstance(evaluation.get("runs"), list) else [evaluation]
+    runs = []
+    for i, entry in enumerate(entries):
+        results, results_path = entry.get("results"), None
+        if isinstance(results, str):
+            results_path = _resolve(results, base)
+            results = read_eval_results(results_path) if results_path is not None and results_path.is_file() else None
+        scores = entry.get("scores") or (soda_scores(results) if results else {})
+        label = entry.get("label") or ("this run" if len(entries) == 1 else f"run {i + 1}")
+        runs.append({"label": label, "scores": scores, "coverage": entry.get("coverage") or {},
+                     "results": results if isinstance(results, dict) else None, "results_path": results_path})
+    return runs
+
+
+def _evaluation_section(evaluation: dict, base: Path, assets: _Assets) -> tuple[dict, dict]:
+    """The scores beside the published SODA rows (with notes on scale and partial columns); with a
+    results JSON every task's details; several runs also one table of every metric in columns."""
+    runs = _eval_runs(evaluation, base)
+    single = len(runs) == 1
+    rows = [[r["label"], *[r["scores"].get(c) for c in SODA_COLUMNS]] for r in runs]
+    rows += [[name, *vals] for name, vals in SODA_PUBLISHED.items()]
+    partial = _partial_columns(runs[0]["coverage"]) if single else {}
     headers = ["model", *[c + (f" ({partial[c][0]}/{partial[c][1]} parts)" if c in partial else "")
                           + (" (lower better)" if c in LOWER_IS_BETTER else "") for c in SODA_COLUMNS]]
-    partial_notes = [f"{c}: this run scored {scored} of the {expected} parts"
-                     + (f" (missing: {', '.join(missing)})" if missing else "")
-                     + "; the published numbers average all of them."
-                     for c, (scored, expected, missing) in partial.items()]
-    extra = [[k, v] for k, v in scores.items() if k not in SODA_COLUMNS]
-    return {
-        "note": ("Published SODA numbers (docs/soda.md#evaluation-protocol) are shown for reference only: they "
-                 "come from models trained on ~300K hours with Mimi and judged by Whisper-large-v3 / WavLM-large; "
-                 f"this run is at a different scale ({evaluation.get('scale', '')}) with offline judges and "
-                 "look-alike benchmarks. Compare shapes, not values."),
-        "table": _table(headers, rows, "eval"),
-        "partial_notes": partial_notes,
+    partial_notes = []
+    for r in runs:
+        who = "this run" if single else r["label"]
+        partial_notes += [f"{c}: {who} scored {scored} of the {expected} parts"
+                          + (f" (missing: {', '.join(missing)})" if missing else "")
+                          + "; the published numbers average all of them."
+                          for c, (scored, expected, missing) in _partial_columns(r["coverage"]).items()]
+    if evaluation.get("scale"):
+        note = ("Published SODA numbers (docs/soda.md#evaluation-protocol) are shown for reference only: they come "
+                "from models trained on ~300K hours with Mimi and judged by Whisper-large-v3 / WavLM-large; this "
+                f"run is at a different scale ({evaluation.get('scale', '')}) with offline judges and look-alike "
+                "benchmarks. Compare shapes, not values.")
+    else:
+        note = ("Published SODA numbers (docs/soda.md#evaluation-protocol) are shown for reference: they come from "
+                "models trained on ~300K hours, with Mimi, the full benchmarks and Whisper-large-v3 / WavLM-large "
+                "judges. A number is comparable only where the data, protocol and judges match (each task's "
+                "protocol is listed below).")
+    extra = [[k, v] for k, v in runs[0]["scores"].items() if k not in SODA_COLUMNS] if single else []
+    view: dict[str, Any] = {
+        "note": note, "table": _table(headers, rows, "eval"), "partial_notes": partial_notes,
         "extra": _table(["metric", "value"], extra) if extra else None,
         "judges": str(evaluation["judges"]) if evaluation.get("judges") else None,
+        "compare": None if single else _compare_metrics(runs),
+        "tasks": [t for r in runs if r["results"] for t in _task_views(r, single, assets)],
+        "runs": [_eval_run_view(r) for r in runs if r["results"]],
     }
+    if single and not runs[0]["results"]:
+        record = dict(evaluation)
+    elif single:
+        record = {k: v for k, v in evaluation.items() if k != "results"} | {
+            "scores": runs[0]["scores"], "results": str(runs[0]["results_path"] or ""),
+            "tasks": {n: _task_record(t) for n, t in runs[0]["results"].get("tasks", {}).items()}}
+    else:
+        record = {"runs": [{"label": r["label"], "scores": r["scores"], "results": str(r["results_path"] or ""),
+                            "tasks": {n: _task_record(t) for n, t in (r["results"] or {}).get("tasks", {}).items()}}
+                           for r in runs]}
+    return view, record
+
+
+def _task_record(task: dict) -> dict:
+    return {k: task.get(k) for k in ("status", "metrics", "counts", "error") if k in task}
+
+
+def _compare_metrics(runs: list[dict]) -> Table | None:
+    """Rows `task: metric`, one column per run (numeric metrics of tasks that ran)."""
+    keys: list[tuple[str, str]] = []
+    for r in runs:
+        for name, task in ((r["results"] or {}).get("tasks") or {}).items():
+            for metric, value in (task.get("metrics") or {}).items():
+                if isinstance(value, int | float) and not isinstance(value, bool) and (name, metric) not in keys:
+                    keys.append((name, metric))
+    if not keys:
+        return None
+
+    def value(r: dict, name: str, metric: str) -> Any:
+        task = ((r["results"] or {}).get("tasks") or {}).get(name) or {}
+        return (task.get("metrics") or {}).get(metric) if task.get("status") == "ok" else None
+
+    rows = [[f"{name}: {metric}", *[value(r, name, metric) for r in runs]] for name, metric in keys]
+    return _table(["task: metric", *[r["label"] for r in runs]], rows, "compare")
+
+
+def _eval_run_view(run: dict) -> dict:
+    results = run["results"]
+    return {"label": run["label"], "source": str(run["results_path"] or ""),
+            "model": (results.get("model") or {}).get("path"), "device": (results.get("model") or {}).get("device"),
+            "created": results.get("created"), "command": " ".join(map(str, results.get("command") or [])),
+            "settings": _json_text(results.get("settings") or {})}
+
+
+def _breakdown_tables(breakdown: dict) -> list[tuple[str, Table]]:
+    """{name: {key: {stat: value}}} or {name: {key: count}} as tables."""
+    out = []
+    for name, by in breakdown.items():
+        if not isinstance(by, dict) or not by:
+            continue
+        if all(isinstance(v, dict) for v in by.values()):
+            stats: list[str] = []
+            for v in by.values():
+                stats += [k for k in v if k not in stats]
+            out.append((name, _table([name, *stats], [[k, *[v.get(s) for s in stats]] for k, v in by.items()])))
+        else:
+            out.append((name, _table([name, "value"], [[k, v] for k, v in by.items()])))
+    return out
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, dict | list):
+        text = json.dumps(v, default=str)
+        return text if len(text) <= 80 else text[:77] + "..."
+    if isinstance(v, str) and len(v) > 120:
+        return v[:117] + "..."
+    return v
+
+
+def _item_log_path(task_name: str, task: dict, results_path: Path | None) -> Path | None:
+    """The task's per-item log: as recorded, else next to the results file (`<stem>.items/<task>.jsonl`)."""
+    recorded = task.get("item_log")
+    candidates = []
+    if recorded:
+        candidates.append(Path(recorded))
+        if results_path is not None and not Path(recorded).is_absolute():
+            candidates.append(results_path.parent / recorded)
+    if results_path is not None:
+        candidates.append(results_path.parent / f"{results_path.stem}.items" / f"{task_name.replace('/', '_')}.jsonl")
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _task_views(run: dict, single: bool, assets: _Assets) -> list[dict]:
+    out = []
+    for name, task in (run["results"].get("tasks") or {}).items():
+        title = name if single else f"{run['label']}: {name}"
+        view: dict[str, Any] = {"title": title, "status": task.get("status"), "error": task.get("error"),
+                                "metrics": None, "counts": None, "breakdowns": [], "excluded": None,
+                                "excluded_note": None, "item_rows": None, "item_note": None, "item_log": None,
+                                "protocol": _json_text(task.get("protocol") or {}), "notes": list(task.get("notes") or [])}
+        if task.get("status") != "ok":
+            out.append(view)
+            continue
+        metrics = {k: v for k, v in (task.get("metrics") or {}).items() if not isinstance(v, dict | list)}
+        view["metrics"] = _table(["metric", "value"], [[k, v] for k, v in metrics.items()])
+        c = task.get("counts") or {}
+        view["counts"] = (f"scored {_fmt(c.get('scored'))} of {_fmt(c.get('items_read'))} items read; "
+                          f"{_fmt(c.get('read_errors'))} unreadable, {_fmt(c.get('excluded_after_read'))} excluded "
+                          f"after reading; {_fmt(task.get('seconds'))} s"
+                          + ("" if task.get("comparable_to_paper") is not False else "; not comparable to the paper"))
+        view["breakdowns"] = _breakdown_tables(task.get("breakdown") or {})
+        excluded = task.get("excluded") or []
+        if excluded:
+            view["excluded"] = _table(["item", "stage", "file", "reason"],
+                                      [[e.get("item"), e.get("stage"), e.get("file"), _cell(e.get("reason"))]
+                                       for e in excluded[:EXCLUDED_ROWS]])
+            view["excluded_note"] = (f"{len(excluded)} excluded item(s)"
+                                     + (f", the first {EXCLUDED_ROWS} shown" if len(excluded) > EXCLUDED_ROWS else ""))
+        log_path = _item_log_path(name, task, run["results_path"])
+        records, total = (read_item_log(log_path, ITEM_ROWS) if log_path is not None
+                          else (list(task.get("items") or [])[:ITEM_ROWS], len(task.get("items") or [])))
+        if records:
+            flat = [_flatten(r) for r in records]
+            columns: list[str] = []
+            for f in flat:
+                columns += [k for k in f if k not in columns]
+            columns = columns[:ITEM_COLUMNS]
+            view["item_rows"] = _table(columns, [[_cell(f.get(k)) for k in columns] for f in flat], "items")
+            view["item_note"] = f"first {len(records)} of {total} per-item records"
+            if log_path is not None:
+                if log_path.stat().st_size <= COPY_LIMIT_BYTES:
+                    view["item_log"] = assets.add(log_path, "items")
+                else:
+                    view["item_note"] += f" (all of them in {log_path})"
+        out.append(view)
+    return out
 
 
 def _samples_section(samples: list[dict], base: Path, assets: _Assets) -> tuple[list[dict], list[dict]]:

@@ -138,7 +138,8 @@ class RunConfig:
     # claims a run before training it).
     only: list[str] = field(default_factory=list)
     max_runs: int = 0  # stop after this many runs (0: all)
-    progress: bool = False  # per-step progress bar
+    progress: bool = False  # per-step progress of each run's training
+    quiet: bool = False  # no per-run progress of the sweep
 
 
 RUN_FLAGS = (
@@ -156,7 +157,8 @@ RUN_FLAGS = (
     Flag("threads", help="torch CPU threads"),
     Flag("only", nargs="+", help="train only these run ids"),
     Flag("max_runs", help="stop after this many runs"),
-    Flag("progress", const=True, help="per-step progress bar"),
+    Flag("progress", const=True, help="per-step progress of each run's training"),
+    Flag("quiet", const=True, help="no per-run progress of the sweep"),
 )
 
 
@@ -180,9 +182,9 @@ def cmd_run(argv: list[str]) -> int:
         results=Path(cfg.results) if cfg.results else results, runs_dir=Path(cfg.runs_dir) if cfg.runs_dir else runs_dir,
         device=cfg.device, precision=cfg.precision, micro_batch=cfg.micro_batch, seed=cfg.seed,
         checkpoint_every=cfg.checkpoint_every, keep_checkpoints=cfg.keep_checkpoints, compile=cfg.compile,
-        only=list(cfg.only), max_runs=cfg.max_runs, progress=cfg.progress,
+        only=list(cfg.only), max_runs=cfg.max_runs, progress=cfg.progress, quiet=cfg.quiet,
     )
-    out = run_plan(cfg.plan, settings, log=lambda m: print(m, file=sys.stderr, flush=True))
+    out = run_plan(cfg.plan, settings)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"trained {len(out.trained)}, skipped {len(out.skipped)} finished, diverged {len(out.diverged)}"
               + (f", left {len(out.taken)} to other processes" if out.taken else "")

@@ -54,6 +54,7 @@ from sodakit.data.packed import PackedDataError, PackedDataset
 from sodakit.fileio import try_exclusive_lock
 from sodakit.model.config import count_params, train_flops_per_token
 from sodakit.model.load import list_checkpoints, load_pretrained, resolve
+from sodakit.progress import Progress
 from sodakit.scaling.plan import Plan, RunSpec, read_plan
 from sodakit.train import distributed as D
 from sodakit.train import trainer  # called as trainer.train so tests can stand in for it
@@ -103,7 +104,8 @@ class RunSettings:
     compile: bool = False
     only: list[str] = field(default_factory=list)  # restrict to these run ids (empty: all)
     max_runs: int = 0  # train at most this many runs in this invocation (0: all)
-    progress: bool = False  # per-step progress bar of the engine
+    progress: bool = False  # per-step progress of the engine (each run's training steps)
+    quiet: bool = False  # no per-run progress of the sweep
 
 
 @dataclass
@@ -369,8 +371,12 @@ def _check_spec(spec: RunSpec) -> None:
 # ---------------------------------------------------------------------------------------------------
 # The sweep
 # ---------------------------------------------------------------------------------------------------
-def run_plan(plan_path: str | Path, settings: RunSettings, log: Callable[[str], None] = print) -> RunOutcome:
-    """Train every unfinished run of the plan (collective under torchrun: every rank calls it)."""
+def run_plan(plan_path: str | Path, settings: RunSettings, log: Callable[[str], None] | None = None) -> RunOutcome:
+    """Train every unfinished run of the plan (collective under torchrun: every rank calls it).
+
+    Rank 0 shows the sweep's progress per run (sodakit.progress, stderr) and writes its messages to `log`,
+    by default to stderr above that progress.
+    """
     plan = read_plan(plan_path)
     runs = plan.runs
     if settings.only:
@@ -398,10 +404,12 @@ def run_plan(plan_path: str | Path, settings: RunSettings, log: Callable[[str], 
         outcome = RunOutcome([], [], [])
         todo = [r for r in runs if r.run_id not in finished]
         outcome.skipped = [r.run_id for r in runs if r.run_id in finished]
+        bar = Progress("isoflop run", total=len(todo), unit="run", quiet=settings.quiet or not ctx.is_main)
+        say = log if log is not None else bar.write
         if ctx.is_main:
-            log(f"isoflop run: {len(runs)} runs in {plan_path}, {len(outcome.skipped)} already finished in "
+            say(f"isoflop run: {len(runs)} runs in {plan_path}, {len(outcome.skipped)} already finished in "
                 f"{settings.results}, {len(todo)} to train (world size {ctx.world_size}, device {ctx.device})")
-        for i, spec in enumerate(todo, 1):
+        for i, spec in enumerate(bar.each(todo), 1):
             if settings.max_runs and len(outcome.trained) + len(outcome.diverged) >= settings.max_runs:
                 break
             claim = _claim_run(settings.runs_dir, spec.run_id) if ctx.is_main else None
@@ -411,7 +419,7 @@ def run_plan(plan_path: str | Path, settings: RunSettings, log: Callable[[str], 
                 if claim is not None:
                     claim.close()
                 if ctx.is_main:
-                    log(f"[{i}/{len(todo)}] {spec.run_id}: taken by another process, skipped")
+                    say(f"[{i}/{len(todo)}] {spec.run_id}: taken by another process, skipped")
                 outcome.taken.append(spec.run_id)
                 continue
             with claim or contextlib.nullcontext():  # the claim is released once the row is written
@@ -422,7 +430,7 @@ def run_plan(plan_path: str | Path, settings: RunSettings, log: Callable[[str], 
                 run_dir = Path(cfg.run_dir)
                 resumed_from = _resume_step(run_dir)
                 if ctx.is_main:
-                    log(f"[{i}/{len(todo)}] {spec.run_id}: d={spec.width} L={spec.layers} B={spec.batch} "
+                    say(f"[{i}/{len(todo)}] {spec.run_id}: d={spec.width} L={spec.layers} B={spec.batch} "
                         f"steps={spec.steps} lr={spec.lr:.4g} N={spec.params:.3e}"
                         + (f" (resuming from step {resumed_from})" if resumed_from else ""))
                 t0 = time.perf_counter()
@@ -433,7 +441,7 @@ def run_plan(plan_path: str | Path, settings: RunSettings, log: Callable[[str], 
                 except trainer.NonFiniteLossError as e:
                     status = STATUS_DIVERGED
                     if ctx.is_main:
-                        log(f"  {spec.run_id} diverged: {e}")
+                        say(f"  {spec.run_id} diverged: {e}")
                 wall = time.perf_counter() - t0
                 if status == STATUS_OK and val is None:
                     # The run had already reached its last step before this invocation.
@@ -446,11 +454,12 @@ def run_plan(plan_path: str | Path, settings: RunSettings, log: Callable[[str], 
                     append_row(settings.results, row)
                     if not settings.keep_checkpoints:
                         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-                    log(f"  {spec.run_id}: val loss {row['loss']:.4f} "
+                    say(f"  {spec.run_id}: val loss {row['loss']:.4f} "
                         + " ".join(f"{t} {row[f'loss_{t}']:.3f}" for t in TOKEN_TYPES if row[f"loss_{t}"] is not None)
                         + f" ({wall:.1f} s)")
                 D.barrier()
                 (outcome.diverged if status == STATUS_DIVERGED else outcome.trained).append(spec.run_id)
+        bar.close()
         return outcome
     finally:
         D.teardown(ctx)

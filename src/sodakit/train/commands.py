@@ -8,7 +8,7 @@ Multi-node:       torchrun --nnodes N --node-rank R --nproc-per-node 8 --rdzv-ba
 
 from __future__ import annotations
 
-from sodakit.config import ConfigError, parse_config_args
+from sodakit.config import ConfigError, Flag, parse_config_args
 from sodakit.train.config import TrainConfig
 from sodakit.train.trainer import train
 
@@ -25,7 +25,8 @@ def main(argv: list[str]) -> int:
         value = argv[i + 1]
         del argv[i : i + 2]
         argv.append(f"checkpoint.resume={value}")
-    cfg, _ = parse_config_args(TrainConfig, argv, "sodakit train", __doc__ or "")
+    cfg, _ = parse_config_args(TrainConfig, argv, "sodakit train", __doc__ or "",
+                               flags=(Flag("quiet", "no progress output", const=True),))
     result = train(cfg)
     if result.rank != 0:
         return 0

@@ -91,12 +91,13 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def broadcast_object(obj, src: int = 0):
-    """Broadcast a small JSON-like object from `src` (collective; pickled between our own ranks only)."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
+def broadcast_object(obj, src: int = 0, group: dist.ProcessGroup | None = None):
+    """Broadcast a small JSON-like object from global rank `src` (collective over `group`, default: all
+    ranks; pickled between our own ranks only)."""
+    if not dist.is_initialized() or dist.get_world_size(group) == 1:
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, src=src)
+    dist.broadcast_object_list(box, src=src, group=group)
     return box[0]
 
 

@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from sodakit.config import from_dict, save_config, to_dict
 from sodakit.errors import UserError
@@ -36,12 +35,14 @@ from sodakit.model.bundle import local_model_dir
 from sodakit.model.config import PRESETS, ModelConfig, train_flops_per_token
 from sodakit.model.load import CheckpointError, read_pretrained
 from sodakit.model.qwen3 import Qwen3, build_model
+from sodakit.progress import Progress
 from sodakit.tokens.vocab import Vocab
 from sodakit.train import checkpoint as C
 from sodakit.train import distributed as D
 from sodakit.train.batches import BatchSource, build_source, source_metadata, split_batch
 from sodakit.train.config import ModelSpec, TrainConfig, validate_train_config
 from sodakit.train.cpu import tune_cpu_allocator
+from sodakit.train.full_state import load_full_weights
 from sodakit.train.metrics import (
     TOKEN_TYPES,
     MetricsWriter,
@@ -143,7 +144,6 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else Path(cfg.run_dir)
         self.mirror = mirror
         self.seed_rngs()
-        self.accum = self.accumulation_steps()
         self.source = source or build_source(cfg, ctx)
         self.vocab = self.source.vocab
         codec, tokenizer = source_metadata(self.source, cfg)
@@ -152,9 +152,9 @@ class Trainer:
         choice = C.choose_resume(self.run_dir, cfg.checkpoint.resume, ctx)
         self.resume_from = choice.path
         resume_state = (
-            C.check_compatible(self.resume_from, self.model_cfg, self.vocab, ctx.world_size)
-            if self.resume_from is not None else None
+            C.check_compatible(self.resume_from, self.model_cfg, self.vocab) if self.resume_from is not None else None
         )
+        self.accum = self.accumulation_steps(resume_state)
         self.model = self.build_model(pretrained_sd if resume_state is None else None)
         del pretrained_sd
         self.peak_lr = self.peak_learning_rate()
@@ -170,6 +170,8 @@ class Trainer:
         self.log_start(choice.skipped, resume_state, peak_source)
         self.val_data = val_batches(cfg, ctx, self.vocab)
         self.save_info = C.SaveInfo(vocab=self.vocab, codec=codec, tokenizer=tokenizer, config=to_dict(cfg))
+        self.checkpointer = C.Checkpointer(self.run_dir, cfg.checkpoint, ctx, on_commit=self.checkpoint_committed,
+                                         publish=self.publish_checkpoint if mirror is not None else None)
         self.bar = self.build_progress_bar()
 
         self.last_checkpoint = self.resume_from
@@ -184,13 +186,18 @@ class Trainer:
         torch.manual_seed(self.cfg.seed + self.ctx.rank)
         random.seed(self.cfg.seed + self.ctx.rank)
 
-    def accumulation_steps(self) -> int:
+    def accumulation_steps(self, resume_state: dict[str, Any] | None = None) -> int:
         """Micro-batches per rank in one optimizer step."""
         per_step = self.cfg.micro_batch * self.ctx.world_size
         if self.cfg.global_batch % per_step:
+            saved = resume_state["world_size"] if resume_state else self.ctx.world_size
+            hint = (f"; resuming {self.resume_from} (written by {saved} ranks) on {self.ctx.world_size} keeps the "
+                    f"global batch, so choose a micro_batch that divides {self.cfg.global_batch} / {self.ctx.world_size}, "
+                    f"or a world size that divides {self.cfg.global_batch} / {self.cfg.micro_batch}"
+                    if saved != self.ctx.world_size else "")
             raise ValueError(
                 f"global_batch {self.cfg.global_batch} is not a multiple of micro_batch x world_size = "
-                f"{self.cfg.micro_batch} x {self.ctx.world_size}"
+                f"{self.cfg.micro_batch} x {self.ctx.world_size}{hint}"
             )
         return self.cfg.global_batch // per_step
 
@@ -248,7 +255,7 @@ class Trainer:
         model.ce_chunk_elements = cfg.ce_chunk_elements
         D.shard_model(model, self.ctx, bf16=cfg.precision == "bf16", compile_blocks=cfg.compile)
         if cfg.model.init_from and self.resume_from is None:
-            C.load_weights(model, init_weights or {}, self.ctx)
+            load_full_weights(model, init_weights or {}, self.ctx)
         return model
 
     def peak_learning_rate(self) -> float:
@@ -288,6 +295,8 @@ class Trainer:
                 "skipped_checkpoints": skipped or None,
                 "config_changes": _config_changes(resume_state["config"], to_dict(self.cfg)) if resume_state else None,
                 "world_size": self.ctx.world_size,
+                "resized_from": (resume_state["world_size"]
+                                 if resume_state and resume_state["world_size"] != self.ctx.world_size else None),
                 "device": str(self.ctx.device),
                 "peak_lr": self.peak_lr,
                 "accumulation": self.accum,
@@ -298,11 +307,16 @@ class Trainer:
             }
         )
 
-    def build_progress_bar(self) -> tqdm | None:
-        if not (self.ctx.is_main and self.cfg.log.progress):
+    def build_progress_bar(self) -> Progress | None:
+        """Rank 0's progress: a bar on a terminal, a status line every so often in a log (sodakit.progress)."""
+        if not self.ctx.is_main:
             return None
-        return tqdm(total=self.cfg.steps, initial=self.start_step, desc="train", unit="step", file=sys.stderr,
-                    dynamic_ncols=True)
+        bar = Progress("train", total=self.cfg.steps, initial=self.start_step, unit="step",
+                       quiet=self.cfg.quiet or not self.cfg.log.progress)
+        what = f"resuming at step {self.start_step} of {self.cfg.steps}" if self.start_step else f"{self.cfg.steps} steps"
+        bar.write(f"train: {sum(p.numel() for p in self.model.parameters()):,} parameters on {self.ctx.device} "
+                  f"(device={self.cfg.device}, {self.ctx.world_size} rank(s), {self.cfg.precision}), {what}")
+        return bar
 
     # ---- the loop ---------------------------------------------------------------------------------
     def train(self) -> TrainResult:
@@ -323,6 +337,7 @@ class Trainer:
                 if self.val_data and ((cfg.log.val_every and done % cfg.log.val_every == 0) or done == cfg.steps):
                     with window.paused():  # validation is not training time
                         self.last_val = self.validate()
+                    self.log_validation(done, self.last_val)
                     record = {**(record or {"step": done}), **self.last_val}
                 if record is not None and self.writer is not None:
                     self.writer.write(record)
@@ -403,8 +418,14 @@ class Trainer:
     # ---- logging, validation, checkpoints -----------------------------------------------------------
     def update_progress(self, result: StepResult) -> None:
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{result.loss:.4f}", lr=f"{result.lr:.2e}", refresh=False)
-            self.bar.update(1)
+            self.bar.update(1, loss=f"{result.loss:.4f}", lr=f"{result.lr:.2e}")
+
+    def log_validation(self, step: int, val: dict[str, float]) -> None:
+        """The validation losses as one console line (also when quiet: they are results, not progress)."""
+        if self.bar is not None:
+            per_type = ", ".join(f"{k.removeprefix('val_loss_')} {v:.4f}" for k, v in val.items() if k != "val_loss")
+            self.bar.write(f"train: step {step} validation loss {val['val_loss']:.4f}"
+                           + (f" ({per_type})" if per_type else ""))
 
     def step_record(self, result: StepResult, window: ThroughputWindow) -> dict[str, Any]:
         """The metrics record of a log step: loss per token type, throughput and MFU since the last
@@ -442,31 +463,38 @@ class Trainer:
         return validation_losses(self.model, self.val_data, self.vocab, self.ctx)
 
     def save_checkpoint(self, step: int) -> None:
-        """Write the checkpoint of `step` (collective); rank 0 remembers its path."""
+        """Checkpoint `step` (collective): committed on return, or, with checkpoint.async_save, being written
+        in the background (`last_checkpoint` follows once it is committed)."""
         cfg = self.cfg
-        path = C.save_checkpoint(
-            self.run_dir,
-            step,
-            step * cfg.global_batch * cfg.data.seq_len,
-            self.model,
-            self.optimizer,
-            self.model_cfg,
-            self.source.state_dict(),
-            self.save_info,
-            cfg.checkpoint.keep_last,
-            self.ctx,
-        )
-        self.last_checkpoint = path or self.last_checkpoint
-        if self.mirror is not None and path is not None:  # rank 0
+        self.checkpointer.save(step, step * cfg.global_batch * cfg.data.seq_len, self.model, self.optimizer,
+                               self.model_cfg, self.source.state_dict(), self.save_info)
+
+    def publish_checkpoint(self, path: Path) -> None:
+        """Rank 0, right after `path` is committed in the mirror: upload it and the logs to the store."""
+        try:
             self.mirror.push_checkpoint(path)
             self.mirror.push_logs()
+        except OSError as e:
+            raise CheckpointError(
+                f"{path.name} is complete in {self.run_dir} but its upload to {self.mirror.url} failed "
+                f"(the next start with --resume auto finishes it): {e}"
+            ) from e
+
+    def checkpoint_committed(self, report: C.SaveReport) -> None:
+        self.last_checkpoint = report.path
+        if self.writer is not None:
+            self.writer.write(report.record())
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        if self.writer is not None:
-            self.writer.close()
-            if self.mirror is not None:
+        """Wait for a checkpoint still being written (collective), then close the loggers."""
+        try:
+            self.checkpointer.close()
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+            if self.writer is not None:
+                self.writer.close()
+            if self.mirror is not None and self.ctx.is_main:
                 self.mirror.push_logs()
 
 

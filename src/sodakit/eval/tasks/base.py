@@ -21,6 +21,7 @@ from sodakit.eval.config import EvalConfig
 from sodakit.eval.items import ItemError
 from sodakit.eval.lm import ScoringLM, VocabularyError
 from sodakit.generate.tasks import SodaGenerator
+from sodakit.progress import Progress
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 
 
@@ -38,11 +39,15 @@ class EvalContext:
     cfg: EvalConfig = field(default_factory=EvalConfig)
     codec_record: dict | None = None  # the codec the model was trained with, as recorded
     generator: SodaGenerator | None = None  # for generation tasks; built on first use
-    progress: bool = False
+    device: str = "cpu"  # where the model runs (resolved); neural judges (Whisper, WavLM) run there too
 
     @property
     def vocab(self):
         return self.tokenizer.vocab
+
+    def progress(self, task: str, total: int, unit: str = "item") -> Progress:
+        """The progress of one task (a bar on a terminal, a status line now and then in a log)."""
+        return Progress(f"eval {task}", total=total, unit=unit, quiet=self.cfg.quiet)
 
     def require_codec(self, task: str) -> Codec:
         if self.codec is None:

@@ -30,7 +30,15 @@ from sodakit.eval.metrics import NORMALIZATION_VERSION, utterance_wers, wer_deta
 from sodakit.eval.protocols import NORMALIZERS
 from sodakit.eval.readers.librispeech import read_librispeech
 from sodakit.eval.readers.seedtts import read_seedtts
-from sodakit.eval.tasks.base import EvalContext, TaskError, TaskResult, TaskSpec, Timer, counts, register
+from sodakit.eval.tasks.base import (
+    EvalContext,
+    TaskError,
+    TaskResult,
+    TaskSpec,
+    Timer,
+    counts,
+    register,
+)
 from sodakit.eval.tasks.likelihood import _need
 from sodakit.fileio import path_inside, safe_file_name
 from sodakit.generate.decoding import STOP_BUDGET
@@ -93,7 +101,7 @@ def run_asr(ctx: EvalContext, path: Path | None, shots_n: int = 0, task: str = "
             shot_audio.append((w, ctx.codec.sample_rate, norm(s.text) if rules.normalize_shots else s.text))
     errors: list[ItemError] = []
     done: list[tuple[SpeechTextItem, str, str]] = []  # item, hypothesis, stop reason
-    with Timer() as t:
+    with Timer() as t, ctx.progress(task, len(read.items)) as bar:
         for start in range(0, len(read.items), GEN_CHUNK):
             chunk = read.items[start : start + GEN_CHUNK]
             waves = [(it, _load(ctx, it, it.audio, errors)) for it in chunk]
@@ -109,8 +117,11 @@ def run_asr(ctx: EvalContext, path: Path | None, shots_n: int = 0, task: str = "
                         errors.append(ItemError(item=it.id, stage="generate", reason=f"{type(e).__name__}: {e}"))
                         outs.append(None)
             for (it, _), out in zip(waves, outs):
-                if out is not None:
+                if out is not None and out.error is not None:  # e.g. a clip too long for the model's context
+                    errors.append(ItemError(item=it.id, file=it.audio.where, stage="generate", reason=out.error))
+                elif out is not None:
                     done.append((it, out.text, out.stop_reason))
+            bar.update(len(chunk))
     if not done:
         raise TaskError(f"task {task}: no utterance could be transcribed ({len(read.items)} read, {len(errors)} excluded)")
     refs, hyps = [it.text for it, _, _ in done], [h for _, h, _ in done]
@@ -160,7 +171,8 @@ def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
     sampling = replace(TTS_SAMPLING, seed=ctx.cfg.rng_seed)
     rules = ctx.cfg.rules
     with Timer() as t:
-        for it in read.items:
+        bar = ctx.progress("tts", len(read.items))
+        for it in bar.each(read.items):
             prompt = _load(ctx, it, it.prompt_audio, errors)
             if prompt is None:
                 continue
@@ -170,15 +182,19 @@ def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
             except Exception as e:
                 errors.append(ItemError(item=it.id, stage="generate", reason=f"{type(e).__name__}: {e}"))
                 continue
+            if out.error is not None:
+                errors.append(ItemError(item=it.id, stage="generate", reason=out.error))
+                continue
             audio = np.zeros(0, np.float32) if out.audio is None else np.asarray(out.audio, np.float32)
             done.append((it, audio, prompt, out.stop_reason))
             if ctx.cfg.save_audio is not None and audio.size:
                 # The id comes from the benchmark's list: encoded so that it can only name a file in audio_out.
                 write_wav_atomic(path_inside(ctx.cfg.save_audio, it.id, ".wav"), audio, sr)
+        bar.close()
         if not done:
             raise TaskError(f"task tts: nothing was generated ({len(read.items)} read, {len(errors)} excluded)")
-        asr = make_asr_judge(ctx.cfg.asr_judge)
-        speaker = make_speaker_judge(ctx.cfg.speaker_judge)
+        asr = make_asr_judge(ctx.cfg.asr_judge, device=ctx.device)
+        speaker = make_speaker_judge(ctx.cfg.speaker_judge, device=ctx.device)
         hyps = asr.transcribe([a for _, a, _, _ in done], sr)
         sims: list[float | None] = []
         for _, audio, prompt, _ in done:

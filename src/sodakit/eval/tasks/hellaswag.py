@@ -97,7 +97,8 @@ def run_hellaswag(ctx: EvalContext, path: Path | None, markers: bool = False) ->
     with Timer() as t:
         built = choice_requests(ctx, read.items, errors, markers)
         flat = [r for _, reqs in built for r in reqs]
-        scores = score_requests(ctx.lm, flat, batch_size=ctx.cfg.batch_size)
+        with ctx.progress("hellaswag", len(flat), unit="seq") as bar:
+            scores = score_requests(ctx.lm, flat, batch_size=ctx.cfg.batch_size, progress=bar.update)
     if not built:
         raise TaskError(f"task hellaswag: no item could be scored ({len(read.items)} read, {len(errors)} excluded)")
     outcomes: list[dict[str, float]] = []

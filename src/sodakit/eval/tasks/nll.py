@@ -97,7 +97,8 @@ def run_nll(ctx: EvalContext, path: Path | None) -> TaskResult:
             reqs.append(w)
             owner.append(j)
     with Timer() as t:
-        rows = position_logprobs(ctx.lm, reqs, batch_size=ctx.cfg.batch_size)
+        with ctx.progress("val_nll", len(reqs), unit="window") as bar:
+            rows = position_logprobs(ctx.lm, reqs, batch_size=ctx.cfg.batch_size, progress=bar.update)
     sums = dict.fromkeys(VARIANTS, 0.0)
     nums = dict.fromkeys(VARIANTS, 0)
     for req, lp, j in zip(reqs, rows, owner):

@@ -28,6 +28,7 @@ from sodakit.eval.tasks.base import (
     counts,
     grouped_mean,
 )
+from sodakit.progress import Progress
 
 # Pairs whose audio is loaded and encoded at once: bounds memory on multi-GB sets (sBLIMP).
 ENCODE_CHUNK = 128
@@ -75,8 +76,10 @@ def _encode_chunk(ctx: EvalContext, items: list[PairItem], errors: list[ItemErro
     return out
 
 
-def build_speech_requests(ctx: EvalContext, items: Sequence[PairItem], errors: list[ItemError]):
-    """(item, pos request, neg request) for every pair whose audio loads, encodes and fits the model."""
+def build_speech_requests(ctx: EvalContext, items: Sequence[PairItem], errors: list[ItemError],
+                          bar: Progress | None = None):
+    """(item, pos request, neg request) for every pair whose audio loads, encodes and fits the model
+    (`bar` counts the pairs as they are encoded)."""
     built = []
     for start in range(0, len(items), ENCODE_CHUNK):
         chunk = list(items[start : start + ENCODE_CHUNK])
@@ -90,6 +93,8 @@ def build_speech_requests(ctx: EvalContext, items: Sequence[PairItem], errors: l
                 errors.append(ItemError(item=it.id, stage="encode", reason=f"{type(e).__name__}: {e}"))
                 continue
             built.append((it, *reqs))
+        if bar is not None:
+            bar.update(len(chunk))
     return built
 
 
@@ -131,7 +136,8 @@ def build_text_requests(ctx: EvalContext, items: Sequence[PairItem], errors: lis
     return built
 
 
-def score_pairs(ctx: EvalContext, built, errors: list[ItemError]) -> list[tuple[PairItem, SpanScore, SpanScore]]:
+def score_pairs(ctx: EvalContext, built, errors: list[ItemError],
+                task: str = "pairs") -> list[tuple[PairItem, SpanScore, SpanScore]]:
     ok = []
     for it, p, n in built:
         why = check_request(p, ctx.lm) or check_request(n, ctx.lm)
@@ -140,7 +146,8 @@ def score_pairs(ctx: EvalContext, built, errors: list[ItemError]) -> list[tuple[
         else:
             ok.append((it, p, n))
     reqs: list[ScoreRequest] = [r for _, p, n in ok for r in (p, n)]
-    scores = score_requests(ctx.lm, reqs, batch_size=ctx.cfg.batch_size)
+    with ctx.progress(task, len(reqs), unit="seq") as bar:
+        scores = score_requests(ctx.lm, reqs, batch_size=ctx.cfg.batch_size, progress=bar.update)
     return [(it, scores[2 * j], scores[2 * j + 1]) for j, (it, _, _) in enumerate(ok)]
 
 
@@ -203,8 +210,9 @@ def run_speech_pairs(task: str, ctx: EvalContext, read: ReadResult, breakdown_ke
     read = read.limited(ctx.cfg.limit)
     errors: list[ItemError] = []
     with Timer() as t:
-        built = build_speech_requests(ctx, read.items, errors)
-        scored = score_pairs(ctx, built, errors)
+        with ctx.progress(f"{task} (encode)", len(read.items), unit="pair") as bar:
+            built = build_speech_requests(ctx, read.items, errors, bar)
+        scored = score_pairs(ctx, built, errors, task)
     codec = ctx.codec
     protocol = {
         "template": "BOS <|audio_start|>{audio}<|audio_end|>",
@@ -222,7 +230,7 @@ def run_text_pairs(task: str, ctx: EvalContext, read: ReadResult, text_of: Calla
     errors: list[ItemError] = []
     with Timer() as t:
         built = build_text_requests(ctx, read.items, errors, text_of, lowercase)
-        scored = score_pairs(ctx, built, errors)
+        scored = score_pairs(ctx, built, errors, task)
     text_rule = ("stripped of surrounding whitespace" if ctx.cfg.rules.strip_pair_text else "as given (not stripped)")
     protocol = {
         "template": "BOS <|text_start|>{text}<|text_end|>",

@@ -50,13 +50,18 @@ def run_s2st(ctx: EvalContext, path: Path | None) -> TaskResult:
     sr = gen.sample_rate
     sampling = SamplingConfig(temperature=cfg.s2st_temperature, top_p=cfg.s2st_top_p, seed=cfg.rng_seed)
     with Timer() as t:
-        translations = translate_manifest(
-            gen, items, cfg.save_audio, sampling=sampling, max_new_tokens=cfg.s2st_max_new_tokens,
-            force_source_lang=cfg.s2st_force_source_lang, max_text_tokens=cfg.s2st_max_text_tokens,
-        )
+        with ctx.progress("s2st", len(items)) as bar:
+            gen.on_items_done = bar.update
+            try:
+                translations = translate_manifest(
+                    gen, items, cfg.save_audio, sampling=sampling, max_new_tokens=cfg.s2st_max_new_tokens,
+                    force_source_lang=cfg.s2st_force_source_lang, max_text_tokens=cfg.s2st_max_text_tokens,
+                )
+            finally:
+                gen.on_items_done = None
         outs = [tr.audio for tr in translations]
-        asr = make_asr_judge(cfg.asr_judge)
-        speaker = make_speaker_judge(cfg.speaker_judge)
+        asr = make_asr_judge(cfg.asr_judge, device=ctx.device)
+        speaker = make_speaker_judge(cfg.speaker_judge, device=ctx.device)
         transcripts = asr.transcribe(outs, sr)
         usable = [i for i, w in enumerate(outs) if len(w) >= int(MIN_SIM_SECONDS * sr)]
         sims = [0.0] * len(items)
