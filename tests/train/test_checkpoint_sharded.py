@@ -158,3 +158,23 @@ def test_a_failed_upload_fails_the_save_and_keeps_the_local_checkpoint(trainee, 
         checkpointer.wait()
     checkpointer.close()
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000001"]  # the next start uploads it
+
+
+@pytest.mark.parametrize("fmt", ["sharded", "full"])
+def test_checkpoint_files_follow_the_umask(fmt, trainee, tmp_path):
+    """safetensors creates its files 0600: a teammate could not read a checkpoint written with umask 022."""
+    import os
+    import stat
+
+    ctx, model, optimizer = trainee
+    old = os.umask(0o022)
+    try:
+        checkpointer = C.Checkpointer(tmp_path, CheckpointConfig(format=fmt), ctx)
+        _save(checkpointer, 1, model, optimizer)
+        checkpointer.close()
+    finally:
+        os.umask(old)
+    (ckpt,) = list_checkpoints(tmp_path)
+    modes = {p.relative_to(ckpt).as_posix(): oct(stat.S_IMODE(p.stat().st_mode)) for p in ckpt.rglob("*")}
+    assert any(name.endswith(".safetensors") for name in modes)
+    assert modes == {name: oct(0o755 if (ckpt / name).is_dir() else 0o644) for name in modes}
