@@ -1,7 +1,8 @@
 """The whole pipeline where users keep things: data, packed tokens, the run directory, eval data, results
 and the report on S3 (a real S3 server on localhost, tests/conftest.py), and the dataset, the codec, the
 tokenizer and an exported model behind hub ids (a Hugging Face cache laid out by tests/hub_cache.py,
-offline). tokenize -> pack -> train (killed, resumed on "another machine") -> eval -> report."""
+offline). tokenize -> pack -> train (sharded checkpoints saved and uploaded asynchronously; killed, resumed
+on "another machine") -> eval -> report."""
 
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ def test_pipeline_on_s3_and_the_hub(tmp_path, s3_bucket, hub_cache, sodakit_cach
                     "val_path": f"{bucket}/packed/dev", "val_batches": 1},
            "model": {"preset": "tiny", "overrides": SMALL}, "optim": {"lr": 3e-3},
            "log": {"every": 1, "val_every": 8, "progress": False, "tensorboard": False},
-           "checkpoint": {"every": 4, "keep_last": 2}}
+           "checkpoint": {"every": 4, "keep_last": 2, "async_save": True}}  # uploads in the background
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
     (tmp_path / "ref.yaml").write_text(yaml.safe_dump({**cfg, "run_dir": str(tmp_path / "ref")}))
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
