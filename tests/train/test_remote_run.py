@@ -66,3 +66,22 @@ def test_a_checkpoint_with_files_missing_from_the_mirror_is_never_published(s3_b
     with pytest.raises(CheckpointError, match=r"lists shards/rank1.distcp, which is not in the local mirror"):
         mirror.push_checkpoint(ckpt)
     assert not storage.exists(f"{s3_bucket}/runs/r3/checkpoints/step_00000004/{COMPLETE_MARKER}")
+
+
+def test_a_failed_upload_stops_training_naming_the_store_and_keeps_the_checkpoint(packed, s3_bucket, sodakit_cache,
+                                                                                  monkeypatch):
+    import pytest
+
+    from sodakit.model.load import CheckpointError, list_checkpoints
+    from sodakit.train.trainer import train
+
+    from .test_trainer import make_cfg
+
+    def unreachable(self, ckpt):
+        raise OSError(f"Could not connect to the endpoint URL for {self.url}")
+
+    monkeypatch.setattr(RunMirror, "push_checkpoint", unreachable)
+    run = f"{s3_bucket}/runs/down"
+    with pytest.raises(CheckpointError, match=rf"step_00000004 is complete in .* but its upload to {run} failed"):
+        train(make_cfg(run, packed, steps=4, **{"log.tensorboard": False}))
+    assert [p.name for p in list_checkpoints(RunMirror(run).local)] == ["step_00000004"]  # the next start uploads it
