@@ -122,3 +122,13 @@ def test_inspect_errors_are_one_line(tmp_path, capsys):
 
 def test_unknown_command_is_a_user_error(capsys):
     assert cli_main(["--debug", "no-such-stage"]) == 2
+
+
+def test_object_store_client_errors_are_user_errors():
+    """Missing credentials or a wrong endpoint are the user's settings to fix: one line, exit 2."""
+    from botocore.exceptions import NoCredentialsError
+
+    from sodakit.errors import EXIT_USER, classify
+
+    code, message = classify(NoCredentialsError())
+    assert code == EXIT_USER and message.startswith("object store: Unable to locate credentials")

@@ -45,3 +45,40 @@ def test_path_inside(tmp_path):
                                              (".", False), ("", False), ("a\\b", False)])
 def test_is_plain_file_name(name, plain):
     assert is_plain_file_name(name) is plain
+
+
+@pytest.mark.parametrize(("umask", "file_mode", "dir_mode"), [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_written_files_follow_the_umask(tmp_path, umask, file_mode, dir_mode):
+    """Temp-file-then-rename used to leave every output -rw------- (folders drwx------) whatever the umask,
+    so teammates and web servers could not read models, data or reports."""
+    import os
+    import stat
+
+    import numpy as np
+    import torch
+
+    from sodakit.data.packed import ShardWriter
+    from sodakit.data.segments import Segment, write_segment_shard
+    from sodakit.fileio import atomic_write_text
+    from sodakit.model.config import ModelConfig
+    from sodakit.model.hf import save_hf_dir
+    from sodakit.model.qwen3 import build_model
+
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}")
+        writer = ShardWriter(tmp_path, 0)
+        writer.add(np.arange(5, dtype=np.uint32))
+        writer.finish()
+        write_segment_shard(tmp_path / "segments-00000.parquet",
+                            [Segment("s", "r", 0.0, 1.0, "hi", np.zeros((2, 3), np.uint16))])
+        cfg = ModelConfig(vocab_size=32, d_model=16, n_layers=1, n_heads=2, n_kv_heads=1, head_dim=8, d_ff=32,
+                          max_seq_len=16)
+        with torch.device("cpu"):
+            out = save_hf_dir(tmp_path / "hf", cfg, build_model(cfg, seed=0).state_dict())
+    finally:
+        os.umask(old)
+    files = [tmp_path / "a.json", tmp_path / "tokens-00000.bin", tmp_path / "tokens-00000.docs.npy",
+             tmp_path / "segments-00000.parquet", out / "model.safetensors", out / "config.json"]
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: oct(file_mode) for p in files}
+    assert oct(stat.S_IMODE(out.stat().st_mode)) == oct(dir_mode)

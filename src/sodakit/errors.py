@@ -9,8 +9,9 @@ The contract of the command line (`sodakit.cli`):
 
 User errors are `UserError` (new code raises it or a subclass), `ValueError` (the convention of the
 whole code base: every domain error, e.g. `ConfigError`, `CheckpointError`, `PackError`, subclasses
-it) and `OSError` (missing files, permissions, a full disk), plus a missing optional package and an
-out-of-memory error, which the user fixes by installing or by asking for less.
+it) and `OSError` (missing files, permissions, a full disk), plus a missing optional package, an
+out-of-memory error, which the user fixes by installing or by asking for less, and an object-store
+client's own errors (missing credentials, a wrong endpoint), fixed in the user's storage settings.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ EXIT_USER = 2
 EXIT_INTERRUPTED = 130
 
 DEBUG_ENV = "SODAKIT_DEBUG"
+# Client libraries of object stores (reached through fsspec): their errors are about the user's
+# credentials, endpoint or permissions, e.g. botocore's NoCredentialsError.
+STORAGE_CLIENTS = ("botocore", "aiobotocore", "s3fs", "gcsfs", "google", "adlfs", "azure", "aiohttp")
 
 
 class UserError(Exception):
@@ -66,6 +70,9 @@ def classify(e: BaseException) -> tuple[int, str]:
         return EXIT_USER, f"the Python package {e.name!r} is needed here but not installed (pip install {e.name.split('.')[0]})"
     if isinstance(e, ValueError):
         return EXIT_USER, _one_line(str(e) or type(e).__name__)
+    if type(e).__module__.split(".")[0] in STORAGE_CLIENTS:
+        return EXIT_USER, f"object store: {_one_line(str(e) or type(e).__name__)} (check the credentials and " \
+            "endpoint: AWS_* variables or FSSPEC_<PROTOCOL>_* settings)"
     if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
         return EXIT_USER, "out of memory: " + _one_line(str(e).split("\n")[0] or "allocation failed") + \
             " (use a smaller batch or model, or a device with more memory)"

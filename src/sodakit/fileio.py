@@ -1,5 +1,10 @@
 """File primitives shared by every stage: atomic writes (temp file + fsync + rename), checksums,
-exclusive locks, and file names made from external ids."""
+exclusive locks, and file names made from external ids.
+
+Temporary files and folders that are renamed into place get the modes an ordinary `open()`/`mkdir()`
+would have given them (0666/0777 minus the umask): `tempfile` creates them private (0600/0700), which a
+rename would otherwise carry over to every model, dataset and report.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import re
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +42,16 @@ def load_safetensors(path: str | os.PathLike) -> dict:
         raise DamagedFileError(f"{path}: not a readable safetensors file ({e}): damaged or cut off") from e
 
 
+def save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """`safetensors.torch.save_file`, with a failed write named (`writing`) and the file's mode following
+    the umask (safetensors creates its files 0600)."""
+    from safetensors.torch import save_file
+
+    with writing(path):
+        save_file(tensors, str(path), metadata=metadata)
+    os.chmod(path, 0o666 & ~current_umask())
+
+
 @contextmanager
 def writing(path: str | os.PathLike) -> Iterator[None]:
     """Make a failed write (a full disk, a quota, a size limit) an OSError naming `path`.
@@ -58,11 +74,42 @@ def writing(path: str | os.PathLike) -> Iterator[None]:
         raise
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it, under a lock: no other way to read it)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def temp_file(directory: str | os.PathLike, prefix: str = "", suffix: str = ".tmp") -> tuple[int, str]:
+    """`tempfile.mkstemp` in `directory`, with the mode a plain `open(path, "w")` would give (0666 - umask),
+    so that renaming it into place leaves a file others may read when the umask allows it."""
+    fd, path = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    return fd, path
+
+
+def temp_dir(parent: str | os.PathLike, prefix: str = "") -> Path:
+    """`tempfile.mkdtemp` in `parent`, with the mode `mkdir` would give (0777 - umask)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(path, 0o777 & ~current_umask())
+    return path
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_file(path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with writing(path), os.fdopen(fd, "wb") as f:
             f.write(data)

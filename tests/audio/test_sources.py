@@ -118,11 +118,19 @@ def test_hf_dataset_on_disk(tmp_path):
     assert [(i.recording_id, i.text, i.speaker) for i in items] == [("q", "three", "t"), ("r", "one", "s"), ("r", "two", "s")]
     assert len(items[1].load(16000)) == 8000 and len(items[0].load(8000)) == 20000
     assert items[2].start == 2.0 and not items[2].clip
-    # A DatasetDict: every split, ids prefixed by split.
+    # A DatasetDict: one split, chosen by name; without one, an error listing them (all splits merged
+    # would put test audio into training data).
     saved = datasets.load_from_disk(str(tmp_path / "ds"))
     datasets.DatasetDict({"train": saved.select([0]), "test": saved.select([1])}).save_to_disk(str(tmp_path / "dd"))
-    items, _ = open_source(tmp_path / "dd")
-    assert sorted(i.split for i in items) == ["test", "train"]
+    with pytest.raises(ValueError, match=r"holds the splits \['train', 'test'\]: choose one with split="):
+        open_source(tmp_path / "dd")
+    items, _ = open_source(tmp_path / "dd", split="test")
+    assert [(i.split, i.text, i.id) for i in items] == [("test", "two", "test-00000000")]
+    assert len(items[0].load(16000)) == 24000  # the 1.5 s row
+    with pytest.raises(ValueError, match="no split 'dev'; its splits are"):
+        open_source(tmp_path / "dd", split="dev")
+    with pytest.raises(ValueError, match="applies to Hugging Face datasets"):
+        open_source(tmp_path / "src", split="train")
 
 
 def test_errors_for_unknown_inputs(tmp_path):
@@ -134,3 +142,112 @@ def test_errors_for_unknown_inputs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no audio files"):
         open_source(tmp_path / "empty")
+
+
+def _wav_bytes(seconds, seed, sr=16000):
+    import io
+
+    buf = io.BytesIO()
+    sf.write(buf, (0.1 * np.random.default_rng(seed).standard_normal(round(seconds * sr))).astype(np.float32), sr,
+             format="WAV")
+    return buf.getvalue()
+
+
+def make_parquet_snapshot(root, splits=(("train", 3), ("test", 2))):
+    """A dataset as `hf download --repo-type dataset` leaves it: data/<split>-00000-of-00001.parquet with an
+    audio struct column (bytes embedded; the last train row only a path relative to the dataset folder)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (root / "data").mkdir(parents=True)
+    (root / "README.md").write_text("# a speech dataset\n")
+    for split, n in splits:
+        audio = [{"bytes": _wav_bytes(0.5 + i, i), "path": f"{split}{i}.wav"} for i in range(n)]
+        if split == "train":
+            _wav(root / "clips" / "last.wav", 0.25)
+            audio[-1] = {"bytes": None, "path": "clips/last.wav"}
+        pq.write_table(pa.table({"audio": audio, "sentence": [f"{split} sentence {i}" for i in range(n)],
+                                 "speaker_id": [f"s{i % 2}" for i in range(n)]}),
+                       root / "data" / f"{split}-00000-of-00001.parquet")
+    return root
+
+
+def test_hf_parquet_snapshot_splits_and_hub_id(tmp_path, hub_cache, monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
+    snap = make_parquet_snapshot(tmp_path / "snap")
+    assert detect_kind(snap) == "hf"
+    with pytest.raises(ValueError, match=r"holds the splits \['(train|test)', '(train|test)'\]"):
+        open_source(snap)
+    items, errors = open_source(snap, split="train")
+    assert not errors and [i.text for i in items] == [f"train sentence {i}" for i in range(3)]
+    assert [len(i.load(16000)) for i in items] == [8000, 24000, 4000]  # embedded bytes, then a relative path
+    assert items[0].speaker == "s0" and items[0].id == "train-00000000"
+    # The same snapshot as a hub id through the (offline) Hugging Face cache.
+    from ..hub_cache import make_hub_repo
+
+    make_hub_repo(hub_cache, "org/speech", snap, repo_type="dataset")
+    assert detect_kind("org/speech") == "hf"
+    hub_items, _ = open_source("org/speech", split="test")
+    assert [i.text for i in hub_items] == ["test sentence 0", "test sentence 1"]
+    assert len(hub_items[1].load(16000)) == 24000
+    with pytest.raises(ValueError, match=r"'org/other'.*HF_HUB_OFFLINE=1"):
+        open_source("org/other", split="train")
+    # One Parquet file is one split.
+    one, _ = open_source(snap / "data" / "test-00000-of-00001.parquet")
+    assert [i.text for i in one] == ["test sentence 0", "test sentence 1"]
+
+
+def test_hf_streaming_rows_carry_their_audio(tmp_path):
+    from sodakit.audio.sources import iter_hf_stream
+
+    snap = make_parquet_snapshot(tmp_path / "snap")
+    src, rows = iter_hf_stream(snap, split="train")
+    rows = list(rows)
+    assert src.split == "train" and [r.row for r in rows] == [0, 1, 2]
+    assert [len(r.load(24000)) for r in rows] == [12000, 36000, 6000] and rows[1].text == "train sentence 1"
+    _, rest = iter_hf_stream(snap, split="train", skip=2)
+    assert [(r.row, r.id) for r in rest] == [(2, "train-00000002")]
+
+
+def test_untranscribed_audio(tmp_path):
+    """Audio without transcripts is refused by default (naming how to tokenize audio only) and kept
+    without text with require_text=False; a partly transcribed folder reports the rest."""
+    _wav(tmp_path / "a.wav", 0.5)
+    _wav(tmp_path / "b" / "c.wav", 0.5)
+    with pytest.raises(ValueError, match=r"none of its 2 audio item\(s\) has a transcript.*require_text=false"):
+        open_source(tmp_path)
+    items, errors = open_source(tmp_path, require_text=False)
+    assert [(i.id, i.text) for i in items] == [("a", None), ("b/c", None)] and not errors
+    (tmp_path / "a.txt").write_text("hello")
+    items, errors = open_source(tmp_path)
+    assert [(i.id, i.text) for i in items] == [("a", "hello")]
+    assert [(e.reason, e.detail) for e in errors] == [("untranscribed", "no transcript c.txt next to the audio")]
+
+
+def test_remote_manifest_and_librispeech_tree(tmp_path, s3_bucket, sodakit_cache):
+    from sodakit import storage
+
+    ch = tmp_path / "ls" / "61" / "70968"
+    _wav(ch / "61-70968-0000.flac", 1.0)
+    _wav(ch / "61-70968-0001.flac", 2.0)
+    (ch / "61-70968.trans.txt").write_text("61-70968-0000 FIRST\n61-70968-0001 SECOND\n")
+    _wav(tmp_path / "m" / "audio" / "rec1.wav", 3.0)
+    (tmp_path / "m" / "m.jsonl").write_text(
+        json.dumps({"audio": "audio/rec1.wav", "text": "part", "start": 0.5, "end": 2.0}) + "\n")
+    storage.upload_dir(tmp_path / "ls", f"{s3_bucket}/ls")
+    storage.upload_dir(tmp_path / "m", f"{s3_bucket}/m")
+    assert detect_kind(f"{s3_bucket}/ls") == "librispeech" and detect_kind(f"{s3_bucket}/m/m.jsonl") == "manifest"
+    items, errors = open_source(f"{s3_bucket}/ls")
+    assert not errors and [(i.id, i.start, i.end) for i in items] == [("61-70968-0000", 0.0, 1.0),
+                                                                        ("61-70968-0001", 1.0, 3.0)]
+    assert items[1].path == f"{s3_bucket}/ls/61/70968/61-70968-0001.flac" and len(items[1].load(8000)) == 16000
+    (m,), _ = open_source(f"{s3_bucket}/m/m.jsonl")
+    assert m.path == f"{s3_bucket}/m/audio/rec1.wav" and len(m.load(16000)) == 24000
+    from sodakit.audio.io import AudioError
+
+    with pytest.raises(AudioError, match=f"{s3_bucket}/m/audio/none.wav: unreadable: no such file"):
+        from sodakit.audio.io import load_audio
+
+        load_audio(f"{s3_bucket}/m/audio/none.wav", 16000)

@@ -58,6 +58,17 @@ def test_bench_loader():
     assert "vs ceiling" in out and "MixtureLoader.next_batch" in out and "goal >= 20,000,000 tokens/s" in out
 
 
+def test_bench_remote(tmp_path):
+    out = run_bench("bench_remote.py", "--tokens", "200000", "--shards", "2", "--seq-len", "256", "--batch", "2",
+                    "--seconds", "0.2", "--clips", "2", "--clip-seconds", "0.5", "--repeats", "1",
+                    "--json", str(tmp_path / "r.json"), SODAKIT_CACHE=str(tmp_path / "cache"))
+    (row,) = json_lines(out)
+    assert row["endpoint"] == "moto (localhost)" and row == json.loads((tmp_path / "r.json").read_text())
+    assert {"local_tokens_per_s", "s3_cached_tokens_per_s", "s3_cold_fetch_tokens_per_s", "s3_ranged_tokens_per_s"} \
+        <= set(row["loader"]) and row["tokenize"]["s3_audio_h_per_s"] > 0
+    assert "vs local" in out and "goal >= 20,000,000 tokens/s from S3 with the cache" in out
+
+
 def _speed_keys(row: dict) -> None:
     assert set(row) == {"audio_s", "encode_batched_x", "encode_single_x", "batch_speedup", "decode_batched_x"}
     assert all(v > 0 for v in row.values())

@@ -61,6 +61,20 @@ def test_a_run_directory_opens_its_newest_complete_checkpoint(setup, tmp_path):
     assert b.info.path == run / "step_00000020" and b.vocab == setup["tok"].vocab
 
 
+def test_a_run_directory_on_s3_copies_only_its_newest_complete_checkpoint(setup, s3_bucket, sodakit_cache):
+    from sodakit import storage
+
+    run = f"{s3_bucket}/runs/r"
+    for step in (10, 20):
+        storage.upload_dir(setup["ckpt"], f"{run}/checkpoints/step_{step:08d}")
+        storage.write_text(f"{run}/checkpoints/step_{step:08d}/{COMPLETE_MARKER}", "")
+    storage.write_bytes(f"{run}/checkpoints/step_00000030/model.safetensors", b"cut off")  # no COMPLETE
+    b = load_bundle(run, device="cpu")
+    assert b.info.path.name == "step_00000020" and b.vocab == setup["tok"].vocab
+    copied = {p.parent.name for p in sodakit_cache.rglob("model.safetensors")}
+    assert copied == {"step_00000020"}  # not the older checkpoint, not the partial upload
+
+
 def sharded_copy(ckpt, run_dir):
     """`ckpt` rewritten the way training writes checkpoints by default: each rank's pieces in shards/."""
     weights, info = read_pretrained(ckpt)

@@ -168,3 +168,39 @@ def test_bad_hf_directories_are_refused(tmp_path):
         load_pretrained(out)
     with pytest.raises(hf.HFFormatError, match="not a Hugging Face directory"):
         import_hf(tmp_path, tmp_path / "x")
+
+
+def test_exported_config_loads_without_warnings_and_same_logits(tmp_path):
+    """SODA's RoPE numbers (original 8192 > max positions) made transformers warn on every load; the export
+    states the same scaling with the original length below max_position_embeddings: same logits, bit for
+    bit, no warning, and the import reads back the recipe's numbers."""
+    import logging
+
+    cfg = ModelConfig(vocab_size=VOCAB.size, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=16, d_ff=96,
+                      max_seq_len=128, rope_scaling=RopeScaling())  # factor 8, low 1, high 4, original 8192
+    model = build_model(cfg, seed=0).eval()
+    out = hf.save_hf_dir(tmp_path / "hf", cfg, model.state_dict())
+    rope = json.loads((out / "config.json").read_text())["rope_parameters"]
+    assert (rope["original_max_position_embeddings"], rope["low_freq_factor"], rope["high_freq_factor"]) == (64, 1 / 128, 1 / 32)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    try:
+        ids = torch.randint(0, cfg.vocab_size, (2, 120))
+        exported = hf_logits(out, ids)
+        assert not [r.getMessage() for r in records if r.levelno >= logging.WARNING]
+        # The literal recipe numbers (which warn) give exactly the same logits.
+        literal = json.loads((out / "config.json").read_text())
+        literal["rope_parameters"].update(original_max_position_embeddings=8192, low_freq_factor=1.0, high_freq_factor=4.0)
+        literal["rope_scaling"] = literal["rope_parameters"]
+        (out / "config.json").write_text(json.dumps(literal))
+        assert torch.equal(hf_logits(out, ids), exported)
+        assert any("original_max_position_embeddings" in r.getMessage() for r in records)
+    finally:
+        logger.removeHandler(handler)
+    with torch.no_grad():
+        assert (model(ids) - exported).abs().max().item() <= 1e-4
+    assert hf.from_hf_config(hf.to_hf_config(cfg)) == cfg  # the import undoes the rescaling
+    assert hf.llama3_rope_fields(RopeScaling(), 4096) == (2048, 0.25, 1.0)  # the SODA models' export

@@ -129,9 +129,12 @@ def test_preset_hf_config_and_transformers_param_count(name):
     raw = hf.to_hf_config(cfg)
     assert raw["vocab_size"] == 144_644
     assert raw["tie_word_embeddings"] is False
+    # SODA's scaling (factor 8, low 1, high 4, original 8192) stated with the original length below
+    # max_position_embeddings, which transformers requires (same frequencies, see model/hf.py); the import
+    # below reads back the recipe's numbers.
     assert raw["rope_parameters"] == {
-        "rope_type": "llama3", "rope_theta": 500_000.0, "factor": 8.0, "low_freq_factor": 1.0,
-        "high_freq_factor": 4.0, "original_max_position_embeddings": 8192,
+        "rope_type": "llama3", "rope_theta": 500_000.0, "factor": 8.0, "low_freq_factor": 0.25,
+        "high_freq_factor": 1.0, "original_max_position_embeddings": 2048,
     }
     assert raw["max_position_embeddings"] == 4096
     assert raw["rms_norm_eps"] == 1e-5

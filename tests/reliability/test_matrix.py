@@ -315,7 +315,7 @@ def _tokenize_outputs(out: Path) -> dict[str, bytes]:
 TOKENIZE_KILLS = {
     "between-shards": ("sodakit.data.segments:write_segment_shard", 3, ""),
     "shard-rename": ("os:replace", 1, "segments-00001.parquet"),
-    "manifest-write": ("sodakit.data.segments:atomic_write_text", 1, "manifest.json"),
+    "manifest-write": ("sodakit.storage:write_text", 1, "manifest.json"),
 }
 
 
@@ -360,7 +360,7 @@ def _pack_args(inputs: tuple[Path, Path], out: Path) -> list[str]:
 PACK_KILLS = {
     "after-a-shard": ("sodakit.data.packed:ShardWriter.finish", 3, ""),
     "shard-rename": ("os:replace", 1, "tokens-00001.bin"),
-    "progress-write": ("sodakit.data.pack:atomic_write_text", 2, ".pack-progress.json"),
+    "progress-write": ("sodakit.storage:write_text", 2, ".pack-progress.json"),
     "metadata-write": ("sodakit.data.pack:write_metadata", 1, ""),
 }
 

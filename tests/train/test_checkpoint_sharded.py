@@ -112,3 +112,69 @@ def test_checkpoint_options_that_cannot_work_are_refused():
     cfg.checkpoint.format, cfg.checkpoint.async_save = "full", True
     with pytest.raises(ConfigError, match="checkpoint.async_save=true needs checkpoint.format=sharded"):
         validate_train_config(cfg)
+
+
+def test_an_async_save_reaches_the_store_only_once_committed_with_every_file(trainee, s3_bucket, sodakit_cache,
+                                                                             monkeypatch):
+    import json
+
+    from sodakit import storage
+    from sodakit.model.load import COMPLETE_MARKER
+    from sodakit.train.remote_run import RunMirror
+
+    ctx, model, optimizer = trainee
+    mirror = RunMirror(f"{s3_bucket}/runs/a", log=lambda m: None)
+    release = threading.Event()
+    real_write = ShardWriter.write_data
+
+    def held_write(self, plan, planner):
+        assert release.wait(60), "the test never released the writer"
+        return real_write(self, plan, planner)
+
+    monkeypatch.setattr(ShardWriter, "write_data", held_write)
+    checkpointer = C.Checkpointer(mirror.local, CheckpointConfig(async_save=True), ctx, publish=mirror.push_checkpoint)
+    _save(checkpointer, 1, model, optimizer)
+    assert not storage.exists(f"{mirror.url}/checkpoints")  # the save is in flight: nothing uploaded
+    release.set()
+    checkpointer.close()
+    (ckpt,) = list_checkpoints(mirror.local)
+    remote = f"{mirror.url}/checkpoints/{ckpt.name}"
+    listed = json.loads(storage.read_text(f"{remote}/{COMPLETE_MARKER}"))["sha256"]
+    assert any(name.startswith("shards/") for name in listed)
+    uploaded = {url[len(remote) + 1:] for url in storage.list_files(remote)}
+    assert uploaded == {*listed, COMPLETE_MARKER}  # every file COMPLETE lists, every rank's shards included
+    assert all(storage.sha256(f"{remote}/{name}") == digest for name, digest in listed.items())
+
+
+def test_a_failed_upload_fails_the_save_and_keeps_the_local_checkpoint(trainee, tmp_path):
+    ctx, model, optimizer = trainee
+
+    def unreachable(path):
+        raise CheckpointError(f"{path.name}: the store cannot be reached")
+
+    checkpointer = C.Checkpointer(tmp_path, CheckpointConfig(async_save=True), ctx, publish=unreachable)
+    with pytest.raises(CheckpointError, match="checkpoint step_00000001 was not saved: step_00000001: the store"):
+        _save(checkpointer, 1, model, optimizer)
+        checkpointer.wait()
+    checkpointer.close()
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000001"]  # the next start uploads it
+
+
+@pytest.mark.parametrize("fmt", ["sharded", "full"])
+def test_checkpoint_files_follow_the_umask(fmt, trainee, tmp_path):
+    """safetensors creates its files 0600: a teammate could not read a checkpoint written with umask 022."""
+    import os
+    import stat
+
+    ctx, model, optimizer = trainee
+    old = os.umask(0o022)
+    try:
+        checkpointer = C.Checkpointer(tmp_path, CheckpointConfig(format=fmt), ctx)
+        _save(checkpointer, 1, model, optimizer)
+        checkpointer.close()
+    finally:
+        os.umask(old)
+    (ckpt,) = list_checkpoints(tmp_path)
+    modes = {p.relative_to(ckpt).as_posix(): oct(stat.S_IMODE(p.stat().st_mode)) for p in ckpt.rglob("*")}
+    assert any(name.endswith(".safetensors") for name in modes)
+    assert modes == {name: oct(0o755 if (ckpt / name).is_dir() else 0o644) for name in modes}

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from sodakit import storage
 from sodakit.audio.codec import CodecError
 from sodakit.audio.io import AudioError, load_audio, save_wav
 from sodakit.audio.offline_codec import OfflineCodec, OfflineCodecConfig
 from sodakit.audio.registry import load_codec
-from sodakit.audio.sources import AUDIO_EXTENSIONS, is_hf_dataset_dir, open_source
+from sodakit.audio.sources import AUDIO_EXTENSIONS, detect_kind, open_source
 from sodakit.config import atomic_write_bytes, describe, load_config
 
 EPILOG = """examples:
@@ -30,13 +31,13 @@ EPILOG = """examples:
 """
 
 
-def _fit_audio(source: Path, sample_rate: int, max_hours: float, log) -> Iterator[np.ndarray]:
-    """Mono waveforms of every readable file of an audio folder (any layout), manifest or HF dataset."""
-    if source.is_dir() and not is_hf_dataset_dir(source):
-        loaders = [(str(p), lambda p=p: load_audio(p, sample_rate))
-                   for p in sorted(source.rglob("*")) if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS]
+def _fit_audio(source: str, sample_rate: int, max_hours: float, log) -> Iterator[np.ndarray]:
+    """Mono waveforms of every readable file of an audio folder (any layout), manifest or HF dataset, local
+    or at a URL (transcripts are not needed)."""
+    if storage.isdir(source) and detect_kind(source) in ("folder", "librispeech"):
+        loaders = [(p, lambda p=p: load_audio(p, sample_rate)) for p in storage.list_files(source, AUDIO_EXTENSIONS)]
     else:
-        items, _ = open_source(source)
+        items, _ = open_source(source, require_text=False)
         loaders = [(it.path if it.row is None else f"{it.path}[{it.row}]", lambda it=it: it.load(sample_rate)) for it in items]
     if not loaders:
         raise CodecError(f"{source}: no audio found to fit on")
@@ -64,7 +65,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
     t = time.perf_counter()
-    codec = OfflineCodec.fit(_fit_audio(Path(args.input), cfg.sample_rate, max_hours, log), cfg, log=log)
+    codec = OfflineCodec.fit(_fit_audio(storage.as_location(args.input), cfg.sample_rate, max_hours, log), cfg, log=log)
     codec.save(args.output)
     print(json.dumps({"output": str(args.output), "config_hash": codec.config_hash, **codec.fit_summary,
                       "wall_seconds": round(time.perf_counter() - t, 1)}, indent=2))

@@ -14,6 +14,9 @@ quietly reports only what is there, so the RIFF header is read here; a FLAC whos
 Decoding is libsndfile (`soundfile`: WAV, FLAC, OGG/Vorbis/Opus, MP3, ...); formats it does not know
 (m4a/AAC, webm, ...) fall back to the `ffmpeg` binary when it is installed. Resampling is `soxr`
 (a real band-limited resampler), after mixing to mono.
+
+A path may be a URL (`s3://...`, see sodakit.storage): the file is fetched into a temporary local file,
+decoded the same way, and errors name the URL.
 """
 
 from __future__ import annotations
@@ -23,14 +26,16 @@ import os
 import shutil
 import struct
 import subprocess
-import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-from sodakit.fileio import writing
+from sodakit import storage
+from sodakit.fileio import temp_file, writing
 
 # soxr quality: "HQ" is transparent for speech and ~2x faster than "VHQ".
 RESAMPLE_QUALITY = "HQ"
@@ -87,13 +92,32 @@ def check_waveform(wav: np.ndarray, path: str | os.PathLike | None = None) -> np
 
 
 def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
-    """(sample_rate, num_frames, channels) without decoding the samples (soundfile formats only)."""
-    path = Path(path)
+    """(sample_rate, num_frames, channels) without decoding the samples (soundfile formats only; a URL
+    is read by ranges: the header only)."""
     try:
-        info = sf.info(str(path))
+        if storage.is_remote(path):
+            with storage.open_file(path, "rb") as f:
+                info = sf.info(f)
+        else:
+            info = sf.info(str(Path(path)))
     except Exception as e:
         raise AudioError(path, "unreadable", f"{type(e).__name__}: {e}") from e
     return int(info.samplerate), int(info.frames), int(info.channels)
+
+
+@contextmanager
+def _fetched(url: str) -> Iterator[Path]:
+    """A remote audio file as a temporary local file (same suffix, for ffmpeg's format guess)."""
+    fd, tmp = temp_file(storage.cache_dir("staging"), prefix="audio-", suffix=Path(storage.basename(url)).suffix)
+    os.close(fd)
+    try:
+        try:
+            storage.download(url, tmp)
+        except FileNotFoundError as e:
+            raise AudioError(url, "unreadable", "no such file") from e
+        yield Path(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def declared_wav_frames(source: str | os.PathLike | io.BufferedIOBase) -> int | None:
@@ -153,6 +177,12 @@ def read_audio(
     A file shorter than its header says (`truncated`) or an `end` past the file's end by more than
     DURATION_TOLERANCE_S (`duration`) is an AudioError; within the tolerance the read stops at the end.
     """
+    if storage.is_remote(path):
+        with _fetched(os.fspath(path)) as local:
+            try:
+                return read_audio(local, start, end)
+            except AudioError as e:
+                raise AudioError(path, e.reason, e.detail) from e
     path = Path(path)
     if not path.is_file():
         raise AudioError(path, "unreadable", "no such file")
@@ -252,7 +282,7 @@ def save_wav(path: str | os.PathLike, wav: np.ndarray, sample_rate: int, subtype
     if not np.isfinite(wav).all():
         raise AudioError(path, "non-finite", "refusing to write NaN/Inf samples")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.wav", dir=path.parent)
+    fd, tmp = temp_file(path.parent, prefix=f".{path.name}.", suffix=".tmp.wav")
     os.close(fd)
     try:
         with writing(path):

@@ -39,12 +39,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from sodakit.audio.codec import Codec, CodecError
 from sodakit.audio.kmeans import kmeans, nearest
 from sodakit.config import atomic_write_text, from_dict, to_dict
-from sodakit.fileio import load_safetensors
+from sodakit.fileio import load_safetensors, save_safetensors
 
 FORMAT = "sodakit.offline_codec/1"
 # The file that marks a directory as an offline codec.
@@ -339,7 +338,7 @@ class OfflineCodec(Codec):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f".{WEIGHTS_NAME}.tmp"
-        save_file({k: v.contiguous() for k, v in self.t.items()}, str(tmp), metadata={"format": FORMAT})
+        save_safetensors({k: v.contiguous() for k, v in self.t.items()}, tmp, metadata={"format": FORMAT})
         tmp.replace(directory / WEIGHTS_NAME)
         meta = {
             "format": FORMAT,

@@ -2,15 +2,18 @@
 
     codec = load_codec("./mimi")                 # a Mimi directory saved with save_pretrained
     codec = load_codec("runs/codec")             # our offline codec (`sodakit codec fit`)
-    codec = load_codec("kyutai/mimi")            # a hub id (honours HF_HUB_OFFLINE)
+    codec = load_codec("kyutai/mimi")            # a hub id, "kyutai/mimi@<revision>" pins one (HF_HUB_OFFLINE honoured)
+    codec = load_codec("s3://bucket/codecs/mimi")  # a codec directory on an object store (copied into the cache)
 
-A codec directory is recognised by its marker file (`CODEC_FORMATS`, checked in order); a hub id loads
-as `HUB_FORMAT`. Adding a codec: subclass `sodakit.audio.codec.Codec` in its own module, then add one
-`CodecFormat` line here.
+A codec directory is recognised by its marker file (`CODEC_FORMATS`, checked in order), wherever it came
+from: a hub snapshot or a remote copy is read like a local directory. Adding a codec: subclass
+`sodakit.audio.codec.Codec` in its own module, then add one `CodecFormat` line here.
 
 Codes only mean something under the codec that produced them, so a model records its codec (name,
 config hash, source) and `check_codec` refuses another one whose codes do not fit the vocabulary or
-whose config hash differs from the recorded one.
+whose config hash differs from the recorded one. The source recorded is portable: the absolute path of a
+local directory, the URL, or the hub id with the commit that was read ("kyutai/mimi@<commit>"), so a
+model opens its codec from any working directory.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sodakit import storage
 from sodakit.audio.codec import Codec, CodecError
-from sodakit.audio.mimi import MimiCodec
+from sodakit.audio.mimi import HOW_TO_GET_MIMI, MimiCodec
 from sodakit.audio.offline_codec import OFFLINE_CONFIG_NAME, OfflineCodec
-from sodakit.fileio import looks_like_hub_id
 from sodakit.tokens.vocab import Vocab
 
 # Codebooks kept of a Mimi model when no vocabulary says otherwise (SODA keeps 8 of Mimi's 32).
@@ -62,7 +65,8 @@ CODEC_FORMATS: list[CodecFormat] = [
     CodecFormat("mimi", "config.json", "config.json + model.safetensors of a Mimi model saved with save_pretrained",
                 _load_mimi),
 ]
-HUB_FORMAT = "mimi"
+# What a codec given as a hub id fetches: configs and weights.
+HUB_FILES = ["*.json", "*.safetensors"]
 
 
 def load_codec(spec: str | os.PathLike, device: str = "auto", dtype: str = "float32", num_codebooks: int | None = None) -> Codec:
@@ -71,19 +75,35 @@ def load_codec(spec: str | os.PathLike, device: str = "auto", dtype: str = "floa
     `device`/`dtype` apply to neural codecs ("auto" = CUDA when present); `num_codebooks` keeps the first
     K codebooks (Mimi: default 8, as in SODA; the offline codec must have been fitted with K).
     """
-    path = Path(os.path.expanduser(str(spec)))
+    path, source = locate_codec(spec)
     if path.is_dir():
         for fmt in CODEC_FORMATS:
             if (path / fmt.marker).is_file():
-                return fmt.load(str(path), device, dtype, num_codebooks)
+                codec = fmt.load(str(path), device, dtype, num_codebooks)
+                codec.source = source
+                return codec
         expected = ", or ".join(fmt.expected for fmt in CODEC_FORMATS)
-        raise CodecError(f"{path}: not a codec directory (expected {expected})")
+        raise CodecError(f"{source}: not a codec directory (expected {expected})")
     if path.exists():
         raise CodecError(f"{path}: is a file; a codec is a directory or a hub id such as kyutai/mimi")
-    if not looks_like_hub_id(str(spec)):
-        raise CodecError(f"{spec}: no such codec directory (a hub id looks like 'kyutai/mimi')")
-    hub = next(fmt for fmt in CODEC_FORMATS if fmt.name == HUB_FORMAT)
-    return hub.load(str(spec), device, dtype, num_codebooks)
+    raise CodecError(f"{spec}: no such codec directory (a hub id looks like 'kyutai/mimi')")
+
+
+def locate_codec(spec: str | os.PathLike) -> tuple[Path, str]:
+    """A local directory for a codec spec and its portable name: a local path (absolute), a URL (copied
+    into the cache) or a hub id (through the Hugging Face cache, "org/name@<commit>")."""
+    if storage.is_remote(spec):
+        try:
+            return storage.local_copy(spec), os.fspath(spec)
+        except FileNotFoundError as e:
+            raise CodecError(f"{spec}: no such codec directory") from e
+    if storage.is_hub_ref(spec):
+        try:
+            return storage.hub_snapshot(os.fspath(spec), allow_patterns=HUB_FILES, what="codec")
+        except storage.StorageError as e:
+            raise CodecError(f"{e}\n{HOW_TO_GET_MIMI}") from e
+    path = Path(os.path.expanduser(os.fspath(spec)))
+    return path, str(path.resolve())
 
 
 def load_model_codec(

@@ -76,7 +76,10 @@ class MixtureLoader:
         world_size: int = 1,
         expected_vocab: Vocab | None = None,
         return_segment_ids: bool = False,
+        cache: bool = True,
     ):
+        """`sources`: (packed dataset directory or URL, weight); `cache`: how remote shards are read (copied
+        into the local cache on first use, or ranged reads; see sodakit.data.packed)."""
         if not sources:
             raise PackedDataError("MixtureLoader: no sources")
         if not 0 <= rank < world_size:
@@ -84,7 +87,7 @@ class MixtureLoader:
         for path, w in sources:
             if not (w > 0 and np.isfinite(w)):
                 raise PackedDataError(f"MixtureLoader: weight of {path} must be a positive number, got {w}")
-        self.datasets = [PackedDataset(p, expected_vocab=expected_vocab) for p, _ in sources]
+        self.datasets = [PackedDataset(p, expected_vocab=expected_vocab, cache=cache) for p, _ in sources]
         self.vocab = self.datasets[0].vocab
         for ds in self.datasets[1:]:
             if ds.vocab.fingerprint != self.vocab.fingerprint:
@@ -205,9 +208,10 @@ def sequential_batches(
     max_batches: int | None = None,
     expected_vocab: Vocab | None = None,
     return_segment_ids: bool = False,
+    cache: bool = True,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Held-out evaluation: the dataset's windows in order (the last batch may be smaller)."""
-    ds = PackedDataset(path, expected_vocab=expected_vocab)
+    ds = PackedDataset(path, expected_vocab=expected_vocab, cache=cache)
     n = ds.num_windows(seq_len)
     if n == 0:
         raise PackedDataError(f"{path}: fewer than {seq_len + 1} tokens, no complete window")

@@ -12,6 +12,10 @@ Inputs (`kind`):
   entry (default text-first and audio-first, as SODA does).
 - `auto`: a directory with a segment manifest is `segments`, `.txt` is `text`, anything else `soda`.
 
+Inputs and the output may be URLs (`s3://bucket/x.parquet`, `gs://...`, `hf://datasets/...`; see
+sodakit.storage): inputs are streamed, shards are uploaded as they complete and `metadata.json` last.
+A remote input is identified in the metadata by its size and ETag (a local one by its sha256).
+
 Resumable: after every finished shard a progress file records where the inputs stand; rerunning the same
 command continues from there and produces the same bytes as an uninterrupted run.
 """
@@ -28,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from sodakit import __version__
-from sodakit.config import atomic_write_text, check_ranges, to_dict
+from sodakit import __version__, storage
+from sodakit.config import check_ranges, to_dict
 from sodakit.data.packed import (
     METADATA_NAME,
     PACKED_FORMAT,
@@ -38,15 +42,16 @@ from sodakit.data.packed import (
     token_counts,
     write_metadata,
 )
-from sodakit.data.segments import MANIFEST_NAME, SegmentManifest, read_segment_shard, sha256_file
+from sodakit.data.segments import MANIFEST_NAME, SegmentManifest, read_segment_shard, read_table
 from sodakit.progress import Progress
 from sodakit.tokens.documents import DEFAULT_FORMATS, recording_documents, text_document_ids
-from sodakit.tokens.soda_tokenizer import SodaTokenizer
-from sodakit.tokens.templates import DOC_FORMATS
+from sodakit.tokens.soda_tokenizer import SodaTokenizer, locate_tokenizer
+from sodakit.tokens.templates import DOC_FORMATS, reads_text
 from sodakit.tokens.vocab import BOS_TEXT, EOS_TEXT, Vocab
 
 PROGRESS_NAME = ".pack-progress.json"
 KINDS = ("auto", "soda", "text", "segments")
+INPUT_SUFFIXES = (".jsonl", ".json", ".parquet", ".txt")
 
 
 @dataclass
@@ -82,7 +87,7 @@ class PackError(ValueError):
 
 @dataclass
 class _Source:
-    path: Path
+    path: str  # a local path or a URL (never a pathlib.Path: it would collapse s3:// into s3:/)
     kind: str
 
 
@@ -93,27 +98,40 @@ def _resolve_sources(cfg: PackConfig) -> list[_Source]:
         raise PackError(f"pack: kind must be one of {KINDS}, got {cfg.kind!r}")
     sources = []
     for raw in cfg.inputs:
-        path = Path(raw)
-        if not path.exists():
+        path = storage.as_location(raw)
+        if not storage.exists(path):
             raise PackError(f"pack: input {path} does not exist")
+        is_dir = storage.isdir(path)
+        is_segments = is_dir and storage.isfile(storage.join(path, MANIFEST_NAME))
         kind = cfg.kind
         if kind == "auto":
-            if path.is_dir() and (path / MANIFEST_NAME).is_file():
+            if is_segments:
                 kind = "segments"
-            elif path.suffix == ".txt":
+            elif path.endswith(".txt"):
                 kind = "text"
             else:
                 kind = "soda"
-        if kind == "segments" and not (path.is_dir() and (path / MANIFEST_NAME).is_file()):
+        if kind == "segments" and not is_segments:
             raise PackError(f"pack: {path} is not a segment directory (no {MANIFEST_NAME})")
         if kind != "segments":
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".jsonl", ".json", ".parquet", ".txt")) if path.is_dir() else [path]
+            files = storage.list_files(path, suffixes=INPUT_SUFFIXES) if is_dir else [path]
             if not files:
                 raise PackError(f"pack: {path} holds no .jsonl/.parquet/.txt files")
             sources.extend(_Source(f, kind) for f in files)
         else:
             sources.append(_Source(path, kind))
     return sources
+
+
+def _check_transcripts(cfg: PackConfig, path: str, manifest: SegmentManifest) -> None:
+    """Segments tokenized without transcripts (require_text=false) fit only the audio-only formats."""
+    missing = int(manifest.extra.get("untranscribed", 0))
+    with_text = [f for f in cfg.formats if reads_text(f)]
+    if missing and with_text:
+        raise PackError(
+            f"pack: {path} holds {missing} segment(s) without a transcript (tokenized with require_text=false); the "
+            f"formats {with_text} need transcripts: pack it with formats=[audio_only] or formats=[semantic_only]"
+        )
 
 
 def _layout(cfg: PackConfig, tokenizer: SodaTokenizer, sources: list[_Source]) -> tuple[SodaTokenizer, dict | None]:
@@ -123,16 +141,17 @@ def _layout(cfg: PackConfig, tokenizer: SodaTokenizer, sources: list[_Source]) -
     for s in sources:
         if s.kind == "segments":
             m = SegmentManifest.load(s.path)
+            _check_transcripts(cfg, s.path, m)
             layouts.append((m.codec.num_codebooks, m.codec.codebook_size, tuple(m.codec.semantic_codebooks), s.path))
             codec = {k: v for k, v in m.codec.__dict__.items()}
     if cfg.vocab_from:
-        ref = Path(cfg.vocab_from)
-        if (ref / METADATA_NAME).is_file():
+        ref = storage.as_location(cfg.vocab_from)
+        if storage.isfile(storage.join(ref, METADATA_NAME)):
             meta = read_metadata(ref)
             v = Vocab.from_dict(meta["vocab"])
             layouts.append((v.num_codebooks, v.codebook_size, v.semantic_codebooks, ref))
             codec = codec or meta.get("codec")
-        elif (ref / MANIFEST_NAME).is_file():
+        elif storage.isfile(storage.join(ref, MANIFEST_NAME)):
             m = SegmentManifest.load(ref)
             layouts.append((m.codec.num_codebooks, m.codec.codebook_size, tuple(m.codec.semantic_codebooks), ref))
             codec = codec or {k: v for k, v in m.codec.__dict__.items()}
@@ -150,22 +169,26 @@ def _layout(cfg: PackConfig, tokenizer: SodaTokenizer, sources: list[_Source]) -
     return tokenizer.with_audio_layout(first[0], first[1], first[2]), codec
 
 
-def _source_checksum(s: _Source) -> str:
+def _source_checksum(s: _Source) -> str | dict:
+    """A local input's sha256; a remote one's content id (size + ETag, see storage.content_id)."""
     if s.kind == "segments":
-        return sha256_file(s.path / MANIFEST_NAME)
-    return sha256_file(s.path)
+        return storage.sha256(storage.join(s.path, MANIFEST_NAME))
+    if not storage.is_remote(s.path):
+        return storage.sha256(s.path)
+    return storage.content_id(s.path)
 
 
-def _iter_rows(path: Path, column: str) -> Iterator[str]:
+def _iter_rows(path: str, column: str) -> Iterator[str]:
     """Strings of one file: a .txt's non-empty lines, a JSONL field, or a Parquet column."""
-    if path.suffix == ".txt":
-        with open(path, encoding="utf-8") as f:
+    suffix = Path(storage.basename(path)).suffix.lower()
+    if suffix == ".txt":
+        with storage.open_file(path, "r", encoding="utf-8") as f:
             for line in f:
                 line = line.rstrip("\n")
                 if line.strip():
                     yield line
-    elif path.suffix in (".jsonl", ".json"):
-        with open(path, encoding="utf-8") as f:
+    elif suffix in (".jsonl", ".json"):
+        with storage.open_file(path, "r", encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
                     continue
@@ -178,19 +201,20 @@ def _iter_rows(path: Path, column: str) -> Iterator[str]:
                 if not isinstance(row[column], str):
                     raise PackError(f"{path}:{n}: field {column!r} is {type(row[column]).__name__}, expected a string")
                 yield row[column]
-    elif path.suffix == ".parquet":
-        try:
-            pf = pq.ParquetFile(path)
-        except Exception as e:
-            raise PackError(f"{path}: cannot read Parquet ({e})") from e
-        names = pf.schema_arrow.names
-        if column not in names:
-            raise PackError(f"{path}: no column {column!r}; columns are {names} (set column=...)")
-        for batch in pf.iter_batches(columns=[column], batch_size=1024):
-            for value in batch.column(0).to_pylist():
-                if value is None:
-                    raise PackError(f"{path}: null in column {column!r}")
-                yield value
+    elif suffix == ".parquet":
+        with storage.open_file(path, "rb") as f:
+            try:
+                pf = pq.ParquetFile(f)
+            except Exception as e:
+                raise PackError(f"{path}: cannot read Parquet ({e})") from e
+            names = pf.schema_arrow.names
+            if column not in names:
+                raise PackError(f"{path}: no column {column!r}; columns are {names} (set column=...)")
+            for batch in pf.iter_batches(columns=[column], batch_size=1024):
+                for value in batch.column(0).to_pylist():
+                    if value is None:
+                        raise PackError(f"{path}: null in column {column!r}")
+                    yield value
     else:
         raise PackError(f"{path}: unsupported file type (expected .txt, .jsonl or .parquet)")
 
@@ -205,16 +229,16 @@ def _iter_items(s: _Source, cfg: PackConfig) -> Iterator[object]:
     # recordings spread over several shards are buffered.
     last_shard: dict[str, int] = {}
     for i, shard in enumerate(manifest.shards):
-        path = s.path / shard.file
+        path = storage.join(s.path, shard.file)
         try:
-            rec_ids = pq.read_table(path, columns=["recording_id"]).column(0).to_pylist()
+            rec_ids = read_table(path, columns=["recording_id"]).column(0).to_pylist()
         except Exception as e:
             raise PackError(f"{path}: cannot read segment shard ({e})") from e
         for rec in rec_ids:
             last_shard[rec] = i
     pending: dict[str, list] = {}
     for i, shard in enumerate(manifest.shards):
-        for seg in read_segment_shard(s.path / shard.file, cfg.segment_text_fix):
+        for seg in read_segment_shard(storage.join(s.path, shard.file), cfg.segment_text_fix):
             pending.setdefault(seg.recording_id, []).append(seg)
         for rec in [r for r in pending if last_shard[r] == i]:
             yield sorted(pending.pop(rec), key=lambda g: (g.start, g.end, g.id))
@@ -237,6 +261,10 @@ def _encode_chunk(items: list, kind: str, cfg: PackConfig, tok: SodaTokenizer, w
         return [text_document_ids(t, tok, e) for t, e in zip(items, encoded)]
     out = []
     for segs in items:
+        untranscribed = next((s.id for s in segs if s.text is None), None)
+        if untranscribed is not None and any(reads_text(f) for f in cfg.formats):
+            raise PackError(f"pack: {where}: segment {untranscribed} has no transcript; formats {cfg.formats} need one "
+                            f"(use formats=[audio_only] or formats=[semantic_only])")
         out.extend(recording_documents(segs, cfg.formats, tok))
     return out
 
@@ -278,9 +306,10 @@ def pack(cfg: PackConfig, progress: bool = True) -> dict:
     bad = [f for f in cfg.formats if f not in DOC_FORMATS]
     if bad or not cfg.formats:
         raise PackError(f"pack: formats {cfg.formats} invalid; choose from {DOC_FORMATS}")
-    out = Path(cfg.output)
+    out = storage.as_location(cfg.output)
     sources = _resolve_sources(cfg)
-    tok, codec = _layout(cfg, SodaTokenizer.from_pretrained(cfg.tokenizer, pua_policy=cfg.pua_policy), sources)
+    tokenizer_path, tokenizer_ref = locate_tokenizer(cfg.tokenizer)
+    tok, codec = _layout(cfg, SodaTokenizer.from_pretrained(tokenizer_path, pua_policy=cfg.pua_policy), sources)
     vocab = tok.vocab
     checksums = [_source_checksum(s) for s in sources]
     settings = {k: v for k, v in to_dict(cfg).items() if k != "quiet"}
@@ -288,30 +317,31 @@ def pack(cfg: PackConfig, progress: bool = True) -> dict:
         json.dumps([settings, checksums, tok.text.sha256, vocab.fingerprint], sort_keys=True).encode()
     ).hexdigest()[:16]
 
-    if (out / METADATA_NAME).is_file():
+    if storage.isfile(storage.join(out, METADATA_NAME)):
         meta = read_metadata(out)
         if meta.get("job_hash") == job_hash:
             if progress:
                 print(f"pack: {out} is already complete ({meta['num_documents']} documents, {meta['num_tokens']} tokens)")
             return meta
         raise PackError(f"pack: {out} already holds a different packed dataset; choose another output or delete it")
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".tokens-*.tmp"):
-        stale.unlink()
+    storage.makedirs(out)
+    if not storage.is_remote(out):  # a remote output stages its temp files in the local cache instead
+        for stale in Path(out).glob(".tokens-*.tmp"):
+            stale.unlink()
 
     state = {"job_hash": job_hash, "shards": [], "source": 0, "item": 0, "num_documents": 0,
              "counts": {k: 0 for k in ("text", "bos_eos", "marker", "audio", "semantic")}}
-    progress_path = out / PROGRESS_NAME
-    if progress_path.is_file():
-        saved = json.loads(progress_path.read_text())
+    progress_path = storage.join(out, PROGRESS_NAME)
+    if storage.isfile(progress_path):
+        saved = json.loads(storage.read_text(progress_path))
         if saved.get("job_hash") == job_hash:
             state = saved
             if progress:
                 print(f"pack: resuming at input {state['source']} item {state['item']} ({len(state['shards'])} shards done)")
         else:
             for info in saved.get("shards", []):  # leftovers of a different job
-                (out / info["file"]).unlink(missing_ok=True)
-                (out / info["docs_file"]).unlink(missing_ok=True)
+                storage.remove(storage.join(out, info["file"]))
+                storage.remove(storage.join(out, info["docs_file"]))
 
     t0 = time.time()
     bar = Progress("pack", unit="doc", initial=state["num_documents"], quiet=cfg.quiet or not progress)
@@ -327,7 +357,7 @@ def pack(cfg: PackConfig, progress: bool = True) -> dict:
             state["counts"][k] += pending_counts[k]
         state["num_documents"] += pending_docs
         state["source"], state["item"] = next_pos
-        atomic_write_text(progress_path, json.dumps(state))
+        storage.write_text(progress_path, json.dumps(state))
         writer, pending_counts, pending_docs = None, {k: 0 for k in state["counts"]}, 0
 
     total_docs = state["num_documents"]
@@ -376,17 +406,19 @@ def pack(cfg: PackConfig, progress: bool = True) -> dict:
         "created_by": f"sodakit {__version__}",
         "job_hash": job_hash,
         "vocab": vocab.to_dict(),
-        "tokenizer": {"path": str(cfg.tokenizer), "sha256": tok.text.sha256},
+        "tokenizer": {"path": str(cfg.tokenizer), "sha256": tok.text.sha256,
+                      **({"resolved": tokenizer_ref} if tokenizer_ref != str(cfg.tokenizer) else {})},
         "codec": codec,
         "num_documents": state["num_documents"],
         "num_tokens": int(sum(s["num_tokens"] for s in state["shards"])),
         "counts": state["counts"],
         "shards": state["shards"],
-        "sources": [{"path": str(s.path), "kind": s.kind, "sha256": c} for s, c in zip(sources, checksums)],
+        "sources": [{"path": s.path, "kind": s.kind, **(c if isinstance(c, dict) else {"sha256": c})}
+                    for s, c in zip(sources, checksums)],
         "config": settings,
     }
     write_metadata(out, meta)
-    progress_path.unlink(missing_ok=True)
+    storage.remove(progress_path)
     if progress:
         print(f"pack: wrote {out}: {meta['num_documents']} documents, {meta['num_tokens']} tokens "
               f"in {len(meta['shards'])} shard(s), {time.time() - t0:.1f}s")

@@ -7,8 +7,14 @@ A packed dataset is a directory:
     tokens-00000.docs.npy    int64 start offset of every document in that shard
 
 Every document starts with BOS and ends with EOS. A shard only appears under its final name once it is
-complete (temp file + rename), and `metadata.json` is written last, so a directory with metadata is a
-complete dataset. Readers check every shard against the metadata (size always, sha256 on request), and
+complete (temp file + rename, or one upload to an object store), and `metadata.json` is written last, so
+a directory with metadata is a complete dataset.
+
+The directory may be a URL (`s3://bucket/packed/speech`, see sodakit.storage). Reading one, each shard
+is copied on first use into a content-addressed local cache (`<cache>/objects/<sha256>.bin`, checked
+against the sha256 in the metadata while it downloads) and memory-mapped from there, so training reads
+remote data at local speed after the first touch and never copies a corpus by hand; with `cache=False`
+every read is a ranged GET instead (no local disk, much slower: for inspection, not training). Readers check every shard against the metadata (size always, sha256 on request), and
 the loaders check that every token they serve is inside the vocabulary (`PackedDataset.check_ids`), so a
 corrupt shard fails at the read that meets it, not later inside the embedding or as a device assert.
 """
@@ -16,15 +22,15 @@ corrupt shard fails at the read that meets it, not later inside the embedding or
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from sodakit.fileio import atomic_write_text, sha256_file, writing
+from sodakit import storage
+from sodakit.fileio import sha256_file, temp_file, writing
 from sodakit.tokens.vocab import Vocab
 
 PACKED_FORMAT = "sodakit.packed/1"
@@ -50,12 +56,15 @@ def token_counts(ids: np.ndarray, vocab: Vocab) -> dict[str, int]:
 
 
 class ShardWriter:
-    """Writes one shard: tokens stream to a temp file; `finish` fsyncs and renames both files."""
+    """Writes one shard: tokens stream to a temp file; `finish` fsyncs and renames both files (a remote
+    `directory`: the temp files sit in the local staging cache and are uploaded, the token file last)."""
 
-    def __init__(self, directory: Path, index: int):
-        self.directory = Path(directory)
+    def __init__(self, directory: str | os.PathLike, index: int):
+        self.directory = directory
+        self.remote = storage.is_remote(directory)
+        self.stage = storage.cache_dir("staging") if self.remote else storage.local_path(directory)
         self.name = f"tokens-{index:05d}.bin"
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.name}.", suffix=".tmp", dir=self.directory)
+        fd, self.tmp = temp_file(self.stage, prefix=f".{self.name}.", suffix=".tmp")
         self.file = os.fdopen(fd, "wb")
         self.sha = hashlib.sha256()
         self.num_tokens = 0
@@ -64,24 +73,32 @@ class ShardWriter:
     def add(self, doc: np.ndarray) -> None:
         data = np.ascontiguousarray(doc, dtype=TOKEN_DTYPE).tobytes()
         self.doc_offsets.append(self.num_tokens)
-        with writing(self.directory / self.name):
+        with writing(storage.join(self.directory, self.name)):
             self.file.write(data)
         self.sha.update(data)
         self.num_tokens += len(doc)
 
     def finish(self) -> dict:
-        with writing(self.directory / self.name):
+        with writing(storage.join(self.directory, self.name)):
             self.file.flush()
             os.fsync(self.file.fileno())
             self.file.close()
         docs_name = self.name.replace(".bin", ".docs.npy")
-        fd, docs_tmp = tempfile.mkstemp(prefix=f".{docs_name}.", suffix=".tmp", dir=self.directory)
-        with writing(self.directory / docs_name), os.fdopen(fd, "wb") as f:
+        fd, docs_tmp = temp_file(self.stage, prefix=f".{docs_name}.", suffix=".tmp")
+        with writing(storage.join(self.directory, docs_name)), os.fdopen(fd, "wb") as f:
             np.save(f, np.asarray(self.doc_offsets, dtype=np.int64))
             f.flush()
             os.fsync(f.fileno())
-        os.replace(docs_tmp, self.directory / docs_name)
-        os.replace(self.tmp, self.directory / self.name)
+        if self.remote:
+            try:
+                storage.put_file(docs_tmp, storage.join(self.directory, docs_name))
+                storage.put_file(self.tmp, storage.join(self.directory, self.name))
+            finally:
+                Path(docs_tmp).unlink(missing_ok=True)
+                Path(self.tmp).unlink(missing_ok=True)
+        else:
+            os.replace(docs_tmp, self.stage / docs_name)
+            os.replace(self.tmp, self.stage / self.name)
         return {
             "file": self.name,
             "docs_file": docs_name,
@@ -98,19 +115,18 @@ class ShardWriter:
         Path(self.tmp).unlink(missing_ok=True)
 
 
-def write_metadata(directory: Path, metadata: dict) -> None:
-    atomic_write_text(Path(directory) / METADATA_NAME, json.dumps(metadata, indent=2))
+def write_metadata(directory: str | os.PathLike, metadata: dict) -> None:
+    storage.write_text(storage.join(directory, METADATA_NAME), json.dumps(metadata, indent=2))
 
 
-def read_metadata(directory: Path) -> dict:
-    directory = Path(directory)
-    path = directory / METADATA_NAME
-    if not directory.is_dir():
-        raise PackedDataError(f"{directory}: packed dataset directory does not exist")
-    if not path.is_file():
+def read_metadata(directory: str | os.PathLike) -> dict:
+    path = storage.join(directory, METADATA_NAME)
+    if not storage.isfile(path):
+        if not storage.isdir(directory):
+            raise PackedDataError(f"{directory}: packed dataset directory does not exist")
         raise PackedDataError(f"{directory}: no {METADATA_NAME} (not a packed dataset, or `sodakit pack` did not finish)")
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(storage.read_text(path))
     except json.JSONDecodeError as e:
         raise PackedDataError(f"{path}: not valid JSON ({e})") from e
     if meta.get("format") != PACKED_FORMAT:
@@ -121,23 +137,70 @@ def read_metadata(directory: Path) -> dict:
     return meta
 
 
-@dataclass
 class _Shard:
-    path: Path
-    tokens: np.memmap
-    start: int  # global offset of its first token
+    """One shard of the stream: memory-mapped from its local file (or cached copy), or read by ranges."""
+
+    def __init__(self, location: str | Path, info: dict, start: int, cache: bool):
+        self.location, self.info, self.start = location, info, start
+        self.num_tokens = int(info["num_tokens"])
+        self.remote, self.cache = storage.is_remote(location), cache
+        self._tokens: np.ndarray | None = None
+
+    @property
+    def path(self) -> str | Path:
+        return self.location
+
+    def expected_bytes(self) -> int:
+        return self.num_tokens * TOKEN_DTYPE.itemsize
+
+    def check_size(self, size: int) -> None:
+        if size != self.expected_bytes():
+            raise PackedDataError(
+                f"{self.location}: {size} bytes but {METADATA_NAME} says {self.num_tokens} tokens "
+                f"({self.expected_bytes()} bytes): truncated or from another pack run"
+            )
+
+    @property
+    def tokens(self) -> np.ndarray | None:
+        """The shard's tokens, memory-mapped (a remote shard: its cached copy, fetched on first use);
+        None for a remote shard read by ranges."""
+        if self._tokens is None and not (self.remote and not self.cache):
+            path = Path(self.location)
+            if self.remote:
+                try:
+                    path = storage.cached_object(str(self.location), self.info["sha256"], ".bin")
+                except storage.StorageError as e:
+                    raise PackedDataError(f"{e}: corrupt shard") from e
+            self.check_size(path.stat().st_size)
+            self._tokens = np.memmap(path, dtype=TOKEN_DTYPE, mode="r") if self.num_tokens else np.zeros(0, TOKEN_DTYPE)
+        return self._tokens
+
+    def read(self, lo: int, n: int, out: np.ndarray) -> None:
+        tokens = self.tokens
+        if tokens is not None:
+            out[:n] = tokens[lo : lo + n]
+            return
+        data = storage.read_range(str(self.location), lo * TOKEN_DTYPE.itemsize, (lo + n) * TOKEN_DTYPE.itemsize)
+        if len(data) != n * TOKEN_DTYPE.itemsize:
+            raise PackedDataError(f"{self.location}: short read at token {lo}: truncated shard")
+        out[:n] = np.frombuffer(data, dtype=TOKEN_DTYPE)
 
 
 class PackedDataset:
-    """Read-only view of a packed dataset as one token stream (shards concatenated in order)."""
+    """Read-only view of a packed dataset as one token stream (shards concatenated in order).
 
-    def __init__(self, directory: str | Path, expected_vocab: Vocab | None = None, verify_checksums: bool = False):
-        self.directory = Path(directory)
+    `directory` is a local path or a URL; a remote dataset's shards are cached locally on first use
+    (`cache=True`) or read with ranged GETs (`cache=False`), see the module docstring."""
+
+    def __init__(self, directory: str | Path, expected_vocab: Vocab | None = None, verify_checksums: bool = False,
+                 cache: bool = True):
+        self.remote = storage.is_remote(directory)
+        self.directory: str | Path = str(directory).rstrip("/") if self.remote else storage.local_path(directory)
         self.metadata = read_metadata(self.directory)
         try:
             self.vocab = Vocab.from_dict(self.metadata["vocab"])
         except (TypeError, ValueError) as e:
-            raise PackedDataError(f"{self.directory / METADATA_NAME}: invalid vocab record ({e})") from e
+            raise PackedDataError(f"{storage.join(self.directory, METADATA_NAME)}: invalid vocab record ({e})") from e
         recorded = self.metadata["vocab"].get("fingerprint")
         if recorded is not None and recorded != self.vocab.fingerprint:
             raise PackedDataError(f"{self.directory}: vocab fingerprint {recorded} does not match its own layout")
@@ -150,26 +213,32 @@ class PackedDataset:
         self.shards: list[_Shard] = []
         start = 0
         for info in self.metadata["shards"]:
-            path = self.directory / info["file"]
-            if not path.is_file():
-                raise PackedDataError(f"{path}: shard listed in {METADATA_NAME} is missing")
-            size = path.stat().st_size
-            if size != info["num_tokens"] * TOKEN_DTYPE.itemsize:
-                raise PackedDataError(
-                    f"{path}: {size} bytes but {METADATA_NAME} says {info['num_tokens']} tokens "
-                    f"({info['num_tokens'] * TOKEN_DTYPE.itemsize} bytes): truncated or from another pack run"
-                )
-            if verify_checksums and sha256_file(path) != info["sha256"]:
-                raise PackedDataError(f"{path}: sha256 differs from {METADATA_NAME}: corrupt shard")
-            tokens = np.memmap(path, dtype=TOKEN_DTYPE, mode="r") if size else np.zeros(0, TOKEN_DTYPE)
-            self.shards.append(_Shard(path, tokens, start))  # type: ignore[arg-type]
-            start += info["num_tokens"]
+            location = storage.join(self.directory, info["file"]) if self.remote else self.directory / info["file"]
+            shard = _Shard(location, info, start, cache)
+            if not self.remote:  # a local shard is checked now; a remote one when first fetched
+                if not Path(location).is_file():
+                    raise PackedDataError(f"{location}: shard listed in {METADATA_NAME} is missing")
+                shard.check_size(Path(location).stat().st_size)
+            if verify_checksums:
+                self._verify(shard)
+            if not self.remote:
+                _ = shard.tokens
+            self.shards.append(shard)
+            start += shard.num_tokens
         self.num_tokens = start
         if self.num_tokens != self.metadata["num_tokens"]:
             raise PackedDataError(f"{self.directory}: shard token counts do not add up to num_tokens")
         if self.num_tokens == 0:
             raise PackedDataError(f"{self.directory}: empty dataset (0 tokens)")
         self._starts = np.array([s.start for s in self.shards], dtype=np.int64)
+
+    def _verify(self, shard: _Shard) -> None:
+        if shard.remote and shard.cache:
+            _ = shard.tokens  # the copy is verified against the sha256 while it downloads
+            return
+        digest = storage.sha256(str(shard.location)) if shard.remote else sha256_file(shard.location)
+        if digest != shard.info["sha256"]:
+            raise PackedDataError(f"{shard.location}: sha256 differs from {METADATA_NAME}: corrupt shard")
 
     @property
     def fingerprint(self) -> str:
@@ -192,13 +261,13 @@ class PackedDataset:
         while done < length:
             shard = self.shards[i]
             lo = start + done - shard.start
-            n = min(length - done, len(shard.tokens) - lo)
-            out[done : done + n] = shard.tokens[lo : lo + n]
+            n = min(length - done, shard.num_tokens - lo)
+            shard.read(lo, n, out[done : done + n])
             done += n
             i += 1
         return out
 
-    def locate(self, offset: int) -> tuple[Path, int]:
+    def locate(self, offset: int) -> tuple[str | Path, int]:
         """The shard file holding token `offset` of the stream, and the token's offset inside that file."""
         i = int(np.searchsorted(self._starts, offset, side="right")) - 1
         return self.shards[i].path, offset - self.shards[i].start
@@ -220,5 +289,8 @@ class PackedDataset:
 
     def documents(self, shard_index: int) -> np.ndarray:
         info = self.metadata["shards"][shard_index]
-        return np.load(self.directory / info["docs_file"], allow_pickle=False)
+        if not self.remote:
+            return np.load(self.directory / info["docs_file"], allow_pickle=False)
+        return np.load(io.BytesIO(storage.read_bytes(storage.join(self.directory, info["docs_file"]))),
+                       allow_pickle=False)
 

@@ -8,7 +8,8 @@ A segment-shard directory holds
 - `manifest.json`: the codec that produced the codes (name, config hash, sample/frame rate, codebook
   count and size, semantic codebooks) and the list of complete shards with their checksums.
 
-Shards are written to a temporary name and renamed, so a file with the final name is always complete.
+Shards are written to a temporary name and renamed (on an object store: uploaded in one piece), so a
+file with the final name is always complete. The directory may be a URL (`s3://...`, see sodakit.storage).
 
 Readers take a `text_fix`: "none" (default) gives each transcript as stored; "emilia" applies the
 whitespace rule of the SODA authors' fixed Emilia release, which removed one space right after
@@ -20,16 +21,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sodakit.fileio import atomic_write_text, sha256_file, writing
+from sodakit import storage
+from sodakit.fileio import sha256_file, writing
 
 SEGMENTS_FORMAT = "sodakit.segments/1"
 MANIFEST_NAME = "manifest.json"
@@ -74,7 +74,7 @@ class Segment:
     recording_id: str
     start: float
     end: float
-    text: str
+    text: str | None  # None: no transcript (audio-only documents only)
     codes: np.ndarray  # [K, F] integer codes
     speaker: str | None = None
 
@@ -118,16 +118,16 @@ class SegmentManifest:
     format: str = SEGMENTS_FORMAT
     extra: dict = field(default_factory=dict)
 
-    def save(self, directory: Path) -> None:
-        atomic_write_text(Path(directory) / MANIFEST_NAME, json.dumps(asdict(self), indent=2))
+    def save(self, directory: str | os.PathLike) -> None:
+        storage.write_text(storage.join(directory, MANIFEST_NAME), json.dumps(asdict(self), indent=2))
 
     @classmethod
-    def load(cls, directory: Path) -> SegmentManifest:
-        path = Path(directory) / MANIFEST_NAME
-        if not path.is_file():
+    def load(cls, directory: str | os.PathLike) -> SegmentManifest:
+        path = storage.join(directory, MANIFEST_NAME)
+        if not storage.isfile(path):
             raise SegmentFormatError(f"{directory}: no {MANIFEST_NAME}; is this a `sodakit tokenize` output?")
         try:
-            d = json.loads(path.read_text())
+            d = json.loads(storage.read_text(path))
             if d.get("format") != SEGMENTS_FORMAT:
                 raise SegmentFormatError(f"{path}: format {d.get('format')!r}, expected {SEGMENTS_FORMAT!r}")
             return cls(
@@ -163,32 +163,34 @@ def segments_to_table(segments: Iterable[Segment]) -> pa.Table:
     )
 
 
-def write_segment_shard(path: Path, segments: Iterable[Segment]) -> ShardInfo:
-    """Write one shard atomically (temp file + rename) and return its manifest entry."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_segment_shard(path: str | os.PathLike, segments: Iterable[Segment],
+                        before_commit: Callable[[ShardInfo], None] | None = None) -> ShardInfo:
+    """Write one shard atomically (temp file + rename, or one upload) and return its manifest entry;
+    `before_commit(entry)` runs once the file is written but before it appears under its name."""
     table = segments_to_table(segments)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with writing(path):
-            pq.write_table(table, tmp, compression="zstd")
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    frames = int(np.sum(table.column("num_frames").to_numpy())) if table.num_rows else 0
-    return ShardInfo(file=path.name, num_segments=table.num_rows, num_frames=frames, sha256=sha256_file(path))
+    with storage.staged_file(path) as tmp, writing(path):
+        pq.write_table(table, tmp, compression="zstd")
+        frames = int(np.sum(table.column("num_frames").to_numpy())) if table.num_rows else 0
+        info = ShardInfo(file=storage.basename(path), num_segments=table.num_rows, num_frames=frames,
+                         sha256=sha256_file(tmp))
+        if before_commit is not None:
+            before_commit(info)
+    return info
 
 
-def read_segment_shard(path: Path, text_fix: str = "none") -> Iterator[Segment]:
+def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
+    """A Parquet file (local or remote) as a table."""
+    if not storage.is_remote(path):
+        return pq.read_table(path, columns=columns)
+    with storage.open_file(path, "rb") as f:
+        return pq.read_table(f, columns=columns)
+
+
+def read_segment_shard(path: str | os.PathLike, text_fix: str = "none") -> Iterator[Segment]:
     """Segments of one shard, in file order, with codes as uint16 [K, F] arrays (text per `text_fix`)."""
-    path = Path(path)
     fix_text("", text_fix)  # an unknown rule fails before any reading
     try:
-        table = pq.read_table(path)
+        table = read_table(path)
     except Exception as e:
         raise SegmentFormatError(f"{path}: cannot read Parquet ({e})") from e
     missing = [n for n in SEGMENT_SCHEMA.names if n not in table.column_names]
@@ -214,24 +216,24 @@ def read_segment_shard(path: Path, text_fix: str = "none") -> Iterator[Segment]:
             recording_id=cols["recording_id"][i],
             start=cols["start"][i],
             end=cols["end"][i],
-            text=fix_text(cols["text"][i] or "", text_fix),
+            text=None if cols["text"][i] is None else fix_text(cols["text"][i], text_fix),
             codes=codes,
             speaker=cols["speaker"][i],
         )
 
 
-def read_segments_dir(directory: Path, verify: bool = True, text_fix: str = "none") -> tuple[SegmentManifest, Iterator[Segment]]:
+def read_segments_dir(directory: str | os.PathLike, verify: bool = True,
+                      text_fix: str = "none") -> tuple[SegmentManifest, Iterator[Segment]]:
     """The manifest and every segment of a segment-shard directory, shard by shard."""
     fix_text("", text_fix)
-    directory = Path(directory)
     manifest = SegmentManifest.load(directory)
 
     def gen() -> Iterator[Segment]:
         for shard in manifest.shards:
-            path = directory / shard.file
-            if not path.is_file():
+            path = storage.join(directory, shard.file)
+            if not storage.isfile(path):
                 raise SegmentFormatError(f"{path}: listed in the manifest but missing")
-            if verify and sha256_file(path) != shard.sha256:
+            if verify and storage.sha256(path) != shard.sha256:
                 raise SegmentFormatError(f"{path}: checksum differs from the manifest (file changed or corrupt)")
             yield from read_segment_shard(path, text_fix)
 

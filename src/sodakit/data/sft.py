@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ import torch
 import torch.distributed as dist
 
 from sodakit.config import ConfigError
-from sodakit.fileio import sha256_file
+from sodakit.fileio import sha256_file, temp_dir
 from sodakit.tokens.vocab import Vocab
 
 SFT_FORMAT = "sodakit-sft"
@@ -78,7 +77,7 @@ def write_sft_dataset(
         if not 0 < e.response_start < len(arr):
             raise SFTDataError(f"example {e.id}: response_start {e.response_start} outside (0, {len(arr)})")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = temp_dir(out.parent, prefix=f".{out.name}.")
     try:
         table = pa.table(
             {

@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from sodakit import storage
 from sodakit.config import ConfigError
 from sodakit.errors import EXIT_BUG, EXIT_USER, classify
 from sodakit.eval.config import EvalConfig
@@ -71,15 +72,30 @@ def evaluate(bundle: Bundle, cfg: EvalConfig, log: Callable[[str], None] = _stde
         codec=(bundle.codec.info().__dict__ if bundle.codec is not None else None),
         settings=cfg.settings(),
     )
-    log(f"[eval] model {bundle.info.path} on {bundle.info.device or 'its own device'} (device={cfg.device}"
-        + (f", {bundle.info.dtype})" if bundle.info.dtype else ")"))
-    out = Path(cfg.out) if cfg.out else None
-    item_dir = out.with_suffix("").with_name(out.stem + ".items") if (cfg.log_items and out) else None
+    log(f"[eval] model {bundle.info.source or bundle.info.path} on {bundle.info.device or 'its own device'} "
+        f"(device={cfg.device}" + (f", {bundle.info.dtype})" if bundle.info.dtype else ")"))
+    out = storage.as_location(cfg.out) if cfg.out else None
+    item_dir = _item_log_dir(out) if (cfg.log_items and out) else None
     results["tasks"], _ = run_tasks(ctx, names, cfg.data, item_dir, log=log)
     if out is not None:
         write_results(out, results)
         log(f"[eval] results: {out}" + (f" (per-item logs: {item_dir})" if item_dir else ""))
     return results
+
+
+def _local_data(data: str) -> Path:
+    """A task's data as a local path: benchmark data on an object store (each part of a "A,B" list) is
+    copied once into sodakit's cache, since the readers take files and folders."""
+    if "://" not in data:
+        return storage.local_path(data)
+    return Path(",".join(str(storage.local_copy(p)) if storage.is_remote(p) else p for p in data.split(",")))
+
+
+def _item_log_dir(out: str) -> str:
+    """`<stem>.items` beside the results file (a path or a URL)."""
+    name = storage.basename(out)
+    stem = name[: -len(Path(name).suffix)] if Path(name).suffix else name
+    return storage.join(storage.parent(out), f"{stem}.items")
 
 
 def exit_code(task_results: dict) -> int:
@@ -90,7 +106,7 @@ def exit_code(task_results: dict) -> int:
     return EXIT_BUG if any(r.get("bug") for r in failures) else EXIT_USER
 
 
-def run_tasks(ctx: EvalContext, names: list[str], data: dict[str, str], item_log_dir: Path | None = None,
+def run_tasks(ctx: EvalContext, names: list[str], data: dict[str, str], item_log_dir: str | Path | None = None,
               log: Callable[[str], None] = print) -> tuple[dict, int]:
     """{task: result dict} and the number of tasks that failed."""
     out: dict[str, dict] = {}
@@ -103,7 +119,7 @@ def run_tasks(ctx: EvalContext, names: list[str], data: dict[str, str], item_log
             path = str(default) if default is not None else None
         log(f"[eval] {name}: data {path or '(none given)'}")
         try:
-            res = spec.run(ctx, Path(path) if path else None)
+            res = spec.run(ctx, _local_data(path) if path else None)
         except Exception as e:
             failed += 1
             bug = classify(e)[0] == EXIT_BUG

@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import yaml
 
 from sodakit.config import atomic_write_text
 from sodakit.eval.readers.hf_parquet import readme_data_files
+from sodakit.fileio import temp_file
 
 ZR_COLUMNS = {
     "lexical": ["id", "filename", "voice", "frequency", "word", "phones", "length", "correct"],
@@ -34,7 +34,7 @@ ZR_COLUMNS = {
 def write_wav_atomic(path: Path, wav: np.ndarray, sample_rate: int) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".wav")
+    fd, tmp = temp_file(path.parent, prefix=f".{path.stem}.", suffix=".wav")
     os.close(fd)
     try:
         sf.write(tmp, np.asarray(wav, dtype=np.float32), sample_rate, subtype="PCM_16")
@@ -109,7 +109,7 @@ def write_hf_pairs(root: Path, pairs: Sequence[SpokenPair], sample_rate: int, co
         cols[key] = pa.array([str(p.meta.get(key, "")) for p in pairs])
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".parquet")
+    fd, tmp = temp_file(path.parent, suffix=".parquet")
     os.close(fd)
     pq.write_table(pa.table(cols), tmp, row_group_size=64)
     os.replace(tmp, path)

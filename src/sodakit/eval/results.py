@@ -10,8 +10,7 @@ from pathlib import Path
 
 import torch
 
-from sodakit import __version__
-from sodakit.config import atomic_write_text
+from sodakit import __version__, storage
 
 RESULTS_FORMAT = "sodakit.eval/1"
 
@@ -31,13 +30,14 @@ def run_header(command: list[str], model: dict, tokenizer: dict, codec: dict | N
     }
 
 
-def write_results(path: Path, results: dict) -> None:
-    atomic_write_text(Path(path), json.dumps(results, indent=2, default=str) + "\n")
+def write_results(path: str | Path, results: dict) -> None:
+    """The results JSON, atomically, at a local path or a URL (sodakit.storage)."""
+    storage.write_text(path, json.dumps(results, indent=2, default=str) + "\n")
 
 
-def write_item_log(directory: Path, task: str, records: list[dict]) -> Path:
-    path = Path(directory) / f"{task.replace('/', '_')}.jsonl"
-    atomic_write_text(path, "".join(json.dumps(r, default=str) + "\n" for r in records))
+def write_item_log(directory: str | Path, task: str, records: list[dict]) -> str:
+    path = storage.join(directory, f"{task.replace('/', '_')}.jsonl")
+    storage.write_text(path, "".join(json.dumps(r, default=str) + "\n" for r in records))
     return path
 
 

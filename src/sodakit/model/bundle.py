@@ -5,9 +5,11 @@
     bundle.model, bundle.vocab, bundle.tokenizer, bundle.codec, bundle.info
 
 `path_or_id` is a sodakit checkpoint (full or sharded: the pieces every rank wrote are put together
-here, whatever their number), a training run directory (its newest complete checkpoint), a
-Hugging Face Qwen3ForCausalLM directory (the released SODA form), or the hub id of one (resolved through
-the Hugging Face cache; HF_HUB_OFFLINE=1 never downloads). backend "sodakit" opens it with the project's
+here, whatever their number), a training run directory (its newest complete checkpoint), a Hugging Face
+Qwen3ForCausalLM directory (the released SODA form), the hub id of one ("org/name", or
+"org/name@revision"; resolved through the Hugging Face cache, HF_HUB_OFFLINE=1 never downloads), or a URL
+of any of these (`s3://...`, copied into sodakit's cache and refreshed when the objects change; of a run
+directory only its newest complete checkpoint is copied). backend "sodakit" opens it with the project's
 Qwen3 (`sodakit.model.load`); "transformers" with AutoModelForCausalLM, any Hugging Face causal LM
 (e.g. a text baseline to score); "auto" tries sodakit first, then transformers.
 
@@ -29,13 +31,13 @@ from typing import Any
 
 import torch
 
+from sodakit import storage
 from sodakit.audio.codec import Codec
 from sodakit.audio.registry import check_codec, load_model_codec
 from sodakit.config import to_dict
 from sodakit.device import resolve_device, resolve_dtype
-from sodakit.fileio import hub_offline, looks_like_hub_id
 from sodakit.model.config import ModelConfig
-from sodakit.model.load import SIDECAR, TOKENIZER, load_pretrained
+from sodakit.model.load import SIDECAR, TOKENIZER, load_pretrained, remote_checkpoints
 from sodakit.model.sharded import SHARDS_DIR
 from sodakit.progress import library_bars_off_in_logs
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
@@ -59,6 +61,7 @@ class BundleInfo:
     model_class: str
     vocab_size: int  # rows of the output head
     max_positions: int | None
+    source: str = ""  # what was asked for, portably: an absolute path, a URL, or "org/name@<commit>"
     device: str = ""  # where it was loaded, resolved ("auto" -> "cuda" or "cpu")
     dtype: str = ""
     source_format: str | None = None  # sodakit backend: "sodakit" (our checkpoint) or "hf" (Qwen3 directory)
@@ -72,7 +75,7 @@ class BundleInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "path": str(self.path), "backend": self.backend, "class": self.model_class,
+            "path": str(self.path), "source": self.source, "backend": self.backend, "class": self.model_class,
             "source_format": self.source_format, "step": self.step,
             "vocab_size": self.vocab_size, "max_positions": self.max_positions, "device": self.device,
             "dtype": self.dtype,
@@ -106,11 +109,11 @@ def load_bundle(
     """The model at `path_or_id` with its vocabulary, tokenizer and codec (see the module docstring)."""
     if backend not in BACKENDS:
         raise ModelLoadError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    path = local_model_dir(path_or_id)
+    path, source = locate_model(path_or_id)
     dev = resolve_device(device)
     td = resolve_dtype(dtype, dev)
     model, info, recorded_vocab = _open_model(path, backend, dev, td)
-    info.device, info.dtype = str(dev), str(td).removeprefix("torch.")
+    info.device, info.dtype, info.source = str(dev), str(td).removeprefix("torch."), source
     tok = _open_tokenizer(tokenizer, info, recorded_vocab, need_tokenizer)
     vocab = recorded_vocab or (tok.vocab if tok is not None else None)
     if vocab is None:
@@ -123,23 +126,30 @@ def load_bundle(
     return Bundle(model, vocab, tok, codec_obj, info)
 
 
-def local_model_dir(path_or_id: str | os.PathLike) -> Path:
-    """A local directory for a path, or for a hub id through the Hugging Face cache."""
-    path = Path(os.path.expanduser(str(path_or_id)))
+def locate_model(path_or_id: str | os.PathLike) -> tuple[Path, str]:
+    """A local directory for a path, a URL (copied into the cache) or a hub id (through the Hugging Face
+    cache), and the portable name of what was read (absolute path, URL, or "org/name@<commit>")."""
+    if storage.is_remote(path_or_id):
+        url = os.fspath(path_or_id).rstrip("/")
+        complete, _ = remote_checkpoints(url)  # a run directory: copy only its newest complete checkpoint
+        try:
+            return storage.local_copy(complete[max(complete)] if complete else url), url
+        except FileNotFoundError as e:
+            raise ModelLoadError(f"model {path_or_id} does not exist") from e
+    path = storage.local_path(path_or_id)
     if path.exists():
-        return path
-    if not looks_like_hub_id(str(path_or_id)):
+        return path, str(path.resolve())
+    if not storage.is_hub_ref(path_or_id):
         raise ModelLoadError(f"model path {path} does not exist")
-    from huggingface_hub import snapshot_download  # a transformers dependency, only needed for hub ids
-
-    offline = hub_offline()
     try:
-        return Path(snapshot_download(str(path_or_id), allow_patterns=HUB_FILES, local_files_only=offline))
-    except Exception as e:
-        where = "in the local Hugging Face cache (HF_HUB_OFFLINE=1: no download attempted)" if offline else "on the hub"
-        raise ModelLoadError(
-            f"model path {path} does not exist, and {path_or_id!r} cannot be found {where} ({type(e).__name__}: {e})"
-        ) from e
+        return storage.hub_snapshot(os.fspath(path_or_id), allow_patterns=HUB_FILES, what="model")
+    except storage.StorageError as e:
+        raise ModelLoadError(f"model path {path} does not exist, and {e}") from e
+
+
+def local_model_dir(path_or_id: str | os.PathLike) -> Path:
+    """A local directory for a path, a URL or a hub id (see `locate_model`)."""
+    return locate_model(path_or_id)[0]
 
 
 def _open_model(path: Path, backend: str, device: torch.device, dtype: torch.dtype):

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 
 from sodakit.config import ConfigError, Flag, parse_config_args
 from sodakit.device import DTYPES
+from sodakit.fileio import temp_dir
 from sodakit.model import hf
 from sodakit.model.load import SIDECAR, make_sidecar, read_pretrained, write_model_dir
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
@@ -41,7 +41,7 @@ def import_hf(src: str | os.PathLike, out: str | os.PathLike, vocab: Vocab | Non
     if vocab is not None and vocab.size > info.model_config.vocab_size:
         raise ValueError(f"vocab layout has {vocab.size} ids but the model only {info.model_config.vocab_size}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = temp_dir(out.parent, prefix=f".{out.name}.")
     try:
         write_model_dir(
             tmp,

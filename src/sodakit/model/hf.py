@@ -6,21 +6,29 @@ conversion is a rename plus a concatenation / split; nothing is approximated.
 
 config.json is written for transformers 5 (`rope_parameters` with `rope_type: llama3`), with the
 transformers 4 spelling (`rope_theta`, `rope_scaling`) alongside so older versions read it too.
+
+Llama-3 RoPE scaling as config.json states it (`llama3_rope_fields`): transformers warns on every load
+when `original_max_position_embeddings` is not below `max_position_embeddings`, which SODA's numbers
+(8192 vs 4096) are not. The scaled frequencies depend on the original length only through its ratios to
+the two frequency factors and to each wavelength (low/high wavelength = original / factor, smoothing
+ramp = (original / wavelength - low) / (high - low)), so dividing all three by the same power of two
+changes no bit of them. Exports write the smallest such division that puts the original length below
+max_position_embeddings (SODA: 2048, 0.25, 1.0 for 8192, 1, 4); imports undo it when the low factor is
+such a fraction, so the model config reads as the recipe wrote it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 
-from sodakit.fileio import load_safetensors
+from sodakit.fileio import load_safetensors, save_safetensors, temp_dir
 from sodakit.model.config import ModelConfig, RopeScaling
 
 HF_CONFIG = "config.json"
@@ -37,17 +45,40 @@ class HFFormatError(ValueError):
 # ---------------------------------------------------------------------------------------------------
 # config.json <-> ModelConfig
 # ---------------------------------------------------------------------------------------------------
+def llama3_rope_fields(rs: RopeScaling, max_positions: int) -> tuple[int, float, float]:
+    """(original_max_position_embeddings, low_freq_factor, high_freq_factor) for config.json: the same
+    frequencies, with the original length below `max_positions` where a power-of-two division gets it
+    there (module docstring)."""
+    original, low, high = rs.original_max_position_embeddings, rs.low_freq_factor, rs.high_freq_factor
+    shift = 0
+    while (original >> shift) >= max_positions and (original >> (shift + 1)) << (shift + 1) == original:
+        shift += 1
+    if (original >> shift) >= max_positions:
+        return original, low, high  # no exact rescaling: transformers will warn, the numbers stay right
+    return original >> shift, math.ldexp(low, -shift), math.ldexp(high, -shift)
+
+
+def _canonical_llama3(original: int, low: float, high: float) -> tuple[int, float, float]:
+    """Undo `llama3_rope_fields`: scale back by the power of two that makes low_freq_factor 1, if any."""
+    mantissa, exponent = math.frexp(low)
+    if mantissa != 0.5 or exponent >= 1:  # low is not 2**-k for some k >= 1
+        return original, low, high
+    shift = 1 - exponent
+    return original << shift, math.ldexp(low, shift), math.ldexp(high, shift)
+
+
 def _rope_dict(cfg: ModelConfig) -> dict:
     if cfg.rope_scaling is None:
         return {"rope_type": "default", "rope_theta": cfg.rope_theta}
     rs = cfg.rope_scaling
+    original, low, high = llama3_rope_fields(rs, cfg.max_seq_len)
     return {
         "rope_type": "llama3",
         "rope_theta": cfg.rope_theta,
         "factor": rs.factor,
-        "low_freq_factor": rs.low_freq_factor,
-        "high_freq_factor": rs.high_freq_factor,
-        "original_max_position_embeddings": rs.original_max_position_embeddings,
+        "low_freq_factor": low,
+        "high_freq_factor": high,
+        "original_max_position_embeddings": original,
     }
 
 
@@ -113,12 +144,10 @@ def from_hf_config(hf: dict, where: str = HF_CONFIG) -> ModelConfig:
         scaling = None
     elif rope_type == "llama3":
         try:
-            scaling = RopeScaling(
-                factor=float(rope["factor"]),
-                low_freq_factor=float(rope["low_freq_factor"]),
-                high_freq_factor=float(rope["high_freq_factor"]),
-                original_max_position_embeddings=int(rope.get("original_max_position_embeddings", max_pos)),
-            )
+            original, low, high = _canonical_llama3(int(rope.get("original_max_position_embeddings", max_pos)),
+                                                    float(rope["low_freq_factor"]), float(rope["high_freq_factor"]))
+            scaling = RopeScaling(factor=float(rope["factor"]), low_freq_factor=low, high_freq_factor=high,
+                                  original_max_position_embeddings=original)
         except KeyError as e:
             raise HFFormatError(f"{where}: llama3 rope scaling is missing {e}") from e
     else:
@@ -285,18 +314,18 @@ def save_hf_dir(
     if out.exists():
         raise FileExistsError(f"{out} already exists; choose a new output directory")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = temp_dir(out.parent, prefix=f".{out.name}.")
     try:
         tensors = {k: v.detach().to("cpu", dtype) for k, v in to_hf_state_dict(state_dict, cfg).items()}
         meta = {"format": "pt"}
         if max_shard_bytes is None:
-            save_file(tensors, str(tmp / HF_WEIGHTS), metadata=meta)
+            save_safetensors(tensors, tmp / HF_WEIGHTS, metadata=meta)
         else:
             shards = _shard(tensors, max_shard_bytes)
             weight_map = {}
             for i, shard in enumerate(shards, 1):
                 name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-                save_file(shard, str(tmp / name), metadata=meta)
+                save_safetensors(shard, tmp / name, metadata=meta)
                 weight_map.update(dict.fromkeys(shard, name))
             total = sum(t.numel() * t.element_size() for t in tensors.values())
             index = {"metadata": {"total_size": total}, "weight_map": weight_map}

@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 from torch.distributed.checkpoint.api import CheckpointException
 
+from sodakit import storage
 from sodakit.config import ConfigError, from_dict, to_dict
-from sodakit.fileio import DamagedFileError, load_safetensors, sha256_file, writing
+from sodakit.fileio import DamagedFileError, load_safetensors, save_safetensors, sha256_file
 from sodakit.model import hf
 from sodakit.model.config import ModelConfig
 from sodakit.model.qwen3 import Qwen3
@@ -103,8 +103,7 @@ def write_model_dir(
     """Write weights + sidecar (+ tokenizer.json) into `directory` (the caller makes it atomic)."""
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    with writing(directory / WEIGHTS):
-        save_file(tensors, str(directory / WEIGHTS), metadata={"format": "pt"})
+    save_safetensors(tensors, directory / WEIGHTS, metadata={"format": "pt"})
     return write_model_metadata(directory, cfg, vocab, codec, tokenizer,
                                 weights_sha256=sha256_file(directory / WEIGHTS), **extra)
 
@@ -151,6 +150,21 @@ def list_checkpoints(run_or_ckpt_dir: str | os.PathLike) -> list[Path]:
             if is_complete_checkpoint(p):
                 found.append((int(p.name[len(CHECKPOINT_PREFIX) :]), p))
     return [p for _, p in sorted(found)]
+
+
+def remote_checkpoints(run_url: str) -> tuple[dict[int, str], list[str]]:
+    """The checkpoints of a run directory on an object store: ({step: url} of the complete ones, those
+    whose COMPLETE object exists, oldest first; [urls of incomplete ones])."""
+    root = storage.join(run_url.rstrip("/"), CHECKPOINTS_DIR)
+    files: dict[str, set[str]] = {}
+    for url in storage.list_files(root) if storage.isdir(root) else []:
+        name, _, rest = url[len(root):].strip("/").partition("/")
+        digits = name[len(CHECKPOINT_PREFIX):]
+        if name.startswith(CHECKPOINT_PREFIX) and digits.isdigit():
+            files.setdefault(name, set()).add(rest)
+    complete = {int(n[len(CHECKPOINT_PREFIX):]): storage.join(root, n) for n, f in files.items() if COMPLETE_MARKER in f}
+    partial = [storage.join(root, n) for n, f in files.items() if COMPLETE_MARKER not in f]
+    return dict(sorted(complete.items())), partial
 
 
 def resolve(path: str | os.PathLike) -> Path:

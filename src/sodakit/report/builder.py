@@ -34,7 +34,9 @@ every metric in columns.
 `build_report` turns the summary into a view (tables with formatted cells, asset paths, notes) and
 renders it with the Jinja templates in report/templates/: index.html.j2 (autoescaped: every text of
 the summary is escaped), report.md.j2 (text as is) and style.css. The page references only files copied
-into its own `assets/` folder, so the report directory can be moved or served as is.
+into its own `assets/` folder, so the report directory can be moved or served as is. `out_dir` may be
+a URL (`s3://bucket/reports/x`, e.g. a bucket served as a website): the report is rendered into a local
+staging folder and uploaded, index.html last.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from typing import Any
 import jinja2
 import yaml
 
+from sodakit import storage
 from sodakit.config import atomic_write_text
 from sodakit.eval.results import soda_scores
 from sodakit.report.plots import comparison_figure, training_figure
@@ -177,8 +180,16 @@ class _Assets:
         return src, keys
 
 
-def build_report(summary: dict, out_dir: str | Path, base_dir: str | Path = ".") -> dict[str, Path]:
-    """Render `summary` into out_dir/{index.html, report.md, report.json, assets/}."""
+def build_report(summary: dict, out_dir: str | Path, base_dir: str | Path = ".") -> dict[str, Path | str]:
+    """Render `summary` into out_dir/{index.html, report.md, report.json, assets/} (a folder or a URL)."""
+    if storage.is_remote(out_dir):
+        stage = storage.new_temp_dir()
+        try:
+            paths = build_report(summary, stage, base_dir)
+            storage.upload_dir(stage, out_dir, last=["index.html"])
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        return {key: storage.join(out_dir, Path(p).name) for key, p in paths.items()}
     out, base = Path(out_dir), Path(base_dir)
     if out.exists():
         shutil.rmtree(out / "assets", ignore_errors=True)

@@ -7,7 +7,8 @@
     sodakit report runs/a runs/b out=cmp/       several side by side: curves overlaid, numbers in columns
 
 The kind of each path is recognised from the files in it; the report goes to <path>/report for one path
-and ./report for several, unless out= (--out) says otherwise.
+and ./report for several, unless out= (--out: a folder, or a URL such as s3://bucket/reports/x) says
+otherwise.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from sodakit.report.compose import compose, default_out
 class ReportConfig:
     # What sodakit wrote: run directories, eval results JSONs, IsoFLOP fit/study directories, demo outputs.
     paths: list[str] = field(default_factory=list)
-    out: str | None = None  # output directory (default: <path>/report for one path, ./report for several)
+    out: str | None = None  # output directory or URL, e.g. s3://bucket/reports/x (default: <path>/report for one
+    # path, ./report for several)
     title: str | None = None  # the page's title (default: from what is reported)
 
 

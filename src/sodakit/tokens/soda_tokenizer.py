@@ -27,12 +27,28 @@ import numpy as np
 from tokenizers import AddedToken, Tokenizer
 from tokenizers.processors import TemplateProcessing
 
+from sodakit import storage
 from sodakit.fileio import atomic_write_text
 from sodakit.tokens.text_tokenizer import TOKENIZER_FILE, TextTokenizer
 from sodakit.tokens.vocab import MARKERS, PUA_BASE, TEXT_START, Vocab
 
 VOCAB_SIDECAR = "sodakit_vocab.json"
 PuaPolicy = Literal["error", "escape"]
+# What a tokenizer given as a hub id fetches.
+HUB_TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", VOCAB_SIDECAR]
+
+
+def locate_tokenizer(spec: str | Path) -> tuple[Path, str]:
+    """A local tokenizer.json (or folder holding one) for a path, a URL (copied into the cache) or a hub id
+    ("org/name[@revision]", through the Hugging Face cache), and the portable name of what was read: the
+    absolute path, the URL, or "org/name@<commit>"."""
+    if storage.is_remote(spec):
+        return storage.local_copy(spec), str(spec)
+    if storage.is_hub_ref(spec):
+        path, ref = storage.hub_snapshot(str(spec), allow_patterns=HUB_TOKENIZER_FILES, what="tokenizer")
+        return path, ref
+    path = storage.local_path(spec)
+    return path, str(path.resolve())
 
 
 class TextInAudioRangeError(ValueError):
@@ -62,13 +78,14 @@ class SodaTokenizer:
     # ---- construction ------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path: str | Path, pua_policy: PuaPolicy = "error", vocab: Vocab | None = None) -> SodaTokenizer:
-        """Load a tokenizer.json (or a directory with one): a plain text BPE or a SODA-style tokenizer.
+        """Load a tokenizer.json (or a directory with one, a URL or a hub id, see `locate_tokenizer`): a
+        plain text BPE or a SODA-style tokenizer.
 
         The layout is `vocab` when given (a checkpoint records its own: a tokenizer file alone can only
         imply the released 2048-entry codebooks), else the `sodakit_vocab.json` beside the file when
         present, else inferred for a SODA-style file (markers after the text ids, 2048 codes per codebook).
         """
-        path = Path(path)
+        path, _ = locate_tokenizer(path)
         text = TextTokenizer.from_file(path)
         directory = path if path.is_dir() else path.parent
         sidecar = directory / VOCAB_SIDECAR

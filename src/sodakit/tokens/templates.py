@@ -216,6 +216,16 @@ def get_template(name: str) -> Template:
         raise ValueError(f"unknown template {name!r}; choose from {tuple(TEMPLATES)}") from None
 
 
+def reads_text(name: str) -> bool:
+    """Whether a template renders a text span from its values (a document format that needs transcripts)."""
+
+    def walk(spans: Sequence[Span]) -> bool:
+        return any((isinstance(s, Text) and any(isinstance(c, Field) for c in s.content))
+                   or (isinstance(s, Each) and walk(s.body)) for s in spans)
+
+    return walk(get_template(name).spans)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Rendering
 # ---------------------------------------------------------------------------------------------------

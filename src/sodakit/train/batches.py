@@ -8,13 +8,13 @@ removes token t as a target (so loss_mask[:, 0] is unused). Sources that pad (fi
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Protocol
 
 import torch
 from torch import Tensor
 
 from sodakit.data.loader import MixtureLoader
+from sodakit.tokens.soda_tokenizer import locate_tokenizer
 from sodakit.tokens.vocab import Vocab
 from sodakit.train import distributed as D
 from sodakit.train.config import TrainConfig
@@ -40,6 +40,7 @@ def build_source(cfg: TrainConfig, ctx: D.DistContext) -> BatchSource:
         rank=ctx.rank,
         world_size=ctx.world_size,
         return_segment_ids=cfg.data.document_masking,
+        cache=cfg.data.remote_cache,
     )
 
 
@@ -50,14 +51,26 @@ def source_metadata(source: BatchSource, cfg: TrainConfig) -> tuple[dict | None,
     if datasets:
         meta = getattr(datasets[0], "metadata", {}) or {}
     codec = meta.get("codec") or getattr(source, "codec", None)
-    tok = cfg.data.tokenizer or (meta.get("tokenizer") or {}).get("path") or getattr(source, "tokenizer", None)
-    if tok:
-        p = Path(tok)
-        p = p / "tokenizer.json" if p.is_dir() else p
-        tok = str(p) if p.is_file() else None
-        if tok is None and cfg.data.tokenizer:
+    if cfg.data.tokenizer:
+        tok = _tokenizer_file(cfg.data.tokenizer, strict=True)
+        if tok is None:
             raise FileNotFoundError(f"data.tokenizer={cfg.data.tokenizer}: no tokenizer.json there")
-    return codec, tok
+        return codec, tok
+    recorded = meta.get("tokenizer") or {}
+    candidates = [recorded.get("resolved"), recorded.get("path"), getattr(source, "tokenizer", None)]
+    return codec, next((t for spec in candidates if spec and (t := _tokenizer_file(spec))), None)
+
+
+def _tokenizer_file(spec: str, strict: bool = False) -> str | None:
+    """The local tokenizer.json of a path, URL or hub id; None where there is none (strict: errors raise)."""
+    try:
+        path, _ = locate_tokenizer(spec)
+    except (OSError, ValueError):
+        if strict:
+            raise
+        return None
+    path = path / "tokenizer.json" if path.is_dir() else path
+    return str(path) if path.is_file() else None
 
 
 def split_batch(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor | None]:

@@ -28,6 +28,10 @@ above follows in another, while training goes on. At most one save is in flight:
 end of the run, wait for it. The background work talks over its own gloo process group, so its
 collectives never interleave with the training's.
 
+A run directory on an object store (train/remote_run.py) is written here as its local mirror; the
+Checkpointer's `publish` hook copies each checkpoint to the store right after its commit, so only
+complete checkpoints, every file COMPLETE lists, are ever uploaded, asynchronous ones included.
+
 A resume verifies the checkpoint's files against COMPLETE (checkpoints written before it held checksums:
 the weights against the sidecar and the safetensors files' sizes against their headers). `--resume auto`
 moves a damaged checkpoint aside to `damaged-step_XXXXXXXX` and falls back to the previous complete one,
@@ -162,9 +166,15 @@ class Checkpointer:
     """Writes a run's checkpoints (collective: every rank calls `save`, `wait` and `close` in the same order)."""
 
     def __init__(self, run_dir: Path, cfg: CheckpointConfig, ctx: D.DistContext,
-                 on_commit: Callable[[SaveReport], None] | None = None) -> None:
+                 on_commit: Callable[[SaveReport], None] | None = None,
+                 publish: Callable[[Path], None] | None = None) -> None:
+        """`on_commit`: every rank, in the training thread, once a save is committed (for an asynchronous
+        save at the next `save`, `wait` or `close`). `publish`: rank 0, with each checkpoint right after its
+        commit (an asynchronous save's in the background thread, so a copy to a store overlaps training);
+        its error fails the save like a write error, and the committed local checkpoint stays."""
         self.root = Path(run_dir) / CHECKPOINTS_DIR
         self.format, self.keep_last, self.ctx, self.on_commit = cfg.format, cfg.keep_last, ctx, on_commit
+        self.publish = publish
         self.tag = D.broadcast_object(os.getpid())  # rank 0's pid names the temp directories on every rank
         # Sharded saves (and their commit) talk over a group of their own: an asynchronous one runs its
         # collectives in a background thread while training runs its own on the default group.
@@ -305,6 +315,8 @@ class Checkpointer:
             shutil.rmtree(old, ignore_errors=True)
         for stale in list_checkpoints(self.root)[:-self.keep_last] if self.keep_last > 0 else []:
             shutil.rmtree(_to_trash(stale), ignore_errors=True)
+        if self.publish is not None:
+            self.publish(final)
 
     def _committed(self, report: SaveReport) -> None:
         self.last = report.path

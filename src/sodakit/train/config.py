@@ -22,8 +22,12 @@ class DataSource:
 
 @dataclass
 class DataConfig:
-    # Packed datasets (`sodakit pack` outputs) mixed by weight by sodakit.data.loader.MixtureLoader.
+    # Packed datasets (`sodakit pack` outputs: local paths or URLs such as s3://bucket/packed/speech) mixed
+    # by weight by sodakit.data.loader.MixtureLoader.
     sources: list[DataSource] = field(default_factory=list)
+    # Remote shards: copied once into the local cache and memory-mapped (true), or read with ranged GETs
+    # (false: no local disk used, much slower).
+    remote_cache: bool = True
     seq_len: int = 4096
     # Restrict attention to each packed document (segment ids from BOS); SODA trained without it.
     document_masking: bool = False

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -24,7 +23,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from sodakit.fileio import writing
+from sodakit.fileio import save_safetensors
 from sodakit.model.load import WEIGHTS, CheckpointError, read_weights
 from sodakit.model.sharded import optimizer_key
 from sodakit.train import distributed as D
@@ -80,8 +79,7 @@ def gather_full_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tup
 def write_optimizer(directory: Path, optim_sd: dict) -> None:
     tensors, meta = split_optimizer_state(optim_sd)
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    with writing(directory / OPTIM_TENSORS):
-        save_file(tensors, str(directory / OPTIM_TENSORS))
+    save_safetensors(tensors, directory / OPTIM_TENSORS)
     (directory / OPTIM_JSON).write_text(json.dumps(meta, indent=1))
 
 

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from sodakit.config import from_dict, save_config, to_dict
 from sodakit.errors import UserError
+from sodakit.model.bundle import local_model_dir
 from sodakit.model.config import PRESETS, ModelConfig, train_flops_per_token
 from sodakit.model.load import CheckpointError, read_pretrained
 from sodakit.model.qwen3 import Qwen3, build_model
@@ -52,6 +53,7 @@ from sodakit.train.metrics import (
     type_losses,
 )
 from sodakit.train.optim import build_optimizer, clip_grad_norm
+from sodakit.train.remote_run import RunMirror, sync_collective
 from sodakit.train.schedule import lr_multiplier, rule_width, soda_peak_lr
 from sodakit.train.validation import val_batches, validation_losses
 
@@ -133,9 +135,14 @@ class Trainer:
         ctx: D.DistContext,
         source: BatchSource | None = None,
         on_step: Callable[[int, dict[str, Any]], None] | None = None,
+        run_dir: Path | None = None,
+        mirror: RunMirror | None = None,
     ) -> None:
         self.cfg, self.ctx, self.on_step = cfg, ctx, on_step
-        self.run_dir = Path(cfg.run_dir)
+        # The directory written: cfg.run_dir, or the local mirror of a run directory on an object store,
+        # which `mirror` uploads (train/remote_run.py).
+        self.run_dir = Path(run_dir) if run_dir is not None else Path(cfg.run_dir)
+        self.mirror = mirror
         self.seed_rngs()
         self.source = source or build_source(cfg, ctx)
         self.vocab = self.source.vocab
@@ -163,7 +170,8 @@ class Trainer:
         self.log_start(choice.skipped, resume_state, peak_source)
         self.val_data = val_batches(cfg, ctx, self.vocab)
         self.save_info = C.SaveInfo(vocab=self.vocab, codec=codec, tokenizer=tokenizer, config=to_dict(cfg))
-        self.checkpointer = C.Checkpointer(self.run_dir, cfg.checkpoint, ctx, on_commit=self.checkpoint_committed)
+        self.checkpointer = C.Checkpointer(self.run_dir, cfg.checkpoint, ctx, on_commit=self.checkpoint_committed,
+                                         publish=self.publish_checkpoint if mirror is not None else None)
         self.bar = self.build_progress_bar()
 
         self.last_checkpoint = self.resume_from
@@ -217,7 +225,7 @@ class Trainer:
         payload: dict[str, Any] | None = None
         if self.ctx.is_main:
             try:
-                pretrained_sd, info = read_pretrained(cfg.model.init_from)
+                pretrained_sd, info = read_pretrained(local_model_dir(cfg.model.init_from))  # a path, URL or hub id
                 for note in info.notes:
                     print(f"sodakit train: model.init_from: {note}", file=sys.stderr)
                 if info.vocab is not None and info.vocab.fingerprint != vocab.fingerprint:
@@ -461,6 +469,17 @@ class Trainer:
         self.checkpointer.save(step, step * cfg.global_batch * cfg.data.seq_len, self.model, self.optimizer,
                                self.model_cfg, self.source.state_dict(), self.save_info)
 
+    def publish_checkpoint(self, path: Path) -> None:
+        """Rank 0, right after `path` is committed in the mirror: upload it and the logs to the store."""
+        try:
+            self.mirror.push_checkpoint(path)
+            self.mirror.push_logs()
+        except OSError as e:
+            raise CheckpointError(
+                f"{path.name} is complete in {self.run_dir} but its upload to {self.mirror.url} failed "
+                f"(the next start with --resume auto finishes it): {e}"
+            ) from e
+
     def checkpoint_committed(self, report: C.SaveReport) -> None:
         self.last_checkpoint = report.path
         if self.writer is not None:
@@ -475,6 +494,8 @@ class Trainer:
                 self.bar.close()
             if self.writer is not None:
                 self.writer.close()
+            if self.mirror is not None and self.ctx.is_main:
+                self.mirror.push_logs()
 
 
 def train(
@@ -489,8 +510,12 @@ def train(
     ctx = D.setup(cfg.device)
     if ctx.device.type == "cpu":
         tune_cpu_allocator()
+    mirror = RunMirror.for_run_dir(cfg.run_dir, cfg.checkpoint.keep_last)
+    run_dir = mirror.local if mirror is not None else Path(cfg.run_dir)
     try:
-        with C.run_directory(Path(cfg.run_dir), ctx):
-            return Trainer(cfg, ctx, source, on_step).train()
+        with C.run_directory(run_dir, ctx):
+            if mirror is not None:
+                sync_collective(mirror, cfg.checkpoint.resume, ctx)
+            return Trainer(cfg, ctx, source, on_step, run_dir=run_dir, mirror=mirror).train()
     finally:
         D.teardown(ctx)

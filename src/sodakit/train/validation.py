@@ -27,6 +27,7 @@ def val_batches(cfg: TrainConfig, ctx: D.DistContext, vocab: Vocab) -> list[tupl
             max_batches=cfg.data.val_batches * ctx.world_size,
             expected_vocab=vocab,
             return_segment_ids=cfg.data.document_masking,
+            cache=cfg.data.remote_cache,
         )
     )
     slots = math.ceil(len(every) / ctx.world_size) * ctx.world_size
