@@ -1,0 +1,120 @@
+"""The demo's speech corpus in its own language (`sodakit.demo.language`), read by many offline voices.
+
+The sentences are split before anything is synthesised:
+
+    held-out  val sentences (validation loss), ASR test sentences, TTS targets and voice prompts, and
+              every member of the BLiMP-like minimal pairs -- none of them is ever in training data;
+    train     distinct sentences, each read once by one voice (recordings of `sentences_per_recording`
+              sentences, one voice each), plus a larger text-only corpus (text is free to generate).
+
+The split is a pure function of the seed and sizes (`plan_split`), so the benchmark builder can rebuild
+the held-out part without reading the corpus. Outputs (the layout of `sodakit.demo.corpus`):
+manifest.jsonl / manifest_val.jsonl (one row per sentence: recording audio, start, end, text, speaker),
+text.txt (text-only documents, one per line), text_val.txt, heldout.json (the held-out sentences and
+pairs), corpus.json (statistics).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sodakit.config import atomic_write_text
+from sodakit.demo.language import minimal_pairs, sentences
+from sodakit.demo.voices import DemoVoice, join_recording, render_sentences, voice_pool
+
+
+@dataclass
+class LanguageCorpusConfig:
+    train_sentences: int = 6000
+    text_sentences: int = 40_000  # text-only documents (5% of the training mixture)
+    text_sentences_per_line: int = 4  # sentences per text-only document
+    val_sentences: int = 240
+    test_sentences: int = 200  # ASR test + TTS targets/prompts come from these
+    pairs_per_phenomenon: int = 16  # BLiMP-like pairs (8 phenomena)
+    sentences_per_recording: int = 8
+    voices: int = 120
+    flite_share: float = 0.2
+    val_voices: int = 24  # the validation recordings use this many of the training voices
+    sample_rate: int = 16_000
+    seed: int = 0
+
+
+@dataclass
+class Split:
+    train: list[str]
+    text: list[str]
+    val: list[str]
+    test: list[str]
+    pairs: list[dict]
+
+
+def plan_split(cfg: LanguageCorpusConfig) -> Split:
+    """Held-out sentences and pairs first, then training and text-only sentences that avoid all of them."""
+    pairs = minimal_pairs(cfg.pairs_per_phenomenon, cfg.seed + 101)
+    held = {p.good for p in pairs} | {p.bad for p in pairs}
+    val = sentences(cfg.val_sentences, cfg.seed + 102, exclude=held)
+    test = sentences(cfg.test_sentences, cfg.seed + 103, exclude=held | set(val))
+    held |= set(val) | set(test)
+    train = sentences(cfg.train_sentences, cfg.seed + 104, exclude=held)
+    text = sentences(cfg.text_sentences, cfg.seed + 105, exclude=held)
+    return Split(train, text, val, test, [asdict(p) for p in pairs])
+
+
+def _render(args: tuple[str, list[str], DemoVoice, str, int]) -> list[dict]:
+    from sodakit.audio.io import save_wav
+
+    rec_id, texts, voice, audio_dir, sr = args
+    wav, spans = join_recording(render_sentences(texts, voice, sr), sr)
+    path = save_wav(Path(audio_dir) / f"{rec_id}.wav", wav, sr)
+    return [{"recording_id": rec_id, "start": a, "end": b, "text": t, "speaker": voice.label, "id": f"{rec_id}-{k:02d}",
+             "audio": str(path)} for k, (t, (a, b)) in enumerate(zip(texts, spans))]
+
+
+def build_language_corpus(out_dir: str | Path, cfg: LanguageCorpusConfig, workers: int = 2, log=print) -> dict:
+    t0 = time.time()
+    out = Path(out_dir).resolve()  # manifests hold absolute audio paths
+    audio_dir = out / "audio"
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    split = plan_split(cfg)
+    voices = voice_pool(cfg.voices, cfg.seed, cfg.flite_share)
+    k = cfg.sentences_per_recording
+    jobs = []
+    for part, texts, pool in (("train", split.train, voices), ("val", split.val, voices[:: max(1, len(voices) // cfg.val_voices)])):
+        for i in range(0, len(texts), k):
+            # flite voices sit at the front of the pool; stepping through it mixes the engines evenly.
+            voice = pool[(i // k * 7) % len(pool)]
+            jobs.append((part, (f"{part}{i // k:05d}", texts[i : i + k], voice, str(audio_dir), cfg.sample_rate)))
+    # Slow (flite) recordings first, so the pool's last jobs are short ones.
+    order = sorted(range(len(jobs)), key=lambda j: jobs[j][1][2].engine != "flite")
+    rows: dict[str, list[dict]] = {"train": [], "val": []}
+    results: dict[int, list[dict]] = {}
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        for n, (j, res) in enumerate(zip(order, pool.map(_render, [jobs[j][1] for j in order], chunksize=4)), 1):
+            results[j] = res
+            if n % 200 == 0 or n == len(jobs):
+                log(f"[corpus] synthesised {n}/{len(jobs)} recordings")
+    for j, (part, _) in enumerate(jobs):
+        rows[part] += results[j]
+    atomic_write_text(out / "manifest.jsonl", "".join(json.dumps(r) + "\n" for r in rows["train"]))
+    atomic_write_text(out / "manifest_val.jsonl", "".join(json.dumps(r) + "\n" for r in rows["val"]))
+    per = cfg.text_sentences_per_line
+    atomic_write_text(out / "text.txt", "".join(" ".join(split.text[i : i + per]) + "\n" for i in range(0, len(split.text), per)))
+    atomic_write_text(out / "text_val.txt", "".join(s + "\n" for s in split.val))
+    atomic_write_text(out / "heldout.json", json.dumps({"val": split.val, "test": split.test, "pairs": split.pairs}, indent=1))
+
+    def hours(rs: list[dict]) -> float:
+        return round(sum(r["end"] - r["start"] for r in rs) / 3600, 4)
+
+    flite = sum(r["end"] - r["start"] for r in rows["train"] if r["speaker"].startswith("flite"))
+    info = {"language": "sodakit.demo.language", "recordings": len({r["recording_id"] for r in rows["train"]}),
+            "segments": len(rows["train"]), "speech_hours": hours(rows["train"]), "flite_hours": round(flite / 3600, 4),
+            "val_segments": len(rows["val"]), "val_speech_hours": hours(rows["val"]), "voices": len(voices),
+            "text_sentences": len(split.text), "test_sentences": len(split.test), "pairs": len(split.pairs),
+            "train_words": sum(len(s.split()) for s in split.train), "seconds": round(time.time() - t0, 1),
+            "config": asdict(cfg)}
+    atomic_write_text(out / "corpus.json", json.dumps(info, indent=2))
+    return info
