@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tts-max-new-tokens", type=int, default=1500, help="SPEC section 9: 1500")
     g.add_argument("--save-audio", help="write the generated TTS audio here")
     g.add_argument("--seed", type=int, default=0, help="sampling seed (TTS) and shot selection (ASR)")
+    p.add_argument("--control", choices=("none", "permute-codebooks"), default="none",
+                   help="negative control: permute-codebooks scores the spoken tasks with each frame's codebooks "
+                        "in the wrong slots (sodakit.eval.controls); the scores should fall to chance")
     p.add_argument("--out", default="eval_results.json", help="results JSON path")
     p.add_argument("--log-items", action="store_true", help="also write per-item logs next to the results")
     return p
@@ -108,6 +111,10 @@ def main(argv: list[str]) -> int:
     except (ModelLoadError, ValueError, FileNotFoundError) as e:
         print(f"sodakit eval: {e}", file=sys.stderr)
         return 2
+    if codec is not None and args.control == "permute-codebooks":
+        from sodakit.eval.controls import PermutedCodebooks
+
+        codec = PermutedCodebooks(codec)
     ctx = EvalContext(lm=loaded.lm, tokenizer=loaded.tokenizer, batch_size=args.batch_size, codec=codec,
                       audio=AudioSelection(args.input_codebooks, args.score_codebooks), limit=args.limit,
                       log_items=args.log_items, dtype=args.dtype, device=args.device,
@@ -125,7 +132,7 @@ def main(argv: list[str]) -> int:
                   "input_codebooks": args.input_codebooks, "score_codebooks": args.score_codebooks,
                   "data": data, "asr_judge": args.asr_judge, "speaker_judge": args.speaker_judge,
                   "shots": args.shots, "asr_max_new_tokens": args.asr_max_new_tokens,
-                  "tts_max_new_tokens": args.tts_max_new_tokens, "seed": args.seed},
+                  "tts_max_new_tokens": args.tts_max_new_tokens, "seed": args.seed, "control": args.control},
     )
     out = Path(args.out)
     item_dir = out.with_suffix("").with_name(out.stem + ".items") if args.log_items else None

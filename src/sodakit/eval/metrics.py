@@ -182,3 +182,25 @@ def choice_accuracy(score_rows: Sequence[Sequence[float]], golds: Sequence[int])
     if not golds:
         raise ValueError("choice_accuracy: no items")
     return sum(choice_outcome(s, g) for s, g in zip(score_rows, golds)) / len(golds)
+
+
+# Bootstrap resamples for the 95% intervals reported next to accuracies and WERs. Seeded: the same
+# outcomes always give the same interval.
+BOOTSTRAP_SAMPLES = 2000
+
+
+def bootstrap_ratio_ci(numerators: Sequence[float], denominators: Sequence[float], level: float = 0.95,
+                       samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of sum(numerators) / sum(denominators), resampling items.
+
+    With unit denominators this is the interval of a mean (an accuracy over pair groups); with word
+    counts it is the interval of a corpus WER over utterances."""
+    import numpy as np
+
+    num, den = np.asarray(numerators, dtype=np.float64), np.asarray(denominators, dtype=np.float64)
+    if num.shape != den.shape or num.ndim != 1 or num.size == 0:
+        raise ValueError(f"bootstrap: need equally long non-empty sequences, got {num.shape} and {den.shape}")
+    idx = np.random.default_rng(seed).integers(0, num.size, size=(samples, num.size))
+    ratios = num[idx].sum(1) / np.maximum(den[idx].sum(1), 1e-12)
+    lo, hi = np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)

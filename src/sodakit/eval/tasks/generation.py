@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from sodakit.eval.items import ItemError, SpeechTextItem, TTSItem
-from sodakit.eval.metrics import NORMALIZATION_VERSION, normalize_text, wer_details
+from sodakit.eval.metrics import NORMALIZATION_VERSION, bootstrap_ratio_ci, normalize_text, wer_details
 from sodakit.eval.readers.librispeech import read_librispeech
 from sodakit.eval.readers.seedtts import read_seedtts
 from sodakit.eval.tasks.base import EvalContext, TaskError, TaskResult, TaskSpec, Timer, counts, register
@@ -45,6 +45,13 @@ def _load(ctx: EvalContext, item, ref, errors: list[ItemError]) -> np.ndarray | 
     except Exception as e:
         errors.append(ItemError(item=item.id, file=ref.where, stage="read", reason=f"{type(e).__name__}: {e}"))
         return None
+
+
+def wer_ci95(refs: list[str], hyps: list[str]) -> list[float]:
+    """95% bootstrap interval of the corpus WER, resampling utterances."""
+    per = [wer_details([r], [h]) for r, h in zip(refs, hyps)]
+    errors = [p.substitutions + p.deletions + p.insertions for p in per]
+    return list(bootstrap_ratio_ci(errors, [p.ref_words for p in per]))
 
 
 def pick_shots(items: list[SpeechTextItem], n: int, seed: int) -> list[SpeechTextItem]:
@@ -97,6 +104,7 @@ def run_asr(ctx: EvalContext, path: Path | None, shots_n: int = 0, task: str = "
     if not done:
         raise TaskError(f"task {task}: no utterance could be transcribed ({len(read.items)} read, {len(errors)} excluded)")
     d = wer_details([it.text for it, _, _ in done], [h for _, h, _ in done])
+    ci = wer_ci95([it.text for it, _, _ in done], [h for _, h, _ in done])
     records = []
     if ctx.log_items:
         for it, h, stop in done:
@@ -105,7 +113,7 @@ def run_asr(ctx: EvalContext, path: Path | None, shots_n: int = 0, task: str = "
                             "wer": wer_details([it.text], [h]).wer})
     stops = Counter(s for _, _, s in done)
     return TaskResult(
-        task=task, metrics={"wer": d.wer, "wer_percent": 100 * d.wer, **{k: v for k, v in d.to_dict().items() if k != "wer"}},
+        task=task, metrics={"wer": d.wer, "wer_percent": 100 * d.wer, "wer_ci95": ci, **{k: v for k, v in d.to_dict().items() if k != "wer"}},
         counts=counts(len(read.items) + len(read.errors), len(read.errors), len(done), len(errors)),
         protocol={"template": "[N x BOS <|audio_start|>{shot audio}<|audio_end|><|text_start|>{shot text}<|text_end|> EOS] "
                               "BOS <|audio_start|>{audio}<|audio_end|><|text_start|>",
@@ -159,10 +167,11 @@ def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
             except ValueError:  # empty or too short to embed: no similarity, counted below
                 sims.append(None)
     d = wer_details([it.target_text for it, _, _, _ in done], hyps)
+    ci = wer_ci95([it.target_text for it, _, _, _ in done], hyps)
     have = [s for s in sims if s is not None]
     stops = Counter(s for _, _, _, s in done)
     comparable = bool(asr.comparable_to_paper and speaker.comparable_to_paper)
-    metrics = {"wer": d.wer, "wer_percent": 100 * d.wer, "sim": float(np.mean(have)) if have else None,
+    metrics = {"wer": d.wer, "wer_percent": 100 * d.wer, "wer_ci95": ci, "sim": float(np.mean(have)) if have else None,
                "sim_items": len(have), "sim_missing": len(sims) - len(have),
                # Known failure of flattened models: never emitting <|audio_end|> (SPEC section 9).
                "hit_token_cap": stops.get(STOP_BUDGET, 0)}

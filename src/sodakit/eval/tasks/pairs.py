@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from sodakit.eval.items import ItemError, PairItem, ReadResult
-from sodakit.eval.metrics import TIE_VALUE, pair_outcomes
+from sodakit.eval.metrics import TIE_VALUE, bootstrap_ratio_ci, pair_outcomes
 from sodakit.eval.scoring import ScoreRequest, SpanScore, check_request, score_requests
 from sodakit.eval.spans import speech_request, text_request
 from sodakit.eval.tasks.base import (
@@ -146,9 +146,16 @@ def pair_result(task: str, ctx: EvalContext, read: ReadResult, scored, errors: l
     neg_mean = [n.mean_logprob for _, _, n in scored]
     outcomes = pair_outcomes(pos_mean, neg_mean)
     groups = [it.group or it.id for it, _, _ in scored]
+    by_group: dict[str, list[float]] = {}
+    for o, g in zip(outcomes, groups):
+        by_group.setdefault(g, []).append(o)
+    group_means = [float(np.mean(v)) for v in by_group.values()]
     sums = pair_outcomes([p.sum_logprob for _, p, _ in scored], [n.sum_logprob for _, _, n in scored])
     metrics = {
         "accuracy": grouped_mean(outcomes, groups),
+        # 95% percentile-bootstrap interval of `accuracy`, resampling pair groups.
+        "accuracy_ci95": list(bootstrap_ratio_ci(group_means, [1.0] * len(group_means))),
+        "groups": len(group_means),
         "accuracy_all_pairs": float(np.mean(outcomes)),
         "accuracy_sum_logprob": float(np.mean(sums)),
         "ties": int(sum(o == TIE_VALUE for o in outcomes)),
