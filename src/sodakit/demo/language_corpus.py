@@ -23,8 +23,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sodakit.config import atomic_write_text
-from sodakit.demo.language import minimal_pairs, sentences
-from sodakit.demo.voices import DemoVoice, join_recording, render_sentences, voice_pool
+from sodakit.demo.language import minimal_pairs, phrases, sentences
+from sodakit.demo.voices import (
+    ESPEAK_ACCENTS,
+    ESPEAK_VARIANTS,
+    FLITE_VOICES,
+    PAUSE_SECONDS,
+    DemoVoice,
+    join_recording,
+    render_sentences,
+    voice_pool,
+)
 
 
 @dataclass
@@ -34,10 +43,22 @@ class LanguageCorpusConfig:
     text_sentences_per_line: int = 4  # sentences per text-only document
     val_sentences: int = 240
     test_sentences: int = 200  # ASR test + TTS targets/prompts come from these
-    pairs_per_phenomenon: int = 16  # BLiMP-like pairs (8 phenomena)
+    pairs_per_phenomenon: int = 200  # BLiMP-like candidate pairs (8 phenomena); the bench keeps length-matched ones
     sentences_per_recording: int = 8
     voices: int = 120
     flite_share: float = 0.2
+    accents: tuple[str, ...] = ESPEAK_ACCENTS  # espeak-ng English accents of the pool
+    variants: tuple[str, ...] = ESPEAK_VARIANTS
+    pitches: tuple[int, ...] = tuple(range(30, 71, 5))
+    speeds: tuple[float, ...] = (1.0, 0.92, 1.08, 0.85, 1.15)
+    flite_voices: tuple[str, ...] = FLITE_VOICES
+    max_words: int = 12  # longest sentence of the spoken part
+    # Share of the espeak-ng training recordings whose segments are phrases ("the old dogs" | "sleep" |
+    # "under the table."), each spoken on its own and joined by PHRASE_PAUSE: short segments whose
+    # transcript covers a second of audio teach which sounds make which words; the rest are whole
+    # sentences (flite recordings always are: it would need a process per segment).
+    phrase_share: float = 0.0
+    word_share: float = 0.0  # share of the espeak-ng training recordings read word by word (a segment per word)
     val_voices: int = 24  # the validation recordings use this many of the training voices
     sample_rate: int = 16_000
     seed: int = 0
@@ -59,16 +80,36 @@ def plan_split(cfg: LanguageCorpusConfig) -> Split:
     val = sentences(cfg.val_sentences, cfg.seed + 102, exclude=held)
     test = sentences(cfg.test_sentences, cfg.seed + 103, exclude=held | set(val))
     held |= set(val) | set(test)
-    train = sentences(cfg.train_sentences, cfg.seed + 104, exclude=held)
+    train = sentences(cfg.train_sentences, cfg.seed + 104, exclude=held, max_words=cfg.max_words)
     text = sentences(cfg.text_sentences, cfg.seed + 105, exclude=held)
     return Split(train, text, val, test, [asdict(p) for p in pairs])
 
 
-def _render(args: tuple[str, list[str], DemoVoice, str, int]) -> list[dict]:
+def demo_voices(cfg: LanguageCorpusConfig) -> list[DemoVoice]:
+    return voice_pool(cfg.voices, cfg.seed, cfg.flite_share, flite_voices=tuple(cfg.flite_voices),
+                      accents=tuple(cfg.accents), variants=tuple(cfg.variants), pitches=tuple(cfg.pitches),
+                      speeds=tuple(cfg.speeds))
+
+
+PHRASE_PAUSE = 0.12  # seconds between the phrases of one sentence (sentences: voices.PAUSE_SECONDS)
+
+
+def _words(sentence: str) -> list[str]:
+    """A sentence as its words, the last one keeping the final punctuation."""
+    return sentence.split()
+
+
+def _render(args: tuple[str, list[str], DemoVoice, str, int, str]) -> list[dict]:
     from sodakit.audio.io import save_wav
 
-    rec_id, texts, voice, audio_dir, sr = args
-    wav, spans = join_recording(render_sentences(texts, voice, sr), sr)
+    rec_id, sents, voice, audio_dir, sr, unit = args
+    if unit != "sentence":
+        cut = [phrases(s) if unit == "phrase" else _words(s) for s in sents]
+        texts = [p for c in cut for p in c]
+        pauses = [PHRASE_PAUSE if k < len(c) - 1 else PAUSE_SECONDS for c in cut for k in range(len(c))]
+    else:
+        texts, pauses = sents, None
+    wav, spans = join_recording(render_sentences(texts, voice, sr), sr, pauses)
     path = save_wav(Path(audio_dir) / f"{rec_id}.wav", wav, sr)
     return [{"recording_id": rec_id, "start": a, "end": b, "text": t, "speaker": voice.label, "id": f"{rec_id}-{k:02d}",
              "audio": str(path)} for k, (t, (a, b)) in enumerate(zip(texts, spans))]
@@ -80,14 +121,20 @@ def build_language_corpus(out_dir: str | Path, cfg: LanguageCorpusConfig, worker
     audio_dir = out / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
     split = plan_split(cfg)
-    voices = voice_pool(cfg.voices, cfg.seed, cfg.flite_share)
+    voices = demo_voices(cfg)
     k = cfg.sentences_per_recording
     jobs = []
     for part, texts, pool in (("train", split.train, voices), ("val", split.val, voices[:: max(1, len(voices) // cfg.val_voices)])):
         for i in range(0, len(texts), k):
             # flite voices sit at the front of the pool; stepping through it mixes the engines evenly.
             voice = pool[(i // k * 7) % len(pool)]
-            jobs.append((part, (f"{part}{i // k:05d}", texts[i : i + k], voice, str(audio_dir), cfg.sample_rate)))
+            # Golden-ratio spacing spreads each unit evenly over the recordings (and so over the voices).
+            u = (i // k * 0.618034) % 1.0
+            unit = "sentence"
+            # flite reads every segment in its own process (~50 ms each): it reads whole sentences only.
+            if part == "train" and voice.engine != "flite":
+                unit = "word" if u < cfg.word_share else ("phrase" if u < cfg.word_share + cfg.phrase_share else "sentence")
+            jobs.append((part, (f"{part}{i // k:05d}", texts[i : i + k], voice, str(audio_dir), cfg.sample_rate, unit)))
     # Slow (flite) recordings first, so the pool's last jobs are short ones.
     order = sorted(range(len(jobs)), key=lambda j: jobs[j][1][2].engine != "flite")
     rows: dict[str, list[dict]] = {"train": [], "val": []}
@@ -114,7 +161,8 @@ def build_language_corpus(out_dir: str | Path, cfg: LanguageCorpusConfig, worker
             "segments": len(rows["train"]), "speech_hours": hours(rows["train"]), "flite_hours": round(flite / 3600, 4),
             "val_segments": len(rows["val"]), "val_speech_hours": hours(rows["val"]), "voices": len(voices),
             "text_sentences": len(split.text), "test_sentences": len(split.test), "pairs": len(split.pairs),
-            "train_words": sum(len(s.split()) for s in split.train), "seconds": round(time.time() - t0, 1),
+            "train_words": sum(len(s.split()) for s in split.train),
+            "short_segments": sum(r["text"][-1:] not in ".?" for r in rows["train"]), "seconds": round(time.time() - t0, 1),
             "config": asdict(cfg)}
     atomic_write_text(out / "corpus.json", json.dumps(info, indent=2))
     return info

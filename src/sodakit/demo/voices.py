@@ -54,12 +54,16 @@ class DemoVoice:
         return self.voice.split(":", 1)[0]
 
 
-def voice_pool(n: int, seed: int, flite_share: float = 0.3, flite_voices: tuple[str, ...] = FLITE_VOICES) -> list[DemoVoice]:
+def voice_pool(n: int, seed: int, flite_share: float = 0.3, flite_voices: tuple[str, ...] = FLITE_VOICES,
+               accents: tuple[str, ...] = ESPEAK_ACCENTS, variants: tuple[str, ...] = ESPEAK_VARIANTS,
+               pitches: tuple[int, ...] = tuple(range(30, 71, 5)),
+               speeds: tuple[float, ...] = (1.0, 0.92, 1.08, 0.85, 1.15)) -> list[DemoVoice]:
     """n distinct voices: a `flite_share` of flite voices at a few rates, the rest espeak-ng accent x variant
-    x pitch x rate. Only installed engines are used (all espeak-ng if flite is missing, and vice versa)."""
+    x pitch x rate (flite voices take the `speeds` in order). Only installed engines are used (all espeak-ng
+    if flite is missing, and vice versa)."""
     rng = random.Random(seed)
     flite = [v for v in (f"flite:{x}" for x in flite_voices) if _usable(v)]
-    espeak = [f"espeak:{a}+{v}" for a in dict.fromkeys(ESPEAK_ACCENTS) for v in ESPEAK_VARIANTS]
+    espeak = [f"espeak:{a}+{v}" for a in dict.fromkeys(accents) for v in variants]
     espeak = [v for v in espeak if _usable(v)]
     if not flite and not espeak:
         raise SynthesisError("no offline voice: install espeak-ng and/or flite")
@@ -68,7 +72,6 @@ def voice_pool(n: int, seed: int, flite_share: float = 0.3, flite_voices: tuple[
         n_flite = 0
     out: list[DemoVoice] = []
     seen: set[str] = set()
-    speeds = (0.85, 0.92, 1.0, 1.08, 1.15)
     k = 0
     while len(out) < n_flite:
         v = DemoVoice(flite[k % len(flite)], speeds[(k // len(flite)) % len(speeds)])
@@ -79,12 +82,12 @@ def voice_pool(n: int, seed: int, flite_share: float = 0.3, flite_voices: tuple[
             continue
         seen.add(v.label)
         out.append(v)
+    if n - len(out) > len(espeak) * len(speeds) * len(pitches):
+        raise SynthesisError(f"voice_pool: {n} voices asked for, but the espeak-ng choices give at most "
+                             f"{len(espeak) * len(speeds) * len(pitches)}")
     while len(out) < n:
-        accent = rng.choice(ESPEAK_ACCENTS)
-        name = f"espeak:{accent}+{rng.choice(ESPEAK_VARIANTS)}"
-        if name not in espeak:
-            continue
-        v = DemoVoice(name, rng.choice(speeds), rng.randrange(30, 71, 5))
+        name = rng.choice(espeak)
+        v = DemoVoice(name, rng.choice(speeds), rng.choice(pitches))
         if v.label not in seen:
             seen.add(v.label)
             out.append(v)
@@ -99,20 +102,26 @@ def _usable(voice: str) -> bool:
         return False
 
 
+# Leading/trailing audio quieter than this fraction of the peak is cut: flite pads its output with ~0.2 s
+# of low noise (about -60 dB) that an absolute threshold keeps.
+TRIM_LEVEL = 0.01
+
+
 def _trim(wav: np.ndarray) -> np.ndarray:
-    idx = np.flatnonzero(np.abs(wav) > SILENCE_LEVEL)
+    peak = float(np.abs(wav).max()) if wav.size else 0.0
+    idx = np.flatnonzero(np.abs(wav) > max(SILENCE_LEVEL, TRIM_LEVEL * peak))
     return wav[idx[0] : idx[-1] + 1] if idx.size else wav
 
 
-def _espeak(text: str, voice: DemoVoice, ssml: bool) -> tuple[np.ndarray, int]:
-    """One espeak-ng call: (samples, sample rate). `ssml=False` reads `[[...]]` as phoneme input."""
+def _espeak(ssml: str, voice: DemoVoice) -> tuple[np.ndarray, int]:
+    """One espeak-ng call on SSML input: (samples, sample rate)."""
     import soundfile as sf
 
     name = voice.voice.split(":", 1)[1]
     with tempfile.TemporaryDirectory(prefix="sodakit-voices-") as tmp:
         src, out = Path(tmp) / "in.txt", Path(tmp) / "out.wav"
-        src.write_text(text, encoding="utf-8")
-        cmd = [shutil.which("espeak-ng") or "espeak-ng", *(["-m"] if ssml else []), "-v", name,
+        src.write_text(ssml, encoding="utf-8")
+        cmd = [shutil.which("espeak-ng") or "espeak-ng", "-m", "-v", name,
                "-s", str(round(ESPEAK_DEFAULT_WPM * voice.speed)), "-p", str(voice.pitch), "-f", str(src), "-w", str(out)]
         proc = subprocess.run(cmd, capture_output=True, timeout=600)
         if proc.returncode != 0 or not out.is_file():
@@ -126,7 +135,7 @@ def _espeak_batch(sentences: list[str], voice: DemoVoice, sample_rate: int) -> l
     from sodakit.audio.io import resample
 
     ssml = "<speak>" + f' <break time="{BREAK_MS}ms"/> '.join(_escape(s) for s in sentences) + "</speak>"
-    wav, sr = _espeak(ssml, voice, ssml=True)
+    wav, sr = _espeak(ssml, voice)
     silent = np.abs(wav) <= SILENCE_LEVEL
     hop = max(1, sr // 100)
     n = len(wav) // hop
@@ -147,16 +156,6 @@ def _espeak_batch(sentences: list[str], voice: DemoVoice, sample_rate: int) -> l
     if any(p.size < sr // 10 for p in pieces):
         return None
     return [resample(p, sr, sample_rate) for p in pieces]
-
-
-def render_phonemes(phonemes: str, voice: DemoVoice, sample_rate: int = 16_000) -> np.ndarray:
-    """espeak-ng phoneme input (`[[...]]`, see sodakit.eval.pseudowords.to_espeak) spoken by an espeak voice."""
-    from sodakit.audio.io import resample
-
-    if voice.engine != "espeak":
-        raise SynthesisError(f"phoneme input needs an espeak-ng voice, got {voice.label}")
-    wav, sr = _espeak(phonemes, voice, ssml=False)
-    return resample(_trim(wav), sr, sample_rate)
 
 
 def _escape(text: str) -> str:
@@ -182,11 +181,14 @@ def render_sentences(sentences: list[str], voice: DemoVoice, sample_rate: int = 
     return [_one(s, voice, sample_rate) for s in sentences]
 
 
-def join_recording(pieces: list[np.ndarray], sample_rate: int) -> tuple[np.ndarray, list[tuple[float, float]]]:
-    """Sentences -> one recording with PAUSE_SECONDS between them, and each sentence's (start, end) seconds."""
-    pause = np.zeros(int(PAUSE_SECONDS * sample_rate), np.float32)
+def join_recording(pieces: list[np.ndarray], sample_rate: int,
+                   pauses: list[float] | None = None) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Pieces -> one recording with `pauses[i]` seconds of silence after piece i (default PAUSE_SECONDS),
+    and each piece's (start, end) seconds."""
+    pauses = [PAUSE_SECONDS] * len(pieces) if pauses is None else pauses
     out, spans, t = [], [], 0.0
-    for p in pieces:
+    for p, gap in zip(pieces, pauses):
+        pause = np.zeros(int(gap * sample_rate), np.float32)
         spans.append((round(t, 4), round(t + len(p) / sample_rate, 4)))
         out += [p.astype(np.float32), pause]
         t += (len(p) + len(pause)) / sample_rate
