@@ -142,6 +142,9 @@ def build_language_bench(out_dir: str | Path, heldout: dict, voices: list[DemoVo
     return record
 
 
+MATCH_CHUNK = 64  # candidate pairs spoken per round of length matching
+
+
 def _matched_pairs(candidates: list[tuple[str, str, dict, str]], voices: list[DemoVoice], cfg: LanguageBenchConfig,
                    per_group: int, sr: int) -> list[SpokenPair]:
     """Spoken pairs whose two members last the same number of codec frames, by up to `voices_per_pair` voices.
@@ -153,24 +156,33 @@ def _matched_pairs(candidates: list[tuple[str, str, dict, str]], voices: list[De
     `per_group` pairs are taken from each group, in candidate order; ids number the kept pairs."""
     frame = round(sr * cfg.frame_seconds)
     tries = min(len(voices), cfg.voice_tries)
-    plan = {i: [voices[(i * 7 + j) % len(voices)] for j in range(tries)] for i in range(len(candidates))}
-    jobs: dict[DemoVoice, list[str]] = {}
-    for i, vs in plan.items():
-        for v in vs:
-            jobs.setdefault(v, []).extend(candidates[i][:2])
-    audio = {v: dict(zip(texts, render_sentences(texts, v, sr))) for v, texts in jobs.items()}
     taken: dict[str, int] = {}
     out: list[SpokenPair] = []
-    for i, (pos, neg, meta, group) in enumerate(candidates):
-        if taken.get(group, 0) >= per_group:
+    # Candidates are spoken a chunk at a time (one espeak-ng call per voice and chunk) until every group
+    # has its pairs: most sets are full long before the last candidate.
+    for start in range(0, len(candidates), MATCH_CHUNK):
+        chunk = [(i, c) for i, c in enumerate(candidates[start : start + MATCH_CHUNK], start)
+                 if taken.get(c[3], 0) < per_group]
+        if not chunk:
+            if all(taken.get(c[3], 0) >= per_group for c in candidates):
+                break
             continue
-        same = [v for v in plan[i] if -(-len(audio[v][pos]) // frame) == -(-len(audio[v][neg]) // frame)]
-        if not same:
-            continue
-        n = sum(taken.values())
-        taken[group] = taken.get(group, 0) + 1
-        out += [SpokenPair(id=str(n), voice=_vname(v), pos_wav=audio[v][pos], neg_wav=audio[v][neg], pos_text=pos,
-                           neg_text=neg, meta=meta) for v in same[: cfg.voices_per_pair]]
+        plan = {i: [voices[(i * 7 + j) % len(voices)] for j in range(tries)] for i, _ in chunk}
+        jobs: dict[DemoVoice, list[str]] = {}
+        for i, c in chunk:
+            for v in plan[i]:
+                jobs.setdefault(v, []).extend(c[:2])
+        audio = {v: dict(zip(texts, render_sentences(texts, v, sr))) for v, texts in jobs.items()}
+        for i, (pos, neg, meta, group) in chunk:
+            if taken.get(group, 0) >= per_group:
+                continue
+            same = [v for v in plan[i] if -(-len(audio[v][pos]) // frame) == -(-len(audio[v][neg]) // frame)]
+            if not same:
+                continue
+            n = sum(taken.values())
+            taken[group] = taken.get(group, 0) + 1
+            out += [SpokenPair(id=str(n), voice=_vname(v), pos_wav=audio[v][pos], neg_wav=audio[v][neg], pos_text=pos,
+                               neg_text=neg, meta=meta) for v in same[: cfg.voices_per_pair]]
     short = {g: k for g, k in taken.items() if k < per_group}
     groups = {c[3] for c in candidates}
     if short or len(taken) < len(groups):

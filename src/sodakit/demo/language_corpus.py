@@ -32,6 +32,7 @@ from sodakit.demo.voices import (
     DemoVoice,
     join_recording,
     render_sentences,
+    usable_voice,
     voice_pool,
 )
 
@@ -45,13 +46,13 @@ class LanguageCorpusConfig:
     test_sentences: int = 200  # ASR test + TTS targets/prompts come from these
     pairs_per_phenomenon: int = 200  # BLiMP-like candidate pairs (8 phenomena); the bench keeps length-matched ones
     sentences_per_recording: int = 8
-    voices: int = 120
-    flite_share: float = 0.2
+    voices: int = 120  # espeak-ng voices (accent x variant x pitch x rate)
+    flite_share: float = 0.2  # share of the recordings read by flite voices (whole sentences)
     accents: tuple[str, ...] = ESPEAK_ACCENTS  # espeak-ng English accents of the pool
     variants: tuple[str, ...] = ESPEAK_VARIANTS
     pitches: tuple[int, ...] = tuple(range(30, 71, 5))
     speeds: tuple[float, ...] = (1.0, 0.92, 1.08, 0.85, 1.15)
-    flite_voices: tuple[str, ...] = FLITE_VOICES
+    flite_voices: tuple[str, ...] = FLITE_VOICES  # each at every rate of `speeds`
     max_words: int = 12  # longest sentence of the spoken part
     # Share of the espeak-ng training recordings whose segments are phrases ("the old dogs" | "sleep" |
     # "under the table."), each spoken on its own and joined by PHRASE_PAUSE: short segments whose
@@ -86,9 +87,14 @@ def plan_split(cfg: LanguageCorpusConfig) -> Split:
 
 
 def demo_voices(cfg: LanguageCorpusConfig) -> list[DemoVoice]:
-    return voice_pool(cfg.voices, cfg.seed, cfg.flite_share, flite_voices=tuple(cfg.flite_voices),
-                      accents=tuple(cfg.accents), variants=tuple(cfg.variants), pitches=tuple(cfg.pitches),
-                      speeds=tuple(cfg.speeds))
+    """The corpus's voices: flite voices (each at every rate) first, then the espeak-ng pool."""
+    flite = [DemoVoice(f"flite:{name}", speed) for name in cfg.flite_voices for speed in cfg.speeds]
+    flite = [v for v in flite if usable_voice(v.voice)] if cfg.flite_share > 0 else []
+    espeak = voice_pool(cfg.voices, cfg.seed, 0.0, accents=tuple(cfg.accents), variants=tuple(cfg.variants),
+                        pitches=tuple(cfg.pitches), speeds=tuple(cfg.speeds)) if cfg.voices else []
+    if not flite and not espeak:
+        raise ValueError("the corpus has no voice: set voices > 0 (espeak-ng) or flite_voices with flite_share > 0")
+    return flite + espeak
 
 
 PHRASE_PAUSE = 0.12  # seconds between the phrases of one sentence (sentences: voices.PAUSE_SECONDS)
@@ -124,12 +130,20 @@ def build_language_corpus(out_dir: str | Path, cfg: LanguageCorpusConfig, worker
     voices = demo_voices(cfg)
     k = cfg.sentences_per_recording
     jobs = []
-    for part, texts, pool in (("train", split.train, voices), ("val", split.val, voices[:: max(1, len(voices) // cfg.val_voices)])):
+    engines = {"flite": [v for v in voices if v.engine == "flite"], "espeak": [v for v in voices if v.engine == "espeak"]}
+    for part, texts in (("train", split.train), ("val", split.val)):
+        count = {"flite": 0, "espeak": 0}
         for i in range(0, len(texts), k):
-            # flite voices sit at the front of the pool; stepping through it mixes the engines evenly.
-            voice = pool[(i // k * 7) % len(pool)]
-            # Golden-ratio spacing spreads each unit evenly over the recordings (and so over the voices).
-            u = (i // k * 0.618034) % 1.0
+            j = i // k
+            # Golden-ratio sequences spread the engines, and the units below, evenly over the recordings.
+            flite_turn = (j * 0.381966 + 0.19) % 1.0 < cfg.flite_share
+            engine = "flite" if engines["flite"] and (flite_turn or not engines["espeak"]) else "espeak"
+            group = engines[engine]
+            if part == "val":  # validation reads with a spread-out subset of the voices
+                group = group[:: max(1, len(voices) // cfg.val_voices)]
+            voice = group[(count[engine] * 7) % len(group)]
+            count[engine] += 1
+            u = (j * 0.618034) % 1.0
             unit = "sentence"
             # flite reads every segment in its own process (~50 ms each): it reads whole sentences only.
             if part == "train" and voice.engine != "flite":

@@ -62,9 +62,9 @@ def voice_pool(n: int, seed: int, flite_share: float = 0.3, flite_voices: tuple[
     x pitch x rate (flite voices take the `speeds` in order). Only installed engines are used (all espeak-ng
     if flite is missing, and vice versa)."""
     rng = random.Random(seed)
-    flite = [v for v in (f"flite:{x}" for x in flite_voices) if _usable(v)]
+    flite = [v for v in (f"flite:{x}" for x in flite_voices) if usable_voice(v)]
     espeak = [f"espeak:{a}+{v}" for a in dict.fromkeys(accents) for v in variants]
-    espeak = [v for v in espeak if _usable(v)]
+    espeak = [v for v in espeak if usable_voice(v)]
     if not flite and not espeak:
         raise SynthesisError("no offline voice: install espeak-ng and/or flite")
     n_flite = round(n * flite_share) if espeak else n
@@ -94,7 +94,7 @@ def voice_pool(n: int, seed: int, flite_share: float = 0.3, flite_voices: tuple[
     return out
 
 
-def _usable(voice: str) -> bool:
+def usable_voice(voice: str) -> bool:
     try:
         parse_voice(voice)
         return True
