@@ -30,14 +30,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sodakit.audio.codec import Codec, load_codec
+from sodakit.audio.codec import Codec
 from sodakit.audio.io import load_audio, save_wav
 from sodakit.audio.offline_codec import OfflineCodec, OfflineCodecConfig
+from sodakit.audio.registry import load_codec
 from sodakit.audio.synth import synthesize
 from sodakit.config import load_config, to_dict
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SODAKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED = Path(os.environ.get("SODAKIT_DATA", REPO.parent / "shared" / "data"))
 # Fit voices never include the evaluation voices (flite slt and rms).
 FIT_VOICES = ["flite:kal16", "flite:awb", "espeak:en-us+m3", "espeak:en-gb+f3", "espeak:en-us+klatt",
               "espeak:en-us+f2", "espeak:en-gb-x-rp+m5"]
@@ -106,7 +107,7 @@ def fit_corpus(cache: Path, hours: float) -> list[Path]:
     """Synthesise (once, cached) about `hours` of speech from HellaSwag contexts with the fit voices."""
     src = SHARED / "hellaswag" / "hellaswag_val_full.txt.bz2"
     if not src.is_file():
-        raise SystemExit(f"need {src} for the fit corpus text (see ../shared/data/README.md)")
+        raise SystemExit(f"need {src} for the fit corpus text (set SODAKIT_DATA to a folder holding hellaswag/)")
     out = cache / "corpus"
     done = out / f"DONE-{hours}"
     if done.is_file():

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -33,8 +34,8 @@ import numpy as np
 import torch
 
 from sodakit.generate.constraints import ModalityConstraints
+from sodakit.generate.decoding import GenerationConfig, generate
 from sodakit.generate.memory import weights_to_hugepages
-from sodakit.generate.sampler import GenerationConfig, generate
 from sodakit.model import hf
 from sodakit.model.config import preset
 from sodakit.model.qwen3 import build_model
@@ -125,7 +126,7 @@ def bench(shapes, batches, new_tokens, repeats, kinds, hugepages=True):
         cfg = preset(shape, vocab_size=vocab.size)
         ours = build_model(cfg, seed=0).eval()
         if hugepages:
-            weights_to_hugepages(ours)  # what SodaGenerator.from_pretrained does on a CPU
+            weights_to_hugepages(ours)  # what SodaGenerator.from_bundle does on a CPU
         with tempfile.TemporaryDirectory() as tmp:
             path = hf.save_hf_dir(Path(tmp) / "hf", cfg, ours.state_dict())
             theirs = Qwen3ForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
@@ -158,8 +159,8 @@ def bench(shapes, batches, new_tokens, repeats, kinds, hugepages=True):
 def silence_report(codec_spec: str) -> None:
     """Measure the silence detectors on real speech (LibriSpeech-mini, with its pauses) followed by 2 s of
     digital silence and 2 s of -60 dBFS noise, through the codec given (e.g. a fitted offline codec)."""
-    from sodakit.audio.codec import load_codec
     from sodakit.audio.io import load_audio
+    from sodakit.audio.registry import load_codec
     from sodakit.generate.silence import (
         CodeSetSilence,
         EnergySilence,
@@ -168,7 +169,8 @@ def silence_report(codec_spec: str) -> None:
         measure_detectors,
     )
 
-    data = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "librispeech-mini"
+    root = os.environ.get("SODAKIT_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    data = Path(root) / "librispeech-mini"
     files = sorted(data.glob("*.wav")) + sorted(data.glob("*.flac"))
     if not files:
         raise SystemExit(f"no audio under {data}")

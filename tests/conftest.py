@@ -17,9 +17,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _find_shared_data() -> Path:
-    """../shared/data next to the checkout (see its README), else the workplace copy; tests skip without it."""
-    if "SODAKIT_SHARED_DATA" in os.environ:
-        return Path(os.environ["SODAKIT_SHARED_DATA"])
+    """$SODAKIT_DATA, else ../shared/data next to the checkout (see its README), else the workplace copy;
+    tests that need it skip without it."""
+    if "SODAKIT_DATA" in os.environ:
+        return Path(os.environ["SODAKIT_DATA"])
     for candidate in (REPO_ROOT.parent / "shared" / "data", Path("/work/shared/data")):
         if candidate.is_dir():
             return candidate
@@ -28,14 +29,14 @@ def _find_shared_data() -> Path:
 
 SHARED_DATA = _find_shared_data()
 if SHARED_DATA.is_dir():
-    # Library defaults (e.g. tblimp/hellaswag data) read the same variable, so they agree with the tests.
-    os.environ.setdefault("SODAKIT_SHARED_DATA", str(SHARED_DATA))
+    # The library's data defaults (tblimp/hellaswag, sodakit.eval.data_dir) read the same variable.
+    os.environ.setdefault("SODAKIT_DATA", str(SHARED_DATA))
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared real data not found at {SHARED_DATA} (set SODAKIT_SHARED_DATA)")
+        pytest.skip(f"shared real data not found at {SHARED_DATA} (set SODAKIT_DATA)")
     return SHARED_DATA
 
 

@@ -56,6 +56,46 @@ def test_bad_files_raise_with_reason(tmp_path, make, reason):
     assert str(path) in str(err.value)
 
 
+@pytest.mark.parametrize("fmt", ["wav", "flac"])
+def test_a_file_cut_off_mid_write_is_truncated_not_shorter(tmp_path, fmt):
+    """A 10.5 s file cut to a third: libsndfile would quietly return ~3.5 s (WAV) or fail over to ffmpeg,
+    which decodes what it can (FLAC); the transcript still describes 10.5 s, so it is an error."""
+    full = tmp_path / f"full.{fmt}"
+    sf.write(full, 0.1 * np.random.default_rng(0).standard_normal(168000).astype(np.float32), 16000)
+    cut = tmp_path / f"cut.{fmt}"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 3])
+    with pytest.raises(AudioError) as err:
+        load_audio(cut, 16000)
+    assert err.value.reason == "truncated" and "the header declares 10.500s" in str(err.value) and str(cut) in str(err.value)
+    if fmt == "wav":  # the header is checked before any read: a cut WAV is refused whatever part is asked for
+        with pytest.raises(AudioError, match="truncated"):
+            read_audio(cut, start=0.5, end=1.0)
+    assert len(load_audio(full, 16000)) == 168000
+
+
+def test_open_ended_wav_headers_are_not_truncation(tmp_path):
+    """Streaming writers leave the data size at 0xFFFFFFFF (or 0): nothing is promised, nothing is missing."""
+    path = tmp_path / "stream.wav"
+    sf.write(path, _tone(16000, 1.0), 16000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    at = data.find(b"data")
+    data[at + 4 : at + 8] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    from sodakit.audio.io import declared_wav_frames
+
+    assert declared_wav_frames(path) is None
+    assert len(load_audio(path, 16000)) == 16000
+
+
+def test_an_end_past_the_file_is_refused_beyond_the_tolerance(tmp_path):
+    sf.write(tmp_path / "a.wav", _tone(8000, 10.5), 8000)
+    with pytest.raises(AudioError) as err:
+        read_audio(tmp_path / "a.wav", start=2.0, end=60.0)
+    assert err.value.reason == "duration" and "end=60.0s is past the end of the file (10.500s)" in str(err.value)
+    wav, _ = read_audio(tmp_path / "a.wav", start=10.0, end=10.55)  # rounding of times: the file's real end
+    assert len(wav) == 4000
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(AudioError, match="no such file"):
         load_audio(tmp_path / "nope.wav", 16000)

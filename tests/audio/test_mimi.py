@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from sodakit.audio.codec import CodecError, load_codec
+from sodakit.audio.codec import CodecError
 from sodakit.audio.mimi import MimiCodec
+from sodakit.audio.registry import load_codec
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from sodakit.audio.codec import CodecError, load_codec
+from sodakit.audio.codec import CodecError
 from sodakit.audio.offline_codec import OfflineCodec, OfflineCodecConfig, default_group_sizes
+from sodakit.audio.registry import load_codec
 
 pytestmark = pytest.mark.skipif(shutil.which("flite") is None, reason="flite not installed")
 

@@ -42,6 +42,17 @@ def test_librispeech_layout(tmp_path):
     assert items[1].load(8000).shape == (16000,)
 
 
+def test_librispeech_ids_are_never_paths(tmp_path):
+    """A transcript line's id names a file next to it; `../x` would read audio from another folder."""
+    ch = tmp_path / "LibriSpeech" / "61" / "70968"
+    _wav(ch / "61-70968-0000.flac", 0.5)
+    _wav(tmp_path / "LibriSpeech" / "61" / "secret.flac", 0.5)
+    (ch / "61-70968.trans.txt").write_text("61-70968-0000 FINE\n../secret SHOULD NOT BE READ\n")
+    items, errors = open_source(tmp_path)
+    assert [i.id for i in items] == ["61-70968-0000"]
+    assert [(e.reason, e.detail) for e in errors] == [("layout", "utterance id '../secret' is not a plain file name")]
+
+
 def test_librispeech_mini_tab_variant(shared_data):
     items, errors = open_source(shared_data / "librispeech-mini")
     assert len(items) == 4 and not errors

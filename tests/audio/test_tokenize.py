@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from sodakit.audio.codec import load_codec
+from sodakit.audio.registry import load_codec
 from sodakit.audio.sources import AudioItem
 from sodakit.audio.tokenize import TokenizeConfig, TokenizeError, plan_shards, tokenize
 from sodakit.data.segments import read_segments_dir
@@ -184,9 +184,64 @@ def test_round_trip_codes_documents_ids(dataset, mimi_dir, tmp_path):
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
-    from sodakit.audio.commands_tokenize import main
+    from sodakit.cli import main
 
-    assert main([f"output={tmp_path / 'o'}"]) == 2
+    assert main(["tokenize", f"output={tmp_path / 'o'}"]) == 2
     assert "missing mandatory value: input" in capsys.readouterr().err
-    assert main([f"input={tmp_path / 'nope'}", f"output={tmp_path / 'o'}"]) == 2
+    assert main(["tokenize", f"input={tmp_path / 'nope'}", f"output={tmp_path / 'o'}"]) == 2
     assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_audio_shorter_than_its_transcript_claims_is_an_error(mimi_dir, tmp_path):
+    """A WAV cut off mid-file, a manifest end past the file, an HF-style row whose start/end disagree with its
+    audio: each is an error record naming the file, never a short segment carrying the full transcript."""
+    rng = np.random.default_rng(1)
+    full = tmp_path / "full.wav"
+    sf.write(full, (0.1 * rng.standard_normal(int(16000 * 10.5))).astype(np.float32), 16000)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(full.read_bytes()[:1000])  # header says 10.5 s; libsndfile alone would give 0.03 s
+    rows = [
+        {"audio": "cut.wav", "text": "a long sentence spoken for ten seconds", "id": "cut"},
+        {"audio": "full.wav", "text": "sixty seconds of speech", "id": "late", "start": 0.0, "end": 60.0},
+        {"audio": "full.wav", "text": "the last bit", "id": "edge", "start": 10.0, "end": 10.55},
+        {"audio": "full.wav", "text": "fine", "id": "fine", "start": 1.0, "end": 2.0},
+    ]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    summary = tokenize(TokenizeConfig(input=str(tmp_path / "m.jsonl"), output=str(out), codec=str(mimi_dir),
+                                      device="cpu"), log=lambda m: None)
+    assert summary["segments"] == 2 and summary["errors"] == 2
+    errors = {e["id"]: e for e in map(json.loads, (out / "errors.jsonl").read_text().splitlines())}
+    assert errors["cut"]["reason"] == "truncated" and errors["cut"]["where"] == str(cut)
+    assert "declares 10.500s" in errors["cut"]["detail"]
+    assert errors["late"]["reason"] == "duration" and "end=60.0s is past the end of the file (10.500s)" in errors["late"]["detail"]
+    _, segments = read_segments_dir(out)
+    ends = {s.id: (s.start, s.end) for s in segments}
+    assert ends == {"fine": (1.0, 2.0), "edge": (10.0, 10.5)}  # within the tolerance: the real end is recorded
+
+
+def test_a_row_whose_start_end_disagree_with_its_audio_is_refused():
+    from sodakit.audio.io import AudioError
+    from sodakit.audio.tokenize import check_duration
+
+    row = AudioItem(id="r", recording_id="rec", path="/ds", start=0.0, end=60.0, row=3)
+    with pytest.raises(AudioError, match=r"/ds\[3\]: duration: start/end say 60.000s but the audio is 10.500s"):
+        check_duration(row, 10.5)
+    check_duration(AudioItem(id="r", recording_id="rec", path="/ds", start=5.0, end=15.5, row=3), 10.45)
+
+
+def test_progress_counts_every_utterance_of_the_job(dataset, mimi_dir, tmp_path, capsys):
+    """Without a caller's log, stderr gets the per-utterance progress (a plain line when redirected),
+    counting good and bad items alike; quiet=true keeps the messages only."""
+    from sodakit.cli import main as cli_main
+
+    args = ["tokenize", f"input={dataset}", f"output={tmp_path / 'out'}", f"codec={mimi_dir}", "device=cpu",
+            "shard_size=4"]
+    assert cli_main(args) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "on cpu" in err
+    assert next(line for line in err.splitlines() if line.startswith("tokenize: 100%")).startswith(
+        "tokenize: 100% 11/11 [")
+    assert cli_main([*args[:2], f"output={tmp_path / 'quiet'}", *args[3:], "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "shard 0" in err and "tokenize: 100%" not in err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -83,7 +84,7 @@ def test_bench_codec_offline_fit_and_wer(tmp_path, shared_data):
     out = run_bench("bench_codec.py", "--skip-mimi", "--clips", "2", "--clip-seconds", "1", "--fit-hours", "0.003",
                     "--set", "codebook_size=64", "kmeans_iters=2", "--eval-clips", "1",
                     "--cache", str(tmp_path / "cache"), "--json", str(tmp_path / "c.json"),
-                    SODAKIT_SHARED_DATA=str(shared_data))
+                    SODAKIT_DATA=str(shared_data))
     assert "encode ratio" not in out  # one codec only
     assert "offline codec fit:" in out and "offline codec bitrate:" in out
     assert "| set | clips | audio s | WER original | WER resynth | delta (points) |" in out
@@ -130,6 +131,28 @@ def test_gpu_train_on_cpu(tmp_path):
     assert {"mfu_6N", "step_s", "params", "peak_source", "peak_mem_gib"} <= set(r)
 
 
+def test_gpu_train_document_masking_on_cpu(tmp_path):
+    # FlexAttention has no backward on the CPU: the dense mask and plain causal attention only, here.
+    out = run_bench("gpu_train.py", "--device", "cpu", "--models", "tiny", "--steps", "1", "--warmup", "0",
+                    "--batch", "1", "--seq", "64", "--no-compile", "--document-masking", "none", "dense",
+                    "--doc-len", "16", "--json", str(tmp_path / "t.json"))
+    assert "mask" in out
+    rows = json.loads((tmp_path / "t.json").read_text())
+    assert [r["document_masking"] for r in rows] == ["none", "dense"]
+    assert rows[0]["documents_per_row"] == 1.0 and rows[1]["documents_per_row"] > 1
+
+
+def test_bench_checkpoint():
+    out = run_bench("bench_checkpoint.py", "--preset", "tiny", "--layers", "1", "--vocab", "512", "--repeats", "1",
+                    timeout=300)
+    (head,) = json_lines(out)
+    assert head["ranks"] == 2 and head["backend"] == "gloo" and head["layers"] == 1
+    assert "| method | loop blocked s | until committed s | blocked vs full gather | committed vs full gather |" in out
+    rows = [line for line in out.splitlines() if line.startswith(("| full gather", "| DCP"))]
+    assert [r.split(" | ")[0] for r in rows] == ["| full gather", "| DCP sync", "| DCP async"]
+    assert rows[0].endswith("| 1.00x | 1.00x |")
+
+
 def test_gpu_env(tmp_path):
     out = run_bench("gpu_env.py", "--json", str(tmp_path / "env.json"))
     assert "missing: none" in out
@@ -166,8 +189,8 @@ def test_gpu_session_dry_run_uses_only_existing_flags(tmp_path):
         if line.startswith("DRY_RUN ["):
             name, cmd = line[len("DRY_RUN ["):].split("]", 1)
             steps[name] = shlex.split(cmd.split(": ", 1)[1])
-    assert list(steps) == ["nvidia_smi", "versions", "train_600M", "train_600M_nocompile", "train_135M",
-                           "codec_fp32", "codec_bf16"]
+    assert list(steps) == ["nvidia_smi", "versions", "train_600M", "train_600M_nocompile", "train_135M", "docmask",
+                           "checkpoint", "codec_fp32"]
     assert "[generate] skipped" in proc.stdout  # bench_generate.py has no --device option
     helps: dict[str, str] = {}
     for name, argv in steps.items():
@@ -187,6 +210,13 @@ def test_gpu_session_dry_run_uses_only_existing_flags(tmp_path):
         assert argv_value(steps[name], "--seq") == "4096" and "--no-compile" not in steps[name]
     assert argv_value(steps["train_600M"], "--models") == "600M"
     assert argv_value(steps["train_135M"], "--models") == "135M"
+    docmask = steps["docmask"]
+    masks = docmask[docmask.index("--document-masking") + 1 : docmask.index("--doc-len")]
+    assert masks == ["none", "flex", "dense"] and argv_value(docmask, "--seq") == "4096"
+    assert argv_value(steps["checkpoint"], "--device") == "cuda" and argv_value(steps["checkpoint"], "--preset") == "600M"
+    assert argv_value(steps["train_600M_nocompile"], "--json") == argv_value(steps["train_600M"], "--json")
+    budget = re.search(r'TOTAL_S="\$\{TOTAL_S:-(\d+)\}"', SESSION.read_text())
+    assert budget and int(budget.group(1)) <= 8 * 60  # one run of at most 8 minutes
 
 
 def argv_value(argv: list[str], flag: str) -> str:
@@ -201,12 +231,12 @@ def test_gpu_session_records_every_step_and_keeps_going(tmp_path):
     out = tmp_path / "out"
     summary = json.loads((out / "summary.json").read_text())
     steps = {s["step"]: s for s in summary["steps"]}
-    assert list(steps) == ["nvidia_smi", "versions", "train_600M", "train_600M_nocompile", "train_135M",
-                           "codec_fp32", "codec_bf16"]
+    assert list(steps) == ["nvidia_smi", "versions", "train_600M", "train_600M_nocompile", "train_135M", "docmask",
+                           "checkpoint", "codec_fp32"]
     assert all(steps[n]["rc"] == 1 for n in list(steps)[1:])
-    assert steps["train_600M"]["limit_s"] == 210 and summary["python"] == "false"
+    assert steps["train_600M"]["limit_s"] == 140 and summary["python"] == "false"
     log = (out / "session.log").read_text()
-    assert "== [codec_bf16] exit 1 after" in log and "[generate] skipped" in log
+    assert "== [codec_fp32] exit 1 after" in log and "[generate] skipped" in log
     assert len(list(out.iterdir())) <= 8  # what the device tool brings back
 
 

@@ -79,6 +79,22 @@ def test_text_corpus_shares_layout_via_vocab_from(tmp_path, segments_dir, tokeni
     assert text.metadata["num_documents"] == 2 and text.metadata["counts"]["audio"] == 0
 
 
+def test_text_corpus_special_strings_stay_text(tmp_path, tokenizer_dir):
+    """`kind=text` with a released-style tokenizer (markers as added tokens): marker and BOS/EOS strings in
+    web text become ordinary pieces; each line is exactly one BOS ... EOS document."""
+    lines = ["web text <|audio_start|> x", "a <|end_of_text|> b <|begin_of_text|> c", "plain"]
+    (tmp_path / "c.txt").write_text("\n".join(lines) + "\n")
+    meta = pack(PackConfig(kind="text", inputs=[str(tmp_path / "c.txt")], output=str(tmp_path / "p"),
+                           tokenizer=str(tokenizer_dir)), progress=False)
+    assert meta["num_documents"] == 3 and meta["counts"]["marker"] == 0 and meta["counts"]["bos_eos"] == 6
+    tok = SodaTokenizer.from_pretrained(tokenizer_dir)
+    v = tok.vocab
+    for line, doc in zip(lines, all_documents(PackedDataset(tmp_path / "p"))):
+        assert doc[0] == v.bos_id and doc[-1] == v.eos_id
+        assert v.bos_id not in doc[1:-1] and v.eos_id not in doc[1:-1]
+        assert tok.text.decode(doc[1:-1]) == line
+
+
 def test_interrupted_pack_resumes_to_identical_bytes(tmp_path, tokenizer_dir, make_segments, monkeypatch):
     d = tmp_path / "segs"
     d.mkdir()
@@ -150,3 +166,16 @@ def test_corrupt_or_mismatched_shards_are_refused(tmp_path, segments_dir, tokeni
         PackedDataset(out)
     with pytest.raises(PackedDataError, match="no metadata.json"):
         PackedDataset(tmp_path)
+
+
+def test_pack_progress_in_a_log_is_plain_lines_and_quiet_drops_it(tmp_path, segments_dir, tokenizer_dir, capsys):
+    """Redirected output gets status lines, never `\\r` redraws; a quiet run resumes/reuses a loud one's job."""
+    args = ["pack", f"inputs=[{segments_dir}]", f"output={tmp_path / 'p'}", f"tokenizer={tokenizer_dir}"]
+    assert cli_main(args) == 0
+    out, err = capsys.readouterr()
+    assert "\r" not in out + err
+    assert err.splitlines()[-1].startswith("pack: 24doc [") and "shards=" in err
+    assert "wrote" in out
+    assert cli_main([*args, "--quiet"]) == 0  # the same job: quiet is not part of it
+    out, err = capsys.readouterr()
+    assert "already complete" in out and "doc [" not in err

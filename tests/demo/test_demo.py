@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from sodakit.cli import main as cli_main
+from sodakit.config import ConfigError
 from sodakit.demo import pipeline
 
 from ..report.browser import load_media, needs_chromium
@@ -82,6 +83,19 @@ def test_demo_report_loads_every_image_and_audio_in_headless_chromium(demo_out, 
     assert all(a["ok"] for a in result["audio"]), result
 
 
+@needs_flite
+def test_sodakit_report_of_a_demo_output(demo_out, tmp_path):
+    """`sodakit report DEMO_OUT` renders the demo's summary, with each eval task's details from its results."""
+    out = tmp_path / "again"
+    assert cli_main(["report", str(demo_out), f"out={out}"]) == 0
+    page, own = (out / "index.html").read_text(), (demo_out / "report" / "index.html").read_text()
+    assert page.count("<img") == own.count("<img") and page.count("<audio") == own.count("<audio")
+    assert "Loss per token type" in page and "Validation loss per token type" in page
+    for task in ("swuggy", "tblimp", "asr", "tts"):
+        assert f"<h3>{task}</h3>" in page, task
+    assert "per-item records" in page
+
+
 def test_isoflop_lookup_order_and_missing_sweep(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     docs = tmp_path / "repo_docs"
@@ -102,7 +116,7 @@ def test_isoflop_lookup_order_and_missing_sweep(tmp_path, monkeypatch):
     assert pipeline._isoflop(pipeline.DemoConfig(isoflop=str(study)), logs.append)["source"] == str(study)
     (tmp_path / "empty").mkdir()
     assert "message" in pipeline._isoflop(pipeline.DemoConfig(isoflop="empty"), logs.append)
-    with pytest.raises(SystemExit, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist"):
         pipeline.run_demo(pipeline.DemoConfig(out=str(tmp_path / "o"), isoflop="nope"))
 
 

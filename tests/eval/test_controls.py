@@ -49,3 +49,46 @@ def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_items():
     assert lo <= 4 / 11 <= hi
     with pytest.raises(ValueError):
         bootstrap_ratio_ci([], [])
+
+
+def test_wer_interval_holds_the_corpus_wer_and_follows_the_normalizer():
+    from sodakit.eval.metrics import normalize_soda_asr, wer_ci95, wer_details
+
+    refs = ["the cat sat", "a dog ran home", "birds fly", "we went there today"]
+    hyps = ["the cat sat", "a dog run home", "", "we want there"]
+    lo, hi = wer_ci95(refs, hyps)
+    assert lo <= wer_details(refs, hyps).wer <= hi and lo < hi
+    assert wer_ci95(refs, refs) == [0.0, 0.0]
+    assert wer_ci95(["Cat."], ["cat"], normalize_soda_asr) == [0.0, 0.0]
+
+
+def test_pair_tasks_report_an_interval_over_groups(tmp_path, tiny_tokenizer, toy_codec):
+    from sodakit.eval.config import EvalConfig
+    from sodakit.eval.layouts import SpokenPair, write_zr2021
+    from sodakit.eval.tasks import EvalContext, get_task
+
+    from .conftest import ConstantLM, LoudnessOracleLM, noise, tone
+
+    pairs = [SpokenPair(id=str(i), voice=v, pos_wav=tone(0.1 + 0.02 * i, 0.5), neg_wav=noise(0.1, 0.003, i),
+                        pos_text=f"cat{i}", neg_text=f"dog{i}") for i in range(3) for v in ("Alex", "Bruce")]
+    write_zr2021(tmp_path, "lexical", pairs, 16_000)
+    v = tiny_tokenizer.vocab
+    oracle = EvalContext(lm=LoudnessOracleLM(v), tokenizer=tiny_tokenizer, codec=toy_codec, cfg=EvalConfig())
+    m = get_task("swuggy").run(oracle, tmp_path).metrics
+    assert m["accuracy_ci95"] == [1.0, 1.0] and m["pairs"] == 6 and m["groups"] == 3
+    const = EvalContext(lm=ConstantLM(v.size), tokenizer=tiny_tokenizer, codec=toy_codec,
+                        cfg=EvalConfig(protocol="sodakit"))
+    assert get_task("swuggy").run(const, tmp_path).metrics["accuracy_ci95"] == [0.5, 0.5]
+
+
+def test_control_is_an_eval_setting(toy_codec):
+    from sodakit.config import ConfigError
+    from sodakit.eval.config import EvalConfig
+    from sodakit.eval.controls import with_control
+
+    assert EvalConfig(control="permute-codebooks").settings()["control"] == "permute-codebooks"
+    with pytest.raises(ConfigError, match="control must be one of none, permute-codebooks"):
+        EvalConfig(control="shuffle")
+    assert with_control(toy_codec, "none") is toy_codec and with_control(None, "permute-codebooks") is None
+    wrapped = with_control(toy_codec, "permute-codebooks")
+    assert isinstance(wrapped, PermutedCodebooks) and wrapped.inner is toy_codec

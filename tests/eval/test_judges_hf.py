@@ -17,6 +17,7 @@ def test_whisper_judge_matches_direct_transformers(tiny_whisper_dir):
 
     judge = make_asr_judge(f"whisper:{tiny_whisper_dir}")
     assert judge.comparable_to_paper is False  # not whisper-large-v3
+    assert judge.describe()["device"] == "cpu"  # the evaluated model's device is passed on; CPU by default
     wavs24 = [_noise(24_000, 0), _noise(12_000, 1), _noise(30_000, 2)]
     hyps = judge.transcribe(wavs24, 24_000)
     assert len(hyps) == 3 and all(isinstance(h, str) for h in hyps)
@@ -45,7 +46,8 @@ def test_whisper_judge_bad_path(tmp_path):
 def test_wavlm_judge_embeddings_and_similarity(tiny_wavlm_dir):
     from transformers import AutoFeatureExtractor, WavLMForXVector
 
-    judge = make_speaker_judge(f"wavlm:{tiny_wavlm_dir}")
+    judge = make_speaker_judge(f"wavlm:{tiny_wavlm_dir}", device="cpu")
+    assert judge.describe()["device"] == "cpu"
     a, b = _noise(16_000, 3), _noise(20_000, 4)
     emb = judge.embed([a, b], 16_000)
     assert emb.shape == (2, 12)

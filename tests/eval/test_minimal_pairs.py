@@ -22,7 +22,7 @@ def test_bench_data_sblimp_falls_back_to_templates(tmp_path, monkeypatch):
     from sodakit.eval.bench_data import BenchDataConfig, build_bench_data
     from sodakit.eval.readers.zerospeech import read_zr2021
 
-    monkeypatch.setenv("SODAKIT_SHARED_DATA", str(tmp_path / "nothing-here"))
+    monkeypatch.setenv("SODAKIT_DATA", str(tmp_path / "nothing-here"))
     cfg = BenchDataConfig(out=str(tmp_path / "bench"), sets=("sblimp",), blimp_pairs=6, voices=1, hf_layout=False)
     record = build_bench_data(cfg, log=lambda m: None)
     assert record["sets"]["sblimp"]["source"].endswith("blimp-templates")

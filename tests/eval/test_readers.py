@@ -150,6 +150,17 @@ def test_librispeech_layouts(tmp_path, shared_data):
     assert len(mini.items) == 4 and mini.source.layout == "librispeech-flat"
 
 
+def test_librispeech_ids_are_never_paths(tmp_path):
+    root = tmp_path / "test-clean"
+    write_librispeech(root, [("84-121-0000", "HELLO WORLD", tone(0.3, 0.3))], SR)
+    chapter = root / "84" / "121"
+    (chapter.parent / "x.flac").write_bytes((chapter / "84-121-0000.flac").read_bytes())
+    (chapter / "84-121.trans.txt").write_text((chapter / "84-121.trans.txt").read_text() + "../x OUTSIDE\n")
+    r = read_librispeech(root)
+    assert [i.id for i in r.items] == ["84-121-0000"]
+    assert [(e.item, e.reason) for e in r.errors] == [("../x", "utterance id is not a plain file name")]
+
+
 def test_seedtts_meta_lst(tmp_path):
     write_seedtts(tmp_path, [("u1", "prompt one", tone(0.3, 0.3), "target one"),
                              ("u2", "prompt two", tone(0.3, 0.3), "target two")], SR)

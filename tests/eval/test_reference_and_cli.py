@@ -64,20 +64,24 @@ def test_tblimp_hellaswag_match_transformers(hf_model_dir, tiny_tokenizer, share
 
 def test_cli_bad_input(hf_model_dir, tmp_path, capsys):
     d, _ = hf_model_dir
-    assert main(["--model", str(d), "--tasks", "tblimp,nosuchtask"]) == 2
+    from sodakit.cli import main as cli_main
+
+    assert cli_main(["eval", "--model", str(d), "--tasks", "tblimp,nosuchtask"]) == 2
     assert "unknown task(s) ['nosuchtask']" in capsys.readouterr().err
     assert main(["--model", str(d), "--tasks", "tblimp", "--data", "tblimp"]) == 2
     assert "TASK=PATH" in capsys.readouterr().err
-    assert main(["--model", str(tmp_path / "missing"), "--tasks", "tblimp"]) == 2
+    assert cli_main(["eval", "--model", str(tmp_path / "missing"), "--tasks", "tblimp"]) == 2
     assert "does not exist" in capsys.readouterr().err
-    # A task with no data fails alone; the others still run, and the exit code says something failed.
+    # A task with no data fails alone; the others still run, and the exit code says something failed
+    # (2: every failure was a user error, here missing data; 1 would mean a bug).
     out = tmp_path / "r.json"
-    rc = main(["--model", str(d), "--tasks", "swuggy,tblimp", "--limit", "2", "--out", str(out),
-               "--codec", str(tmp_path)])
+    rc = cli_main(["eval", "--model", str(d), "--tasks", "swuggy,tblimp", "--limit", "2", "--out", str(out),
+                   "--codec", str(tmp_path)])
     assert rc == 2 and "not a codec directory" in capsys.readouterr().err
     rc = main(["--model", str(d), "--tasks", "twuggy,tblimp", "--limit", "2", "--out", str(out)])
     res = json.loads(out.read_text())
-    assert rc == 1 and res["tasks"]["twuggy"]["status"] == "error" and "--data twuggy=PATH" in res["tasks"]["twuggy"]["error"]
+    assert rc == 2 and res["tasks"]["twuggy"]["status"] == "error" and "--data twuggy=PATH" in res["tasks"]["twuggy"]["error"]
+    assert res["tasks"]["twuggy"]["bug"] is False
     assert res["tasks"]["tblimp"]["status"] == "ok"
     assert res["settings"]["batch_size"] == 8 and res["tokenizer"]["vocab"]["size"] == res["model"]["vocab_size"]
 
@@ -86,7 +90,7 @@ def test_soda_scores_maps_results_to_the_published_columns():
     from sodakit.eval.results import soda_scores
 
     res = {"tasks": {"sblimp": {"status": "ok", "metrics": {"accuracy": 0.514}},
-                     "salmon": {"status": "ok", "metrics": {"macro_accuracy": 0.7}},
+                     "salmon": {"status": "ok", "metrics": {"accuracy": 0.7, "macro_accuracy": 0.6}},
                      "hellaswag": {"status": "ok", "metrics": {"acc": 0.3, "acc_norm": 0.35}},
                      "tts": {"status": "ok", "metrics": {"wer": 0.061, "sim": 0.56}},
                      "swuggy": {"status": "error", "error": "no data"}}}
@@ -94,12 +98,30 @@ def test_soda_scores_maps_results_to_the_published_columns():
 
 
 def test_eval_codec_names_a_moved_recorded_codec(tmp_path, small_mimi):
-    from sodakit.audio.codec import CodecError, load_codec
-    from sodakit.eval.loading import load_eval_codec
+    from sodakit.audio.codec import CodecError
+    from sodakit.audio.registry import load_codec, load_model_codec
 
     codec = load_codec(small_mimi(tmp_path / "codec"), device="cpu")
     record = {"name": codec.name, "config_hash": codec.config_hash, "source": str(tmp_path / "codec")}
     (tmp_path / "codec").rename(tmp_path / "moved")
     with pytest.raises(CodecError, match="codec recorded at .*pass its new location with --codec"):
-        load_eval_codec(None, record, "cpu")
-    assert load_eval_codec(str(tmp_path / "moved"), record, "cpu").config_hash == codec.config_hash
+        load_model_codec(None, record, "cpu")
+    assert load_model_codec(str(tmp_path / "moved"), record, "cpu").config_hash == codec.config_hash
+
+
+def test_cli_results_name_the_protocol(hf_model_dir, tmp_path, capsys):
+    d, _ = hf_model_dir
+    out = tmp_path / "r.json"
+    assert main(["--model", str(d), "--tasks", "tblimp,twuggy", "--limit", "2", "--out", str(out)]) == 2  # twuggy has no data: a user error
+    res = json.loads(out.read_text())
+    assert res["settings"]["protocol"]["name"] == "soda" and res["settings"]["seed"] == 42
+    assert res["settings"]["asr_max_new_tokens"] == 200
+    assert {t["protocol"]["protocol"] for t in res["tasks"].values()} == {"soda"}  # the failed twuggy too
+    assert "accuracy_ties_half" in res["tasks"]["tblimp"]["metrics"]
+    assert main(["--model", str(d), "--tasks", "tblimp", "--limit", "2", "--out", str(out), "--protocol", "sodakit"]) == 0
+    res = json.loads(out.read_text())
+    assert res["settings"]["protocol"]["name"] == "sodakit" and res["tasks"]["tblimp"]["protocol"]["protocol"] == "sodakit"
+    assert res["settings"]["seed"] == 0
+    with pytest.raises(SystemExit):
+        main(["--model", str(d), "--tasks", "tblimp", "--protocol", "paper"])
+    assert "invalid choice" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from sodakit.eval.config import EvalConfig
 from sodakit.eval.layouts import SpokenPair, write_hf_pairs, write_salmon_folder, write_zr2021
 from sodakit.eval.lm import VocabularyError
 from sodakit.eval.readers.salmon import SALMON_PARTS
@@ -25,7 +26,7 @@ def _spoken(n):
 
 
 def _ctx(lm, tok, codec=None, **kw):
-    return EvalContext(lm=lm, tokenizer=tok, codec=codec, batch_size=4, **kw)
+    return EvalContext(lm=lm, tokenizer=tok, codec=codec, cfg=EvalConfig(batch_size=4, **kw))
 
 
 @pytest.mark.parametrize("layout", ["zr2021", "hf"])
@@ -45,17 +46,20 @@ def test_swuggy_sblimp_known_answers(tmp_path, tiny_tokenizer, toy_codec, layout
     assert res.protocol["audio"]["scored_codebooks"] == [0, 1, 2, 3]
     assert len(res.items) == 6 and res.items[0]["pos"]["tokens"] == res.items[0]["pos"]["tokens"] // 4 * 4
     const = _ctx(ConstantLM(v.size), tiny_tokenizer, toy_codec)
-    assert get_task("swuggy").run(const, lex).metrics["accuracy"] == 0.5  # all ties -> 0.5
+    m = get_task("swuggy").run(const, lex).metrics
+    # all ties: wrong under the SODA authors' rule (the default), 0.5 under sodakit's names/protocol
+    assert m["accuracy"] == 0.0 and m["accuracy_strict"] == 0.0 and m["ties"] == 6
+    assert m["accuracy_ties_half"] == 0.5 and m["accuracy_grouped_ties_half"] == 0.5
+    const_sodakit = _ctx(ConstantLM(v.size), tiny_tokenizer, toy_codec, protocol="sodakit")
+    assert get_task("swuggy").run(const_sodakit, lex).metrics["accuracy"] == 0.5
     res = get_task("sblimp").run(oracle, syn)
     assert res.metrics["accuracy"] == 1.0 and set(res.breakdown["type"]) == {"t0", "t1"}
 
 
 def test_speech_scoring_of_selected_codebooks(tmp_path, tiny_tokenizer, toy_codec):
-    from sodakit.eval.spans import AudioSelection
-
     write_zr2021(tmp_path, "lexical", _spoken(2), SR)
     v = tiny_tokenizer.vocab
-    ctx = _ctx(LoudnessOracleLM(v), tiny_tokenizer, toy_codec, audio=AudioSelection("all", "semantic"),
+    ctx = _ctx(LoudnessOracleLM(v), tiny_tokenizer, toy_codec, input_codebooks="all", score_codebooks="semantic",
                log_items=True)
     res = get_task("swuggy").run(ctx, tmp_path)
     assert res.protocol["audio"]["scored_codebooks"] == [0] and res.metrics["accuracy"] == 1.0
@@ -116,7 +120,9 @@ def test_tblimp_twuggy_known_answers(tmp_path, tiny_tokenizer):
     ctx = _ctx(_text_oracle(tiny_tokenizer, goods), tiny_tokenizer)
     res = get_task("tblimp").run(ctx, tmp_path / "blimp")
     assert res.metrics["accuracy"] == 1.0 and res.breakdown["phenomenon"]["agr"]["n"] == 5
-    assert get_task("tblimp").run(_ctx(ConstantLM(tiny_tokenizer.vocab.size), tiny_tokenizer),
+    const = get_task("tblimp").run(_ctx(ConstantLM(tiny_tokenizer.vocab.size), tiny_tokenizer), tmp_path / "blimp")
+    assert const.metrics["accuracy"] == 0.0 and const.metrics["accuracy_ties_half"] == 0.5
+    assert get_task("tblimp").run(_ctx(ConstantLM(tiny_tokenizer.vocab.size), tiny_tokenizer, protocol="sodakit"),
                                   tmp_path / "blimp").metrics["accuracy"] == 0.5
     write_zr2021(tmp_path / "zr", "lexical", _spoken(2), SR)
     res = get_task("twuggy").run(_ctx(_text_oracle(tiny_tokenizer, ["cat0", "cat1"]), tiny_tokenizer), tmp_path / "zr")
@@ -132,10 +138,13 @@ def test_hellaswag_known_answers(tmp_path, tiny_tokenizer):
     gold_seqs = [[v.bos_id, *tiny_tokenizer.encode_texts([c])[0], *tiny_tokenizer.encode_texts([" " + ends[g]])[0]]
                  for c, g, ends in items]
     res = get_task("hellaswag").run(_ctx(SequenceOracleLM(v.size, gold_seqs), tiny_tokenizer), path)
-    assert res.metrics == {"acc": 1.0, "acc_norm": 1.0}
-    # A scorer giving every ending the same score (log p = 0 everywhere): ties split -> 1/4.
+    assert res.metrics == {"acc": 1.0, "acc_norm": 1.0, "acc_bytes": 1.0, "acc_ties_split": 1.0, "acc_norm_ties_split": 1.0}
+    assert res.protocol["context_is_lm_eval_exact"] is False  # the text layout carries the dataset's ctx
+    # A scorer giving every ending the same score (log p = 0 everywhere): the first ending is predicted
+    # (as lm-evaluation-harness), right for the item whose gold is 0; the ties-split variants give 1/4.
     res = get_task("hellaswag").run(_ctx(ConstantLM(v.size, value=0.0), tiny_tokenizer), path)
-    assert res.metrics == {"acc": 0.25, "acc_norm": 0.25}
+    assert res.metrics == {"acc": 0.5, "acc_norm": 0.5, "acc_bytes": 0.5, "acc_ties_split": 0.25,
+                           "acc_norm_ties_split": 0.25}
 
 
 def test_val_nll_uniform_model_gives_log_vocab(tmp_path, tiny_tokenizer):

@@ -3,8 +3,8 @@
 A uniform model gives log V for every variant whatever tokens are selected, so it cannot tell a wrong
 selection apart. Here the scorer's log-prob depends on the predicted token id (log p = -id / 100,
 whatever the context), so each variant's NLL is the mean id of exactly the tokens it should select,
-divided by 100. The expected documents and selections are rebuilt by hand in this file (SPEC section 3
-layouts), independently of sodakit.tokens.documents and of the task's masks.
+divided by 100. The expected documents and selections are rebuilt by hand in this file (layouts of
+docs/soda.md#vocabulary), independently of sodakit.tokens.documents and of the task's masks.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sodakit.eval.config import EvalConfig
 from sodakit.eval.tasks import EvalContext, get_task
 
 VARIANTS = ("all", "audio", "semantic", "audio_only", "text_interleaved", "text_only")
@@ -142,7 +143,7 @@ def test_val_nll_each_variant_selects_its_tokens(dev_set, tiny_tokenizer, max_po
         assert -ws[variant] / wn[variant] != pytest.approx(nll[variant], rel=1e-6), variant
 
     lm = _IdScorer(v.size, v.text_start_id, max_positions)
-    res = get_task("val_nll").run(EvalContext(lm=lm, tokenizer=tiny_tokenizer, batch_size=3), f"{d},{text}")
+    res = get_task("val_nll").run(EvalContext(lm=lm, tokenizer=tiny_tokenizer, cfg=EvalConfig(batch_size=3)), f"{d},{text}")
     for k in VARIANTS:
         assert res.metrics[f"nll_{k}"] == pytest.approx(nll[k], rel=1e-9), k
     assert res.counts["tokens"] == nums

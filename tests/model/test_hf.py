@@ -35,6 +35,20 @@ SHAPES = {
 }
 
 
+def _word_tokenizer(path, vocab: Vocab):
+    """A word-level text tokenizer with exactly the layout's text ids (BOS/EOS at theirs), saved to `path`."""
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
+
+    words = {f"w{i}": i for i in range(vocab.text_vocab_size)}
+    words |= {"<unk>": 0, "<|begin_of_text|>": vocab.bos_id, "<|end_of_text|>": vocab.eos_id}
+    words = {w: i for w, i in words.items() if w not in (f"w{vocab.bos_id}", f"w{vocab.eos_id}", "w0")}
+    tok = Tokenizer(models.WordLevel(words, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in ("<|begin_of_text|>", "<|end_of_text|>")])
+    tok.save(str(path))
+    return path
+
+
 def hf_logits(directory, ids):
     model = Qwen3ForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
     with torch.no_grad():
@@ -82,11 +96,17 @@ def test_sharded_export_and_cli_round_trip(tmp_path):
     write_model_dir(ckpt, model.state_dict(), cfg, VOCAB, codec={"name": "mimi"}, step=7)
     (ckpt / "COMPLETE").write_text("")
     assert list_checkpoints(tmp_path / "run") == [ckpt]
-    tok = tmp_path / "tokenizer.json"
-    tok.write_text('{"model": {"type": "BPE"}}')
+    tok = _word_tokenizer(tmp_path / "tokenizer.json", VOCAB)
     out = export_hf(tmp_path / "run", tmp_path / "hf", tokenizer=tok, max_shard_bytes=40_000)
     assert (out / hf.HF_INDEX).is_file() and len(list(out.glob("model-*.safetensors"))) > 1
-    assert (out / "tokenizer.json").read_text() == tok.read_text()
+    # a complete tokenizer in the checkpoint's layout, not a bare copy of the text tokenizer.json
+    from transformers import AutoTokenizer
+
+    assert (out / "tokenizer_config.json").is_file() and (out / "special_tokens_map.json").is_file()
+    hf_tok = AutoTokenizer.from_pretrained(out)
+    assert len(hf_tok) == VOCAB.size and (hf_tok.bos_token_id, hf_tok.eos_token_id, hf_tok.pad_token_id) == (1, 2, 2)
+    assert hf_tok("w5<|audio_start|>" + chr(0xE000 + 40) + "<|audio_end|>")["input_ids"] == [
+        1, 5, VOCAB.audio_start_id, VOCAB.audio_id(1, 0), VOCAB.audio_end_id]
     ids = torch.randint(0, cfg.vocab_size, (1, 50))
     with torch.no_grad():
         assert (model(ids) - hf_logits(out, ids)).abs().max().item() <= 1e-4
@@ -99,7 +119,38 @@ def test_sharded_export_and_cli_round_trip(tmp_path):
         assert torch.equal(back.state_dict()[k], v), k
     assert main(["export", str(tmp_path / "back"), str(tmp_path / "hf_bf16"), "--dtype", "bfloat16"]) == 0
     assert json.loads((tmp_path / "hf_bf16" / "config.json").read_text())["dtype"] == "bfloat16"
-    assert main(["export", str(tmp_path / "back"), str(tmp_path / "hf_bf16")]) == 1  # exists: refused
+    from sodakit.cli import main as cli_main
+
+    assert cli_main(["convert", "export", str(tmp_path / "back"), str(tmp_path / "hf_bf16")]) == 2  # exists: refused
+
+
+def test_convert_takes_the_key_value_grammar(tmp_path, capsys):
+    """`convert export|import` read typed configs (key=value, a YAML file); the flag and positional forms
+    are other spellings and give the same result."""
+    from sodakit.cli import main as cli_main
+
+    cfg = SHAPES["mha"]
+    model = build_model(cfg, seed=2)
+    write_model_dir(tmp_path / "ckpt", model.state_dict(), cfg, VOCAB, codec=None)
+    (tmp_path / "export.yaml").write_text("dtype: bfloat16\n")
+    assert cli_main(["convert", "export", str(tmp_path / "export.yaml"), f"src={tmp_path / 'ckpt'}",
+                     f"out={tmp_path / 'hf_keys'}", "shard_size_gb=0.00005"]) == 0
+    assert main(["export", str(tmp_path / "ckpt"), str(tmp_path / "hf_flags"), "--dtype", "bfloat16",
+                 "--shard-size-gb", "0.00005"]) == 0
+    for out in ("hf_keys", "hf_flags"):
+        assert json.loads((tmp_path / out / "config.json").read_text())["dtype"] == "bfloat16"
+        assert (tmp_path / out / hf.HF_INDEX).is_file()
+    assert sorted(p.name for p in (tmp_path / "hf_keys").iterdir()) == sorted(p.name for p in (tmp_path / "hf_flags").iterdir())
+    assert cli_main(["convert", "import", f"src={tmp_path / 'hf_keys'}", f"out={tmp_path / 'back'}"]) == 0
+    back, info = load_pretrained(tmp_path / "back")
+    assert info.vocab == VOCAB
+    for k, v in model.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v.to(torch.bfloat16).float()), k
+    capsys.readouterr()
+    assert cli_main(["convert", "export", str(tmp_path / "ckpt"), str(tmp_path / "x"), "dtype=float64"]) == 2
+    assert "dtype=float64: choose one of" in capsys.readouterr().err
+    assert cli_main(["convert", "export", str(tmp_path / "ckpt"), str(tmp_path / "x"), "extra"]) == 2
+    assert "unexpected argument 'extra'" in capsys.readouterr().err
 
 
 def test_bad_hf_directories_are_refused(tmp_path):

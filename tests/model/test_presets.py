@@ -1,4 +1,4 @@
-"""The four SODA presets are SPEC section 6's shapes, and their parameter counts are pinned by hand.
+"""The four SODA presets are shapes of docs/soda.md#model, and their parameter counts are pinned by hand.
 
 The expected counts below are worked out matrix by matrix in this file (not read back from
 `count_params`), then cross-checked against the modules themselves, built on the meta device so no
@@ -14,7 +14,7 @@ from sodakit.model import hf
 from sodakit.model.config import PRESETS, SODA_VOCAB_SIZE, ModelConfig, RopeScaling, count_params
 from sodakit.model.qwen3 import Qwen3
 
-# SPEC section 6 table: name -> (d_model, layers, heads, kv heads, head_dim, FFN)
+# docs/soda.md#model table: name -> (d_model, layers, heads, kv heads, head_dim, FFN)
 SPEC_SHAPES = {
     "135M": (512, 15, 8, 8, 64, 1792),
     "600M": (1024, 28, 16, 8, 128, 3072),
@@ -41,7 +41,7 @@ EXPECTED = {
     "1.7B": (1_409_410_048, 296_230_912),
     "4B": (3_633_511_936, 370_288_640),
 }
-# SPEC: "non-embedding counts are 57M, 440M, 1.41B, 3.63B"; the names count one embedding matrix.
+# docs/soda.md#model: non-embedding counts 57M, 440M, 1.41B, 3.63B; the names count one embedding matrix.
 SPEC_NON_EMBEDDING_ROUNDED = {"135M": 57.0e6, "600M": 440.5e6, "1.7B": 1.41e9, "4B": 3.63e9}
 SPEC_NAMED = {"135M": 135e6, "600M": 600e6, "1.7B": 1.7e9, "4B": 4.0e9}
 
@@ -85,7 +85,7 @@ def test_count_params_pinned(name):
     assert counts.embedding == 2 * one_matrix
     assert counts.total == non_emb + 2 * one_matrix
     assert counts.named == non_emb + one_matrix
-    # and the SPEC's rounded figures
+    # and the rounded figures of docs/soda.md#model
     assert counts.non_embedding == pytest.approx(SPEC_NON_EMBEDDING_ROUNDED[name], rel=2e-3)
     assert counts.named == pytest.approx(SPEC_NAMED[name], rel=0.05)
 
@@ -118,7 +118,7 @@ def test_count_params_matches_built_module(name):
     non_emb, one_matrix = EXPECTED[name]
     assert total == non_emb + 2 * one_matrix
     assert embedding == 2 * one_matrix
-    assert not any("bias" in n for n in params)  # SPEC: no biases
+    assert not any("bias" in n for n in params)  # docs/soda.md#model: no biases
 
 
 @pytest.mark.parametrize("name", SODA)

@@ -136,6 +136,31 @@ def test_document_masking_isolates_documents(model):
     assert not torch.allclose(unmasked[:, 7:], alone, atol=1e-3)
 
 
+def test_flex_attention_document_masking_gives_the_dense_masks_logits():
+    """FlexAttention with a block mask (what CUDA uses) against the dense boolean mask (the CPU path), on
+    documents that cross the 128-token tiles of the block mask, with grouped-query attention."""
+    model = build_model(CFG.replace(max_seq_len=256), seed=2)
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, V, (2, 160), generator=g)
+    seg = torch.cumsum(torch.rand(2, 160, generator=g) < 0.04, dim=1)  # a few documents per row
+    seg[1, 100:] += 7  # a document boundary just before a tile boundary
+    model.eval()
+    try:
+        with torch.no_grad():
+            model.document_attention = "dense"
+            dense = model(ids, segment_ids=seg)
+            model.document_attention = "flex"
+            flex = model(ids, segment_ids=seg)
+            unmasked = model(ids)
+    finally:
+        model.document_attention = "auto"
+    assert (flex - dense).abs().max().item() < 1e-5
+    assert (unmasked - dense).abs().max().item() > 1e-2  # the masks did restrict attention
+    assert model.document_attention == "auto" and not qwen3.use_flex("auto", torch.device("cpu"))
+    with pytest.raises(ValueError, match="document attention 'sparse' unknown"):
+        qwen3.use_flex("sparse", torch.device("cpu"))
+
+
 def test_activation_checkpointing_same_gradients():
     m = build_model(CFG, seed=3)
     ids = torch.randint(0, V, (2, 21))

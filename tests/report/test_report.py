@@ -169,3 +169,33 @@ def test_report_isoflop_section_and_partial_salmon(tmp_path):
     # no sweep: the section says how to make one
     page = build_report({"isoflop": missing_section([tmp_path / "runs"])}, tmp_path / "report")["html"].read_text()
     assert "IsoFLOP study" in page and "scripts/isoflop_mini_study.py" in page and "<img" not in page
+
+
+def test_html_is_escaped_and_markdown_is_written_as_is(tmp_path):
+    """Every text of the summary reaches the page escaped (the templates autoescape), and the Markdown
+    as written; the JSON record keeps the summary's values."""
+    from html.parser import HTMLParser
+
+    evil = "<script>alert('x')</script> & \"q\""
+    summary = {"title": evil, "subtitle": evil, "data": {evil: {"k": evil}},
+               "evaluation": {"scale": "tiny", "scores": {evil: 1.0}, "judges": evil},
+               "samples": [{"task": evil, "output_text": evil, "reference_text": evil}],
+               "isoflop": {"message": evil, "source": evil, "warnings": [evil]}, "settings": {"s": evil}}
+    paths = build_report(summary, tmp_path / "r")
+    page = paths["html"].read_text()
+    assert "<script>" not in page and page.count("&lt;script&gt;alert(") == 14
+
+    class Texts(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.texts: list[str] = []
+
+        def handle_data(self, data):
+            self.texts.append(data)
+
+    parser = Texts()
+    parser.feed(page)
+    assert parser.texts.count(evil) == 12  # as text nodes: all but the judges line and the JSON settings
+    md = paths["markdown"].read_text()
+    assert md.startswith(f"# {evil}\n\n{evil}\n") and f"### {evil}" in md and f"> {evil}" in md
+    assert json.loads(paths["json"].read_text())["samples"][0]["task"] == evil

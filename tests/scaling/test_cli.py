@@ -92,18 +92,18 @@ def test_nearest_preset_counts_like_the_fit():
 
 
 def test_cli_errors_are_clear(results_csv, tmp_path, capsys):
-    assert commands.main(["fit", str(tmp_path / "missing.csv")]) == 2
+    assert sodakit_main(["isoflop", "fit", str(tmp_path / "missing.csv")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert commands.main(["fit", str(results_csv), "--convention", "soda", "--no-plots", "--bootstrap", "0"]) == 2
+    assert sodakit_main(["isoflop", "fit", str(results_csv), "--convention", "soda", "--no-plots", "--bootstrap", "0"]) == 2
     assert "table says FLOP convention '6N'" in capsys.readouterr().err
-    assert commands.main(["fit", str(results_csv), "--params", "non_embedding", "--no-plots"]) == 2
+    assert sodakit_main(["isoflop", "fit", str(results_csv), "--params", "non_embedding", "--no-plots"]) == 2
     assert "params_nonembedding" in capsys.readouterr().err
-    assert commands.main(["predict", "--fit", str(results_csv), "--flops", "1e20"]) == 2
+    assert sodakit_main(["isoflop", "predict", "--fit", str(results_csv), "--flops", "1e20"]) == 2
     assert "not valid JSON" in capsys.readouterr().err
     out = tmp_path / "f"
-    assert commands.main(["fit", str(results_csv), "--out", str(out), "--bootstrap", "0", "--no-plots"]) == 0
+    assert sodakit_main(["isoflop", "fit", str(results_csv), "--out", str(out), "--bootstrap", "0", "--no-plots"]) == 0
     capsys.readouterr()
-    assert commands.main(["predict", "--fit", str(out), "--flops", "-5"]) == 2
+    assert sodakit_main(["isoflop", "predict", "--fit", str(out), "--flops", "-5"]) == 2
     assert "positive" in capsys.readouterr().err
 
 
@@ -114,5 +114,30 @@ def test_strict_turns_warnings_into_errors(tmp_path, synth, capsys):
     assert commands.main(["fit", str(path), "--bootstrap", "0", "--no-plots", "--approach", "2"]) == 0
     cap = capsys.readouterr()
     assert "WARNING: budget 1.000e+18: only 2 run(s)" in cap.out and "WARNING" in cap.err
-    assert commands.main(["fit", str(path), "--bootstrap", "0", "--no-plots", "--strict"]) == 2
+    assert sodakit_main(["isoflop", "fit", str(path), "--bootstrap", "0", "--no-plots", "--strict"]) == 2
     assert "only 2 run(s)" in capsys.readouterr().err
+
+
+def test_fit_and_predict_take_the_key_value_grammar(results_csv, tmp_path, capsys):
+    """Typed configs (key=value over an optional YAML file) give what the flags give."""
+    by_flags, by_keys = tmp_path / "flags", tmp_path / "keys"
+    assert commands.main(["fit", str(results_csv), "--out", str(by_flags), "--bootstrap", "0", "--no-plots",
+                          "--approach", "2", "--json"]) == 0
+    flags_record = json.loads(capsys.readouterr().out)
+    (tmp_path / "fit.yaml").write_text("bootstrap: 0\nplots: false\napproach: [2]\n")
+    assert sodakit_main(["isoflop", "fit", str(tmp_path / "fit.yaml"), f"results={results_csv}",
+                         f"out={by_keys}", "json=true"]) == 0
+    keys_record = json.loads(capsys.readouterr().out)
+    assert keys_record["approach2"] == flags_record["approach2"]
+    assert keys_record["approach3"] is None and keys_record["settings"] == flags_record["settings"]
+    assert not list(by_keys.glob("*.png"))
+
+    assert commands.main(["predict", "--fit", str(by_flags), "--flops", "1e20", "1e21", "--json"]) == 0
+    flags_pred = json.loads(capsys.readouterr().out)
+    assert sodakit_main(["isoflop", "predict", f"fit={by_keys}", "flops=[1e20, 1e21]", "json=true"]) == 0
+    assert json.loads(capsys.readouterr().out) == flags_pred
+
+    assert sodakit_main(["isoflop", "fit", f"results={results_csv}", "params=all", "plots=false"]) == 2
+    assert "params=all: choose one of total, non_embedding" in capsys.readouterr().err
+    assert sodakit_main(["isoflop", "predict", f"fit={by_keys}"]) == 2
+    assert "flops=[C, ...] (or --flops C ...) is required" in capsys.readouterr().err

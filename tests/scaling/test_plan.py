@@ -1,4 +1,4 @@
-"""The planner reproduces SODA's sweep rules (SPEC section 8) on hand-computed examples."""
+"""The planner reproduces SODA's sweep rules (docs/soda.md#isoflop-sweep) on hand-computed examples."""
 
 from __future__ import annotations
 
@@ -234,6 +234,16 @@ def test_write_read_roundtrip(tmp_path):
         read_plan(j)
 
 
+def test_a_run_id_cannot_leave_the_runs_folder(tmp_path):
+    """Run ids name directories under RUNS_DIR: a plan.json from elsewhere may not hold a path there."""
+    j, _ = write_plan(plan_sweep(MINI_RULES), tmp_path)
+    data = json.loads(j.read_text())
+    data["runs"][0]["run_id"] = "../../elsewhere"
+    j.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"run id '../../elsewhere' is not a plain directory name"):
+        read_plan(j)
+
+
 def test_cli_plan(tmp_path, capsys):
     rc = commands.main(["plan", "--preset", "mini", "--out", str(tmp_path), "vocab_size=4096", "--budgets", "1e13", "3e13"])
     assert rc == 0
@@ -243,10 +253,35 @@ def test_cli_plan(tmp_path, capsys):
     rc = commands.main(["plan", "--config", str(REPO / "configs" / "isoflop_soda.yaml"), "--json"])
     assert rc == 0
     assert len(json.loads(capsys.readouterr().out)["runs"]) == 59
-    assert commands.main(["plan", "no_such_field=3"]) == 2
+    from sodakit.cli import main as sodakit_main
+
+    assert sodakit_main(["isoflop", "plan", "no_such_field=3"]) == 2
     assert "no_such_field" in capsys.readouterr().err
     # budgets without enough feasible runs are flagged; none at all is an error exit
     assert commands.main(["plan", "--preset", "mini", "--budgets", "1e10", "3e12"]) == 0
     assert "budget 1.00e+10 has no feasible run" in capsys.readouterr().out
-    assert commands.main(["plan", "--budgets", "1e10"]) == 1
+    assert sodakit_main(["isoflop", "plan", "--budgets", "1e10"]) == 2
     assert "no run satisfies" in capsys.readouterr().err
+
+
+def test_cli_plan_takes_the_key_value_grammar(tmp_path, capsys):
+    """preset=, a rules file (positional or --config) and key=value give the plan the flags give."""
+    assert commands.main(["plan", "--preset", "mini", "--out", str(tmp_path / "flags"), "vocab_size=4096",
+                          "--budgets", "1e13", "3e13"]) == 0
+    assert commands.main(["plan", "preset=mini", f"out={tmp_path / 'keys'}", "vocab_size=4096",
+                          "budgets=[1e13, 3e13]"]) == 0
+    assert read_plan(tmp_path / "keys" / "plan.json") == read_plan(tmp_path / "flags" / "plan.json")
+    rules = REPO / "configs" / "isoflop_mini.yaml"
+    capsys.readouterr()
+    assert commands.main(["plan", str(rules), "json=true"]) == 0
+    by_file = json.loads(capsys.readouterr().out)
+    assert commands.main(["plan", "--config", str(rules), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == by_file and by_file["rules"]["name"] == "mini"
+    # the preset a rules file or a key names is where the other fields start
+    (tmp_path / "r.yaml").write_text("preset: mini\nvocab_size: 4096\n")
+    assert commands.main(["plan", str(tmp_path / "r.yaml"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rules"]["seq_len"] == PRESETS["mini"].seq_len
+    from sodakit.cli import main as sodakit_main
+
+    assert sodakit_main(["isoflop", "plan", "preset=huge"]) == 2
+    assert "preset=huge: unknown" in capsys.readouterr().err

@@ -48,6 +48,8 @@ def test_tiny_plan_runs_restarts_and_fits(plan_dir, packed_data, capsys):
     argv = ["run", str(plan_dir), "--data", *data, "--val", str(packed_data.val)]
     # a first invocation stops after 4 runs, as a crash between runs would
     assert commands.main([*argv, "--max-runs", "4"]) == 0
+    # progress per run of the sweep, as a plain line in a captured (non-terminal) stderr
+    assert "isoflop run:  67% 4/6 [" in capsys.readouterr().err
     first = rows(plan_dir / "results.csv")
     assert [r["run_id"] for r in first] == [r.run_id for r in plan.runs[:4]]
     # the restart trains only the 2 missing runs and leaves the finished rows untouched
@@ -170,7 +172,9 @@ def test_diverged_run_is_recorded_and_not_retried(tmp_path, packed_data, monkeyp
 
 def test_refuses_a_vocabulary_other_than_the_plans(tmp_path, packed_data, capsys):
     write_plan(plan_sweep(tiny_rules(packed_data.vocab.size + 28)), tmp_path)
-    rc = commands.main(["run", str(tmp_path), "--data", str(packed_data.speech), "--val", str(packed_data.val)])
+    from sodakit.cli import main as sodakit_main
+
+    rc = sodakit_main(["isoflop", "run", str(tmp_path), "--data", str(packed_data.speech), "--val", str(packed_data.val)])
     assert rc == 2
     err = capsys.readouterr().err
     assert f"vocabulary of {packed_data.vocab.size} ids" in err and f"vocab_size={packed_data.vocab.size}" in err

@@ -8,8 +8,15 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from sodakit.tokens.documents import MarkerInTextError, document_ids, document_string, recording_documents
+from sodakit.tokens.documents import (
+    document_ids,
+    document_string,
+    recording_documents,
+    text_document_ids,
+    text_document_string,
+)
 from sodakit.tokens.soda_tokenizer import SodaTokenizer, TextInAudioRangeError, unescape_text
+from sodakit.tokens.templates import MarkerInTextError
 from sodakit.tokens.vocab import BOS_TEXT, EOS_TEXT, MARKERS, AudioSpanError, Vocab
 
 TEXT_FORMATS = ["text_first", "audio_first"]
@@ -108,3 +115,36 @@ def test_codebook_selection_refuses_spans_out_of_order_or_with_text(select):
     # a valid span still works, partial trailing frame dropped, dtype kept
     got = v.select_codebooks(flat[:-3], 2)
     assert got.dtype == flat.dtype and got.tolist() == v.codes_to_ids(v.ids_to_codes(flat)[:2, :3]).tolist()
+
+
+WEB_TEXT = "web text <|audio_start|> x <|begin_of_text|> y <|end_of_text|> z <|text_end|>"
+
+
+@pytest.mark.parametrize("released", [False, True])
+def test_text_only_documents_keep_special_strings_as_text(tok, released_style, released):
+    """Web text is text: a marker/BOS/EOS string inside it becomes BPE pieces, with either tokenizer
+    shape (the released shape holds the markers and audio characters as added tokens)."""
+    t = released_style if released else tok
+    v = t.vocab
+    ids = text_document_ids(WEB_TEXT, t)
+    assert ids[0] == v.bos_id and ids[-1] == v.eos_id  # BOS/EOS added as ids, once each
+    inner = ids[1:-1].astype(np.int64)
+    assert not v.is_marker(inner).any() and not v.is_audio(inner).any()
+    assert v.bos_id not in inner and v.eos_id not in inner
+    assert t.text.decode(inner.tolist()) == WEB_TEXT  # the characters, all of them, as text
+    # the same ids whichever tokenizer shape (the plain BPE is the same model)
+    assert ids.tolist() == text_document_ids(WEB_TEXT, tok if released else released_style).tolist()
+    # plain text is unchanged: the id form still equals the tokenized string form
+    assert text_document_ids("plain words", t).tolist() == t.encode(text_document_string("plain words"), add_bos=False).tolist()
+
+
+def test_text_only_string_form_refuses_special_strings(tok):
+    with pytest.raises(MarkerInTextError, match=re.escape("literal string '<|audio_start|>' at position 9")):
+        text_document_string(WEB_TEXT)
+
+
+def test_text_only_documents_still_follow_the_pua_policy(tok):
+    with pytest.raises(TextInAudioRangeError, match=r"U\+FEFF"):
+        text_document_ids("a \ufeff b", tok)
+    escaped = SodaTokenizer(tok.text, tok.vocab, pua_policy="escape")
+    assert tok.text.decode(text_document_ids("a \ufeff b", escaped)[1:-1].tolist()) == "a \\u{FEFF} b"

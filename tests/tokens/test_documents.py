@@ -74,3 +74,12 @@ def test_text_document_and_recording_documents(tok, segments):
     assert [d.tolist() for d in docs] == [document_ids(segments, f, tok).tolist() for f in ["text_first", "audio_first"]]
     with pytest.raises(ValueError, match="unknown document format"):
         document_string(segments, "weird", tok.vocab)
+
+
+def test_semantic_only_checks_the_codes_it_keeps(tok, segments):
+    """Codes outside the codebook used to become ids of another codebook in semantic_only documents."""
+    bad = [Seg("x", np.array([[2048, 1]] + [[0, 0]] * 7))]
+    with pytest.raises(ValueError, match=r"segment codes\[0\]: audio codes outside \[0, 2048\)"):
+        document_ids(bad, "semantic_only", tok)
+    with pytest.raises(ValueError, match="audio codes outside"):
+        document_string(bad, "semantic_only", tok.vocab)

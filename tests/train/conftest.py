@@ -8,13 +8,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from sodakit.data.packed import PACKED_FORMAT, ShardWriter, token_counts, write_metadata
+from sodakit.model.load import read_pretrained
+from sodakit.model.sharded import SHARDS_DIR, is_optimizer_key
 from sodakit.tokens.vocab import Vocab
 
 VOCAB = Vocab(text_vocab_size=64, bos_id=1, eos_id=2, num_codebooks=2, codebook_size=16)
 # Words of the small fine-tuning sets (a BPE trained on them covers every prompt and response).
 SFT_WORDS = "red green blue cat dog bird one two three four five six seven eight nine ten".split()
+
+
+def checkpoint_tensors(ckpt: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(full weights, optimizer state tensors as stored) of a training checkpoint of either format; a sharded
+    checkpoint's optimizer tensors are its ranks' pieces (whole when one rank wrote it)."""
+    weights, _ = read_pretrained(ckpt)
+    if (ckpt / SHARDS_DIR).is_dir():
+        optim = {}
+        for f in sorted((ckpt / SHARDS_DIR).glob("*.safetensors")):
+            optim.update({k: v for k, v in load_file(str(f)).items() if is_optimizer_key(k)})
+    else:
+        optim = load_file(str(ckpt / "optimizer.safetensors"))
+    return weights, optim
 
 
 @pytest.fixture(autouse=True)

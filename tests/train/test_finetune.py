@@ -9,22 +9,13 @@ import pytest
 import torch
 
 from sodakit.config import load_config
+from sodakit.data.sft import SFTDataError, SFTDataset, SFTExample, SFTSource, write_sft_dataset
 from sodakit.model.config import ModelConfig
 from sodakit.model.load import load_pretrained, write_model_dir
 from sodakit.model.qwen3 import build_model
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.text_tokenizer import train_bpe
-from sodakit.train.finetune import (
-    FinetuneConfig,
-    SFTDataError,
-    SFTDataset,
-    SFTExample,
-    SFTSource,
-    main,
-    prepare_jsonl,
-    response_loss,
-    write_sft_dataset,
-)
+from sodakit.train.finetune import FinetuneConfig, main, prepare_jsonl, response_loss
 
 from .conftest import SFT_WORDS, sft_pairs
 
@@ -159,22 +150,25 @@ def test_finetune_lowers_response_loss(base, tmp_path, capsys):
     assert info.vocab == base["tok"].vocab and info.tokenizer_path is not None
     src = SFTSource(SFTDataset.load(sft), seq_len=64, rank=0, world_size=1)
     assert abs(response_loss(model, src)["loss"] - after) < 1e-4
-    # Defaults follow SPEC section 10.
+    # Defaults follow docs/soda.md#speech-to-speech-translation.
     cfg = load_config(FinetuneConfig)
     assert (cfg.train.global_batch, cfg.train.data.seq_len, cfg.train.optim.lr, cfg.train.schedule.kind) == (64, 2048, 2e-5, "cosine")
 
 
 def test_finetune_command_errors(base, tmp_path, capsys):
-    assert main(["run", "sft.path=x"]) == 1
+    from sodakit.cli import main as cli_main
+
+    assert cli_main(["finetune", "run", "sft.path=x"]) == 2
     assert "init_from is required" in capsys.readouterr().err
-    assert main(["prepare-jsonl", "--input", str(tmp_path / "none.jsonl"), "--model", str(base["model"]), "--out", str(tmp_path / "o")]) == 1
+    assert cli_main(["finetune", "prepare-jsonl", "--input", str(tmp_path / "none.jsonl"), "--model", str(base["model"]),
+                     "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
 def test_finetune_resume_is_exact(base, tmp_path):
     """4 steps straight == 2 steps, stop, resume to 4 (constant LR so the schedule does not depend on the
     total): the SFT source's cursor comes back with the engine's checkpoint."""
-    from safetensors.torch import load_file
+    from sodakit.model.load import read_pretrained
 
     sft = prepare_jsonl(sft_pairs(tmp_path / "pairs.jsonl", n=6), tmp_path / "sft", model=str(base["model"]))
     common = [
@@ -187,6 +181,6 @@ def test_finetune_resume_is_exact(base, tmp_path):
     assert main(["run", *common, f"train.run_dir={tmp_path / 'a'}", "train.steps=4"]) == 0
     assert main(["run", *common, f"train.run_dir={tmp_path / 'b'}", "train.steps=2"]) == 0
     assert main(["run", *common, f"train.run_dir={tmp_path / 'b'}", "train.steps=4", "train.checkpoint.resume=auto"]) == 0
-    a = load_file(str(tmp_path / "a" / "checkpoints" / "step_00000004" / "model.safetensors"))
-    b = load_file(str(tmp_path / "b" / "checkpoints" / "step_00000004" / "model.safetensors"))
+    a, _ = read_pretrained(tmp_path / "a" / "checkpoints" / "step_00000004")
+    b, _ = read_pretrained(tmp_path / "b" / "checkpoints" / "step_00000004")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

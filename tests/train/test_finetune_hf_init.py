@@ -11,9 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sodakit.data.sft import SFTDataset, SFTSource
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.text_tokenizer import train_bpe
-from sodakit.train.finetune import SFTDataset, SFTSource, main, prepare_jsonl
+from sodakit.train.finetune import main, prepare_jsonl
 
 from .conftest import SFT_WORDS, sft_pairs
 

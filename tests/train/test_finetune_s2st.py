@@ -1,6 +1,6 @@
 """The S2ST recipe end to end on a tiny synthetic parallel set: espeak-ng reads French/English sentence pairs
 in one voice variant, a random-init Mimi encodes them, a tiny random model is fine-tuned with the shipped
-CPU recipe, then `sodakit generate s2st --manifest` translates and scores (ASR-BLEU, SIM). The model only
+CPU recipe, then `sodakit eval tasks=[s2st]` translates and scores (ASR-BLEU, SIM). The model only
 has to run and produce the metrics, not be good."""
 
 from __future__ import annotations
@@ -14,15 +14,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sodakit.audio.codec import load_codec
-from sodakit.generate.commands import main as generate_main
-from sodakit.generate.s2st import ManifestError, S2STItem, read_manifest, write_manifest
+from sodakit.audio.registry import load_codec
+from sodakit.data.s2st_manifest import ManifestError, S2STItem, read_manifest, write_manifest
+from sodakit.data.sft import SFTDataset
+from sodakit.eval.commands import main as eval_main
 from sodakit.model.config import ModelConfig
 from sodakit.model.load import write_model_dir
 from sodakit.model.qwen3 import build_model
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.text_tokenizer import train_bpe
-from sodakit.train.finetune import SFTDataset, main
+from sodakit.train.finetune import main
 
 REPO = Path(__file__).resolve().parents[2]
 PAIRS = [
@@ -92,19 +93,20 @@ def test_s2st_recipe_end_to_end(parallel_set, tmp_path):
     assert summary["loss_after"]["loss"] < summary["loss_before"]["loss"]
 
     out = tmp_path / "eval"
-    assert generate_main(["s2st", "--model", str(run), "--manifest", str(parallel_set["manifest"]),
-                          "--output-dir", str(out), "--temperature", "0", "--max-new-tokens", "120",
-                          "--source-lang", "fr", "--max-text-tokens", "6"]) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
+    assert eval_main([f"model={run}", "tasks=[s2st]", f"data.s2st={parallel_set['manifest']}", f"save_audio={out / 'wav'}",
+                      f"out={out / 'results.json'}", "log_items=true", "s2st_temperature=0", "s2st_max_new_tokens=120",
+                      "s2st_force_source_lang=true", "s2st_max_text_tokens=6"]) == 0
+    task = json.loads((out / "results.json").read_text())["tasks"]["s2st"]
+    metrics = task["metrics"]
     for key in ("asr_bleu", "text_bleu", "sim", "reference_sim"):
         assert np.isfinite(metrics[key]), key
     assert metrics["num_items"] == 3 and 0.0 <= metrics["asr_bleu"] <= 100.0
     # The span plan and the text-span cap carry even this barely trained model through to target speech.
     assert metrics["empty_outputs"] == 0 and metrics["mean_seconds"] > 0.3
-    assert metrics["asr_judge"]["judge"] == "pocketsphinx-en-us" and metrics["comparable_to_paper"] is False
+    assert task["protocol"]["judges"]["asr"]["judge"] == "pocketsphinx-en-us" and task["comparable_to_paper"] is False
     # Source and reference target share a voice variant: the reference SIM is high.
     assert metrics["reference_sim"] > 0.5
-    rows = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (out / "results.items" / "s2st.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == ["p0", "p1", "p2"] and all(r["generated_source_lang"] == "fr" for r in rows)
     for r in rows:
         wav, sr = sf.read(out / "wav" / f"{r['id']}.wav")
@@ -115,9 +117,11 @@ def test_s2st_metrics_on_an_oracle(parallel_set, tmp_path):
     """A generator that 'translates' into the reference speech and text: text BLEU is 100, SIM equals the
     reference SIM, and ASR-BLEU is the judge's BLEU on the reference speech -- the metrics are wired right."""
     from sodakit.audio.io import load_audio
+    from sodakit.eval.config import EvalConfig
     from sodakit.eval.judges import make_asr_judge
-    from sodakit.generate.s2st import _bleu, evaluate_s2st
-    from sodakit.generate.tasks import TaskResult
+    from sodakit.eval.metrics import corpus_bleu
+    from sodakit.eval.tasks import EvalContext, get_task
+    from sodakit.generate.tasks import TaskOutput
 
     items = read_manifest(parallel_set["manifest"])
 
@@ -126,14 +130,16 @@ def test_s2st_metrics_on_an_oracle(parallel_set, tmp_path):
 
         def s2st(self, waves, sr, **kw):
             assert len(waves) == len(items) and sr == 24000
-            return [TaskResult(text=it.target_text, audio=load_audio(it.target_audio, sr), stop_reason="stop_token",
+            return [TaskOutput(text=it.target_text, audio=load_audio(it.target_audio, sr), stop_reason="stop_token",
                                extra={"source_lang": "fr", "source_text": it.source_text}) for it in items]
 
-    res = evaluate_s2st(Oracle(), items, tmp_path / "oracle")
-    m = res["metrics"]
+    ctx = EvalContext(lm=None, tokenizer=parallel_set["tok"], generator=Oracle(),
+                      cfg=EvalConfig(log_items=True, save_audio=str(tmp_path / "oracle")))
+    res = get_task("s2st").run(ctx, parallel_set["manifest"])
+    m = res.metrics
     assert m["text_bleu"] == pytest.approx(100.0) and m["source_wer"] == 0.0 and m["empty_outputs"] == 0
     assert m["sim"] == pytest.approx(m["reference_sim"], abs=1e-6)
     refs = [load_audio(it.target_audio, 16000) for it in items]
     hyps = make_asr_judge("pocketsphinx").transcribe(refs, 16000)
-    assert [r["asr_of_generated_speech"] for r in res["items"]] == hyps
-    assert m["asr_bleu"] == pytest.approx(_bleu(hyps, [it.target_text for it in items]))
+    assert [r["asr_of_generated_speech"] for r in res.items] == hyps
+    assert m["asr_bleu"] == pytest.approx(corpus_bleu(hyps, [it.target_text for it in items]))

@@ -7,14 +7,13 @@ import math
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
+from sodakit.cli import main as cli_main
 from sodakit.model.load import CheckpointError, list_checkpoints, load_pretrained
-from sodakit.train.commands import main as train_main
 from sodakit.train.config import CheckpointConfig, DataConfig, DataSource, LogConfig, ModelSpec, TrainConfig
 from sodakit.train.trainer import NonFiniteLossError, train
 
-from .conftest import VOCAB, make_packed
+from .conftest import VOCAB, checkpoint_tensors, make_packed
 
 SMALL = {"d_model": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "head_dim": 16, "d_ff": 128}
 
@@ -103,7 +102,7 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(packed, tmp_path):
         train(cfg)
     ckpts = list_checkpoints(tmp_path / "nan")
     assert [c.name for c in ckpts] == ["step_00000001"]
-    weights = load_file(str(ckpts[0] / "model.safetensors"))
+    weights, _ = checkpoint_tensors(ckpts[0])
     assert all(torch.isfinite(t).all() for t in weights.values())
 
 
@@ -150,11 +149,12 @@ def test_init_from_and_loss_mask(trained, packed, tmp_path):
 
 
 def test_cli_errors(tmp_path, capsys):
-    assert train_main([str(tmp_path / "missing.yaml")]) == 1
+    # User errors: one line, exit code 2 (sodakit.cli reports them for every command).
+    assert cli_main(["train", str(tmp_path / "missing.yaml")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert train_main(["steps=3", f"run_dir={tmp_path}"]) == 1
+    assert cli_main(["train", "steps=3", f"run_dir={tmp_path}"]) == 2
     assert "data.sources is empty" in capsys.readouterr().err
-    assert train_main(["--resume"]) == 1
+    assert cli_main(["train", "--resume"]) == 2
 
 
 def test_shipped_train_configs_load():

@@ -15,7 +15,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import nn
 
 import sodakit.train.trainer as trainer_mod
@@ -23,9 +22,10 @@ from sodakit.data.loader import MixtureLoader
 from sodakit.model.load import list_checkpoints
 from sodakit.model.qwen3 import build_model
 from sodakit.train.config import CheckpointConfig, DataConfig, DataSource, LogConfig, ModelSpec, TrainConfig
-from sodakit.train.trainer import clip_grad_norm, resolve_model_config, train
+from sodakit.train.optim import clip_grad_norm
+from sodakit.train.trainer import resolve_model_config, train
 
-from .conftest import VOCAB
+from .conftest import VOCAB, checkpoint_tensors
 
 SMALL = {"d_model": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "head_dim": 16, "d_ff": 128}
 SEQ, MICRO, GLOBAL, STEPS = 64, 4, 8, 8
@@ -165,8 +165,7 @@ def runs(tmp_path_factory, packed):
         rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         losses = [r["loss"] for r in rows if "loss" in r]
         (ckpt,) = list_checkpoints(run_dir)
-        weights = load_file(str(ckpt / "model.safetensors"))
-        optim = load_file(str(ckpt / "optimizer.safetensors")) if (ckpt / "optimizer.safetensors").exists() else {}
+        weights, optim = checkpoint_tensors(ckpt)
         init = captured["init"]
         final = {k: v.full_tensor() if hasattr(v, "full_tensor") else v
                  for k, v in captured["model"].state_dict().items()}

@@ -1,21 +1,19 @@
-"""The codec interface every downstream stage depends on, and `load_codec`, the one way to get a codec.
+"""The codec interface every downstream stage depends on.
 
 A codec turns mono waveforms at its `sample_rate` into integer codes `[K, F]` (K codebooks of
 `codebook_size` entries, F frames at `frame_rate` Hz) and back. An item of `n` samples always gets
 exactly `num_frames(n) = ceil(n / samples_per_frame)` frames. Downstream code (documents, generation,
 evaluation) sees only this interface and `info()` (name + config hash), which travels with the data.
 
-Implementations: `MimiCodec` (Kyutai's Mimi through `transformers.MimiModel`, sodakit.audio.mimi) and
-`OfflineCodec` (our own codec, fitted on the user's audio on a CPU, sodakit.audio.offline_codec).
+The implementations subclass `Codec` in their own modules and are opened by name or path through
+`sodakit.audio.registry.load_codec`, the one way to get a codec; this interface knows none of them.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -23,8 +21,6 @@ import torch
 from sodakit.audio.io import resample, to_mono
 from sodakit.data.segments import CodecInfo
 
-# The file that marks a directory as an offline codec (sodakit.audio.offline_codec).
-OFFLINE_CONFIG_NAME = "sodakit_codec.json"
 # Seconds of audio per encode batch in the convenience API: bounds memory without starving the matmuls.
 DEFAULT_BATCH_SECONDS = 240.0
 
@@ -144,11 +140,13 @@ class Codec(ABC):
         waveforms: Sequence[np.ndarray],
         sample_rate: int,
         batch_seconds: float = DEFAULT_BATCH_SECONDS,
+        on_encoded: Callable[[int], None] | None = None,
     ) -> list[np.ndarray]:
         """Convenience: waveforms at any rate ([N] or [N, C]) -> list of codes [K, F_i] (int64 numpy).
 
         Mixes to mono, resamples to the codec's rate with soxr, and encodes in length-sorted batches of
         at most `batch_seconds` of padded audio (sorting keeps padding small; results do not depend on it).
+        `on_encoded(n)` is called after each batch with the number of waveforms it held (progress).
         """
         mono = [resample(to_mono(np.asarray(w, dtype=np.float32)), sample_rate, self.sample_rate) for w in waveforms]
         order = sorted(range(len(mono)), key=lambda i: -len(mono[i]))
@@ -163,6 +161,8 @@ class Codec(ABC):
             for j, c, f in zip(idx, codes, frames.tolist()):
                 out[j] = c[:, :f].numpy()
             i += n
+            if on_encoded is not None:
+                on_encoded(len(idx))
         return out  # type: ignore[return-value]
 
     def info(self) -> CodecInfo:
@@ -180,59 +180,3 @@ class Codec(ABC):
     def bitrate(self) -> float:
         """Bits per second of the codes: frame_rate * K * log2(codebook_size)."""
         return self.frame_rate * self.num_codebooks * math.log2(self.codebook_size)
-
-
-def _looks_like_path(spec: str) -> bool:
-    return spec.startswith(("/", ".", "~")) or spec.count("/") != 1 or (os.sep != "/" and os.sep in spec)
-
-
-def load_model_codec(
-    given: str | os.PathLike | None, record: dict | None, device: str = "auto", num_codebooks: int | None = None
-) -> Codec | None:
-    """The codec whose codes a model was trained on: `given` (--codec) when set, else the source recorded
-    with the model, None when there is neither. A recorded codec that has moved says so and asks for --codec."""
-    if given:
-        return load_codec(given, device=device, num_codebooks=num_codebooks)
-    source = (record or {}).get("source")
-    if not source:
-        return None
-    try:
-        return load_codec(source, device=device, num_codebooks=num_codebooks)
-    except CodecError as e:
-        raise CodecError(f"the model was trained on codes of the codec recorded at {source}, which cannot be "
-                         f"loaded ({e}); pass its new location with --codec") from e
-
-
-def load_codec(spec: str | os.PathLike, device: str = "auto", dtype: str = "float32", num_codebooks: int | None = None) -> Codec:
-    """A codec from a directory of our offline codec, a local Mimi directory, or a hub id ("kyutai/mimi").
-
-    `device`/`dtype` apply to Mimi ("auto" = CUDA when present); `num_codebooks` keeps the first K
-    codebooks of Mimi (default 8, as in SODA). Hub ids honour HF_HUB_OFFLINE.
-    """
-    path = Path(os.path.expanduser(str(spec)))
-    if path.is_dir():
-        if (path / OFFLINE_CONFIG_NAME).is_file():
-            from sodakit.audio.offline_codec import OfflineCodec
-
-            codec = OfflineCodec.load(path)
-            if num_codebooks is not None and num_codebooks != codec.num_codebooks:
-                raise CodecError(
-                    f"{path}: this offline codec has {codec.num_codebooks} codebooks, not {num_codebooks}; "
-                    f"refit it with `sodakit codec fit ... num_codebooks={num_codebooks}`"
-                )
-            return codec
-        if (path / "config.json").is_file():
-            from sodakit.audio.mimi import MimiCodec
-
-            return MimiCodec.from_pretrained(str(path), device=device, dtype=dtype, num_codebooks=num_codebooks or 8)
-        raise CodecError(
-            f"{path}: not a codec directory (expected {OFFLINE_CONFIG_NAME} of an offline codec from `sodakit codec fit`, "
-            "or config.json + model.safetensors of a Mimi model saved with save_pretrained)"
-        )
-    if path.exists():
-        raise CodecError(f"{path}: is a file; a codec is a directory or a hub id such as kyutai/mimi")
-    if _looks_like_path(str(spec)):
-        raise CodecError(f"{spec}: no such codec directory (a hub id looks like 'kyutai/mimi')")
-    from sodakit.audio.mimi import MimiCodec
-
-    return MimiCodec.from_pretrained(str(spec), device=device, dtype=dtype, num_codebooks=num_codebooks or 8)

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from sodakit.audio.codec import CodecError, load_codec
+from sodakit.audio.codec import CodecError
 from sodakit.audio.io import AudioError, load_audio, save_wav
 from sodakit.audio.offline_codec import OfflineCodec, OfflineCodecConfig
+from sodakit.audio.registry import load_codec
 from sodakit.audio.sources import AUDIO_EXTENSIONS, is_hf_dataset_dir, open_source
-from sodakit.config import ConfigError, atomic_write_bytes, describe, load_config
+from sodakit.config import atomic_write_bytes, describe, load_config
 
 EPILOG = """examples:
   sodakit codec fit LibriSpeech/train-clean-100 runs/codec max_hours=1
@@ -139,8 +140,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.fn(args))
-    except (CodecError, AudioError, ConfigError, ValueError) as e:
-        print(f"sodakit codec {args.command}: {e}", file=sys.stderr)
-        return 2
+    return int(args.fn(args))

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 
-from sodakit.audio.codec import CodecError
-from sodakit.audio.tokenize import TokenizeConfig, TokenizeError, tokenize
-from sodakit.config import ConfigError, parse_config_args
+from sodakit.audio.tokenize import TokenizeConfig, tokenize
+from sodakit.config import Flag, parse_config_args
 
 DESCRIPTION = """Encode an audio dataset into segment shards (Parquet, one row per segment) + manifest.json.
 
@@ -26,11 +24,8 @@ examples:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        cfg, _ = parse_config_args(TokenizeConfig, argv, "sodakit tokenize", DESCRIPTION)
-        summary = tokenize(cfg)
-    except (ConfigError, TokenizeError, CodecError, ValueError) as e:
-        print(f"sodakit tokenize: {e}", file=sys.stderr)
-        return 2
+    cfg, _ = parse_config_args(TokenizeConfig, argv, "sodakit tokenize", DESCRIPTION,
+                               flags=(Flag("quiet", "no progress output", const=True),))
+    summary = tokenize(cfg)
     print(json.dumps(summary, indent=2))
     return 0

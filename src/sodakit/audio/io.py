@@ -2,7 +2,14 @@
 
 Everything that touches an audio file goes through `load_audio`, so a bad file fails the same way
 everywhere: an `AudioError` naming the file and one of a few reasons (`unreadable`, `empty`,
-`non-finite`, `layout`), which `sodakit tokenize` writes to its errors file instead of aborting.
+`non-finite`, `layout`, `truncated`, `duration`), which `sodakit tokenize` writes to its errors file
+instead of aborting.
+
+Audio that is shorter than it claims is an error, never a silently shorter segment with the full
+transcript: a file whose header promises more audio than it holds (a WAV cut off mid-copy: libsndfile
+quietly reports only what is there, so the RIFF header is read here; a FLAC whose frames end early) is
+`truncated`, and a requested `end` more than `DURATION_TOLERANCE_S` past the end of the file is
+`duration`. Within the tolerance the segment ends at the file's real end.
 
 Decoding is libsndfile (`soundfile`: WAV, FLAC, OGG/Vorbis/Opus, MP3, ...); formats it does not know
 (m4a/AAC, webm, ...) fall back to the `ffmpeg` binary when it is installed. Resampling is `soxr`
@@ -11,8 +18,10 @@ Decoding is libsndfile (`soundfile`: WAV, FLAC, OGG/Vorbis/Opus, MP3, ...); form
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 from pathlib import Path
@@ -21,14 +30,19 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from sodakit.fileio import writing
+
 # soxr quality: "HQ" is transparent for speech and ~2x faster than "VHQ".
 RESAMPLE_QUALITY = "HQ"
+# How far a requested end (or a dataset's start/end) may exceed the real audio: rounding of times in
+# manifests, not a missing word. Beyond it the segment is refused (reason `duration`).
+DURATION_TOLERANCE_S = 0.1
 
 
 class AudioError(ValueError):
     """An audio file that cannot be used. `reason` is one of REASONS; the message names the file."""
 
-    REASONS = ("unreadable", "empty", "non-finite", "layout")
+    REASONS = ("unreadable", "empty", "non-finite", "layout", "truncated", "duration")
 
     def __init__(self, path: str | os.PathLike | None, reason: str, detail: str):
         self.path = None if path is None else str(path)
@@ -82,10 +96,63 @@ def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
     return int(info.samplerate), int(info.frames), int(info.channels)
 
 
+def declared_wav_frames(source: str | os.PathLike | io.BufferedIOBase) -> int | None:
+    """Frames a RIFF/WAVE header promises (data chunk size / block align), or None for anything else:
+    not a plain WAV, or a size left open (0 or 0xFFFFFFFF, as streaming writers leave it)."""
+    f = open(source, "rb") if isinstance(source, str | os.PathLike) else source
+    try:
+        f.seek(0)
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        block_align = None
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"fmt ":
+                fmt = f.read(size)
+                if len(fmt) < 16:
+                    return None
+                block_align = struct.unpack("<H", fmt[12:14])[0]
+                f.seek(size & 1, 1)
+            elif cid == b"data":
+                if not block_align or size in (0, 0xFFFFFFFF):
+                    return None
+                return size // block_align
+            else:
+                f.seek(size + (size & 1), 1)  # chunks are padded to an even size
+    finally:
+        if f is not source:
+            f.close()
+        else:
+            f.seek(0)
+
+
+def check_not_truncated(where: str | os.PathLike | None, declared: int | None, decoded: int, sr: int) -> None:
+    """AudioError `truncated` when fewer frames decode than the header declares (more than 1 ms short)."""
+    if declared is not None and declared - decoded > sr // 1000:
+        raise AudioError(
+            where, "truncated",
+            f"the header declares {declared / sr:.3f}s but only {decoded / sr:.3f}s of audio is in the file "
+            f"(cut off while being written or copied?)",
+        )
+
+
+def _check_end(path: Path, end: float | None, total: int, sr: int) -> None:
+    if end is not None and end * sr > total + DURATION_TOLERANCE_S * sr:
+        raise AudioError(path, "duration", f"end={end}s is past the end of the file ({total / sr:.3f}s)")
+
+
 def read_audio(
     path: str | os.PathLike, start: float | None = None, end: float | None = None
 ) -> tuple[np.ndarray, int]:
-    """Decode a file (or the [start, end) seconds of it) at its own rate: ([N] or [N, C] float32, rate)."""
+    """Decode a file (or the [start, end) seconds of it) at its own rate: ([N] or [N, C] float32, rate).
+
+    A file shorter than its header says (`truncated`) or an `end` past the file's end by more than
+    DURATION_TOLERANCE_S (`duration`) is an AudioError; within the tolerance the read stops at the end.
+    """
     path = Path(path)
     if not path.is_file():
         raise AudioError(path, "unreadable", "no such file")
@@ -93,9 +160,14 @@ def read_audio(
         raise AudioError(path, "layout", f"start={start} is negative")
     if start is not None and end is not None and end <= start:
         raise AudioError(path, "layout", f"end={end} is not after start={start}")
+    header_frames = None  # what the container promises, when soundfile can open it
     try:
         with sf.SoundFile(str(path)) as f:
             sr = int(f.samplerate)
+            header_frames = int(f.frames)
+            if f.format in ("WAV", "WAVEX"):  # libsndfile shrinks `frames` to what a cut-off WAV holds; the header does not
+                check_not_truncated(path, declared_wav_frames(path), header_frames, sr)
+            _check_end(path, end, header_frames, sr)
             first = 0 if start is None else round(start * sr)
             last = f.frames if end is None else min(f.frames, round(end * sr))
             if start is not None and first >= f.frames:
@@ -106,6 +178,9 @@ def read_audio(
         raise
     except Exception as e:
         wav, sr = _read_with_ffmpeg(path, e)
+        # A decoder that gave up mid-file (e.g. a FLAC that "lost sync") and ffmpeg decoding what it could.
+        check_not_truncated(path, header_frames, len(wav), sr)
+        _check_end(path, end, len(wav), sr)
         first = 0 if start is None else round(start * sr)
         last = len(wav) if end is None else min(len(wav), round(end * sr))
         wav = wav[first:last]
@@ -180,7 +255,8 @@ def save_wav(path: str | os.PathLike, wav: np.ndarray, sample_rate: int, subtype
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.wav", dir=path.parent)
     os.close(fd)
     try:
-        sf.write(tmp, np.clip(wav, -1.0, 1.0), int(sample_rate), subtype=subtype, format="WAV")
+        with writing(path):
+            sf.write(tmp, np.clip(wav, -1.0, 1.0), int(sample_rate), subtype=subtype, format="WAV")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

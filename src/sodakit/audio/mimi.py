@@ -13,18 +13,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 
 import numpy as np
 import torch
 
 from sodakit.audio.codec import Codec, CodecError
+from sodakit.device import DeviceError, resolve_device, resolve_dtype
+from sodakit.fileio import hub_offline
+from sodakit.progress import library_bars_off_in_logs
 
-# 60 s at 24 kHz = 750 frames: SPEC section 2 chunking (bounds attention memory, matches the paper).
+# 60 s at 24 kHz = 750 frames: docs/soda.md#audio-tokens chunking (bounds attention memory, matches the paper).
 CHUNK_SECONDS = 60.0
 # Config keys that do not change what the model computes.
 _VOLATILE_CONFIG_KEYS = {"transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype", "use_cache"}
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 HOW_TO_GET_MIMI = (
     "Mimi's weights are not bundled. On a machine with internet access run\n"
@@ -33,15 +34,6 @@ HOW_TO_GET_MIMI = (
     "cache (HF_HOME) there and copy it. Without network access keep HF_HUB_OFFLINE=1 and use the local path.\n"
     "No pretrained codec at all? Fit the offline codec: `sodakit codec fit AUDIO_DIR OUT_DIR`."
 )
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CodecError(f"device {device!r} requested but CUDA is not available")
-    return dev
 
 
 class MimiCodec(Codec):
@@ -64,12 +56,11 @@ class MimiCodec(Codec):
                 f"num_codebooks={num_codebooks}: this Mimi has {cfg.num_quantizers} codebooks, "
                 f"{cfg.num_semantic_quantizers} semantic; keep between those"
             )
-        if dtype not in _DTYPES:
-            raise CodecError(f"dtype {dtype!r}: choose one of {sorted(_DTYPES)}")
-        self.device = resolve_device(device)
-        if self.device.type == "cpu" and dtype == "float16":
-            raise CodecError("float16 is not supported on CPU; use float32 (default) or bfloat16")
-        self.dtype = _DTYPES[dtype]
+        try:
+            self.device = resolve_device(device)
+            self.dtype = resolve_dtype(dtype, self.device)
+        except DeviceError as e:
+            raise CodecError(f"{source}: {e}") from e
         self.source = source
         self.sample_rate = int(cfg.sampling_rate)
         self.frame_rate = float(cfg.frame_rate)
@@ -90,9 +81,10 @@ class MimiCodec(Codec):
         """Load from a local `save_pretrained` directory or a hub id (honours HF_HUB_OFFLINE)."""
         from transformers import MimiModel
 
-        offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+        offline = hub_offline()
         try:
-            model = MimiModel.from_pretrained(spec, dtype=torch.float32, local_files_only=offline)
+            with library_bars_off_in_logs():
+                model = MimiModel.from_pretrained(spec, dtype=torch.float32, local_files_only=offline)
         except (OSError, ValueError) as e:
             mode = " with HF_HUB_OFFLINE=1 (no download attempted)" if offline else ""
             raise CodecError(f"cannot load Mimi model {spec!r}{mode}: {e}\n{HOW_TO_GET_MIMI}") from e

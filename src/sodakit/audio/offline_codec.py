@@ -39,13 +39,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from sodakit.audio.codec import OFFLINE_CONFIG_NAME, Codec, CodecError
+from sodakit.audio.codec import Codec, CodecError
 from sodakit.audio.kmeans import kmeans, nearest
 from sodakit.config import atomic_write_text, from_dict, to_dict
+from sodakit.fileio import load_safetensors
 
 FORMAT = "sodakit.offline_codec/1"
+# The file that marks a directory as an offline codec.
+OFFLINE_CONFIG_NAME = "sodakit_codec.json"
 WEIGHTS_NAME = "codec.safetensors"
 LOG_FLOOR = 1e-5  # magnitude floor before the log: ~-100 dB re full scale
 
@@ -361,7 +364,7 @@ class OfflineCodec(Codec):
             raise CodecError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT!r}")
         if not weights.is_file():
             raise CodecError(f"{weights}: missing (the codec directory is incomplete)")
-        codec = cls(from_dict(OfflineCodecConfig, meta["config"]), load_file(str(weights)), source=str(directory),
+        codec = cls(from_dict(OfflineCodecConfig, meta["config"]), load_safetensors(weights), source=str(directory),
                     fit_summary=meta.get("fit", {}))
         if meta.get("config_hash") != codec.config_hash:
             raise CodecError(f"{directory}: weights do not match the recorded config hash (files changed or corrupt)")

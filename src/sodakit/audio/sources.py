@@ -33,7 +33,17 @@ from pathlib import Path
 
 import numpy as np
 
-from sodakit.audio.io import AudioError, audio_info, check_waveform, load_audio, resample, to_mono
+from sodakit.audio.io import (
+    AudioError,
+    audio_info,
+    check_not_truncated,
+    check_waveform,
+    declared_wav_frames,
+    load_audio,
+    resample,
+    to_mono,
+)
+from sodakit.fileio import is_plain_file_name
 
 AUDIO_EXTENSIONS = (".flac", ".wav", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".webm", ".aiff", ".aif", ".au")
 _AUDIO_KEYS = ("audio", "path", "audio_filepath", "audio_path", "file", "wav")
@@ -116,6 +126,9 @@ def read_librispeech(root: str | Path) -> tuple[list[AudioItem], list[SourceErro
                 errors.append(SourceError(f"{tf}:{lineno}", "layout", "expected '<utterance-id> <TRANSCRIPT>'"))
                 continue
             utt, text = parts[0].strip(), parts[1].strip()
+            if not is_plain_file_name(utt):
+                errors.append(SourceError(f"{tf}:{lineno}", "layout", f"utterance id {utt!r} is not a plain file name"))
+                continue
             audio = next((tf.parent / f"{utt}{ext}" for ext in AUDIO_EXTENSIONS if (tf.parent / f"{utt}{ext}").is_file()), None)
             if audio is None:
                 errors.append(SourceError(f"{tf}:{lineno}", "layout", f"no audio file {utt}.flac/.wav next to the transcript"))
@@ -269,7 +282,9 @@ def _load_hf_audio(item: AudioItem, sample_rate: int) -> np.ndarray:
     value = ds[item.row][item.audio_column]
     try:
         if isinstance(value, dict) and value.get("bytes"):
-            wav, sr = sf.read(io.BytesIO(value["bytes"]), dtype="float32", always_2d=False)
+            data = io.BytesIO(value["bytes"])
+            wav, sr = sf.read(data, dtype="float32", always_2d=False)
+            check_not_truncated(where, declared_wav_frames(data), len(wav), sr)
         elif isinstance(value, dict) and value.get("path"):
             return load_audio(value["path"], sample_rate)
         elif isinstance(value, dict) and "array" in value:

@@ -26,6 +26,7 @@ import numpy as np
 import soundfile as sf
 
 from sodakit.audio.io import resample
+from sodakit.errors import UserError
 
 # flite voices that cannot read arbitrary text.
 FLITE_LIMITED_DOMAIN = frozenset({"awb_time"})
@@ -34,7 +35,7 @@ ESPEAK_DEFAULT_WPM = 175
 _VOICE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+(\+[A-Za-z0-9_.\-]+)?$")
 
 
-class SynthesisError(RuntimeError):
+class SynthesisError(UserError, RuntimeError):
     """A TTS engine that is missing, an unknown voice, or an engine that failed."""
 
 

@@ -22,6 +22,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,11 +30,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from sodakit.audio.codec import DEFAULT_BATCH_SECONDS, Codec, load_codec
-from sodakit.audio.io import AudioError
+from sodakit.audio.codec import DEFAULT_BATCH_SECONDS, Codec
+from sodakit.audio.io import DURATION_TOLERANCE_S, AudioError
+from sodakit.audio.registry import load_codec
 from sodakit.audio.sources import AudioItem, SourceError, open_source
-from sodakit.config import atomic_write_text
+from sodakit.config import atomic_write_text, check_ranges
 from sodakit.data.segments import (
+    MANIFEST_NAME,
     CodecInfo,
     Segment,
     SegmentManifest,
@@ -41,6 +44,8 @@ from sodakit.data.segments import (
     sha256_file,
     write_segment_shard,
 )
+from sodakit.device import resolve_device
+from sodakit.progress import Progress
 
 PLAN_NAME = "plan.json"
 ERRORS_NAME = "errors.jsonl"
@@ -63,6 +68,7 @@ class TokenizeConfig:
     workers: int = 1  # CPU processes (ignored under torchrun: one process per GPU there)
     limit: int = 0  # encode only the first N segments (0 = all), for a trial run
     shard_delay_s: float = 0.0  # pause after each shard; only for testing kill/resume
+    quiet: bool = False  # no progress output (per-shard lines and the summary still print)
 
 
 class TokenizeError(ValueError):
@@ -113,34 +119,59 @@ def _error_record(e: SourceError | dict) -> dict:
     return asdict(e) if isinstance(e, SourceError) else e
 
 
+def check_duration(item: AudioItem, seconds: float) -> None:
+    """A segment whose own start/end (a dataset row's, LibriSpeech's from the headers) disagree with the
+    audio it decodes to by more than DURATION_TOLERANCE_S: its transcript cannot be trusted to match."""
+    if item.end is None or item.clip:  # clips are cut to [start, end) and checked while reading
+        return
+    expected = item.end - item.start
+    if abs(seconds - expected) > DURATION_TOLERANCE_S:
+        raise AudioError(item.path if item.row is None else f"{item.path}[{item.row}]", "duration",
+                         f"start/end say {expected:.3f}s but the audio is {seconds:.3f}s")
+
+
+def segment_end(item: AudioItem, seconds: float) -> float:
+    """The end recorded for a segment: the real one (start + decoded duration); a given end within 1 ms
+    of it is kept as written."""
+    real = item.start + seconds
+    return item.end if item.end is not None and abs(item.end - real) < 1e-3 else real
+
+
 # --- one shard --------------------------------------------------------------------------------------------
-def encode_shard(codec: Codec, items: list[AudioItem], batch_seconds: float) -> tuple[list[Segment], list[dict], float]:
-    """Segments of the readable items (in item order), error records of the others, audio seconds."""
+def encode_shard(codec: Codec, items: list[AudioItem], batch_seconds: float,
+                 on_item: Callable[[int], None] | None = None) -> tuple[list[Segment], list[dict], float]:
+    """Segments of the readable items (in item order), error records of the others, audio seconds.
+    `on_item(n)` counts items done: each unreadable one as it fails, the others as they are encoded."""
     waves, good, errors = [], [], []
     for it in items:
         try:
             wav = it.load(codec.sample_rate)
+            check_duration(it, len(wav) / codec.sample_rate)
         except AudioError as e:
             errors.append({"where": e.path or it.path, "reason": e.reason, "detail": e.detail, "id": it.id})
-            continue
         except Exception as e:  # a decoder crash on one file must not stop the job
             errors.append({"where": it.path, "reason": "unreadable", "detail": f"{type(e).__name__}: {e}", "id": it.id})
+        else:
+            waves.append(wav)
+            good.append(it)
             continue
-        waves.append(wav)
-        good.append(it)
-    codes = codec.encode_audio(waves, codec.sample_rate, batch_seconds=batch_seconds) if waves else []
+        if on_item is not None:
+            on_item(1)
+    codes = (codec.encode_audio(waves, codec.sample_rate, batch_seconds=batch_seconds, on_encoded=on_item)
+             if waves else [])
     segments = []
     for it, wav, c in zip(good, waves, codes):
         duration = len(wav) / codec.sample_rate
-        end = it.end if it.end is not None else it.start + duration
+        end = segment_end(it, duration)
         segments.append(Segment(id=it.id, recording_id=it.recording_id, start=float(it.start), end=float(end),
                                 text=it.text, codes=c.astype(np.uint16), speaker=it.speaker))
     seconds = float(sum(len(w) for w in waves)) / codec.sample_rate
     return segments, errors, seconds
 
 
-def _run_shard(out: Path, index: int, items: list[AudioItem], codec: Codec, cfg: TokenizeConfig) -> dict:
-    segments, errors, seconds = encode_shard(codec, items, cfg.batch_seconds)
+def _run_shard(out: Path, index: int, items: list[AudioItem], codec: Codec, cfg: TokenizeConfig,
+               on_item: Callable[[int], None] | None = None) -> dict:
+    segments, errors, seconds = encode_shard(codec, items, cfg.batch_seconds, on_item)
     stats = {"shard": index, "segments": len(segments), "errors": len(errors), "audio_seconds": seconds}
     # Errors and stats first: the shard file's existence is what marks the shard done.
     atomic_write_text(out / "errors" / f"shard-{index:05d}.jsonl", "".join(json.dumps(e) + "\n" for e in errors))
@@ -227,26 +258,43 @@ def _finalize(out: Path, plan: dict, cfg: TokenizeConfig, codec_info: dict) -> d
         "source": plan["input"],
         "kind": plan["kind"],
         "listing": plan["listing"],
-        "config": {k: v for k, v in asdict(cfg).items() if k not in ("output", "workers", "shard_delay_s", "device")},
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("output", "workers", "shard_delay_s", "device", "quiet")},
     }
     atomic_write_text(out / ERRORS_NAME, "".join(json.dumps(e, sort_keys=True) + "\n" for e in errors))
     SegmentManifest(codec=CodecInfo.from_dict(codec_info), shards=shards, extra=summary).save(out)
     return summary
 
 
+def _remove_stale_temps(out: Path, todo: list[int], whole_job: bool) -> None:
+    """Temp files a killed run left behind for the shards this rank is about to write (no other rank writes
+    them); the manifest's and the error list's only when this process is the whole job."""
+    patterns = [p for i in todo for p in (f".{shard_name(i)}.*.tmp", f"errors/.shard-{i:05d}.*.tmp")]
+    if whole_job:
+        patterns += [f".{MANIFEST_NAME}.*.tmp", f".{ERRORS_NAME}.*.tmp"]
+    for pattern in patterns:
+        for stale in out.glob(pattern):
+            stale.unlink(missing_ok=True)
+
+
 def tokenize(cfg: TokenizeConfig, log=None) -> dict:
     """Run (or resume) a tokenize job; returns the summary (segments, errors, audio hours, shards...).
 
+    Messages go to `log` (default stderr); progress per utterance to a `sodakit.progress` bar on stderr
+    unless cfg.quiet or a `log` is given (a caller with its own log shows its own progress).
     Under torchrun a rank that is not the last to finish returns {"finished": False, ...}.
     """
+    own_log = log is not None
+    quiet = cfg.quiet or own_log
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     for name in ("input", "output"):
         if getattr(cfg, name) in ("???", "", None):
             raise TokenizeError(f"tokenize: `{name}=` is required (see `sodakit tokenize --help`)")
+    check_ranges(cfg, positive=("num_codebooks", "shard_size", "batch_seconds", "workers"),
+                 non_negative=("limit", "shard_delay_s"))
     out = Path(cfg.output)
     rank, world, local = _dist_env()
     device = cfg.device
-    if world > 1 and device in ("auto", "cuda") and torch.cuda.is_available():
+    if world > 1 and resolve_device(device).type == "cuda":  # a rank takes the GPU of its local rank
         device = f"cuda:{local}"
         torch.cuda.set_device(local)
     items, source_errors = open_source(cfg.input, cfg.kind, cfg.audio_field, cfg.text_field)
@@ -258,6 +306,7 @@ def tokenize(cfg: TokenizeConfig, log=None) -> dict:
     codec_info = plan["codec"]
     mine = [i for i in range(len(shards)) if i % world == rank]
     todo = [i for i in mine if not (out / shard_name(i)).is_file()]
+    _remove_stale_temps(out, todo, whole_job=world == 1)
     if len(todo) < len(mine):
         log(f"resuming: {len(mine) - len(todo)} of {len(mine)} shards already done, skipped")
     log(f"tokenize: {len(items)} segments in {len(shards)} shards, codec {codec.name} ({codec.config_hash}) on "
@@ -266,27 +315,31 @@ def tokenize(cfg: TokenizeConfig, log=None) -> dict:
     t0 = time.perf_counter()
     done_s = 0.0
     done_n = 0
+    bar = Progress("tokenize", total=sum(len(shards[i]) for i in todo), unit="utt", quiet=quiet)
 
-    def progress(stats: dict) -> None:
+    def shard_done(stats: dict) -> None:
         nonlocal done_s, done_n
         done_s += stats["audio_seconds"]
         done_n += 1
         rate = done_s / 3600 / max(time.perf_counter() - t0, 1e-9)
         eta = (len(todo) - done_n) * (time.perf_counter() - t0) / done_n
-        log(f"[{done_n}/{len(todo)}] shard {stats['shard']}: {stats['segments']} segments, {stats['errors']} errors; "
-            f"{done_s / 3600:.3f} h encoded, {rate:.4f} audio h/s, ETA {eta:.0f}s")
+        say(f"[{done_n}/{len(todo)}] shard {stats['shard']}: {stats['segments']} segments, {stats['errors']} "
+            f"errors; {done_s / 3600:.3f} h encoded, {rate:.4f} audio h/s, ETA {eta:.0f}s")
 
+    say = log if own_log else bar.write  # shard lines above the bar on a terminal
     workers = 1 if world > 1 else max(1, cfg.workers)
-    if workers > 1 and todo:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch/OpenMP state
-        jobs = [(str(out), i, [items[j] for j in shards[i]]) for i in todo]
-        with ctx.Pool(workers, initializer=_worker_init, initargs=(asdict(cfg), threads)) as pool:
-            for stats in pool.imap_unordered(_worker_shard, jobs):
-                progress(stats)
-    else:
-        for i in todo:
-            progress(_run_shard(out, i, [items[j] for j in shards[i]], codec, cfg))
+    with bar:
+        if workers > 1 and todo:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch/OpenMP state
+            jobs = [(str(out), i, [items[j] for j in shards[i]]) for i in todo]
+            with ctx.Pool(workers, initializer=_worker_init, initargs=(asdict(cfg), threads)) as pool:
+                for stats in pool.imap_unordered(_worker_shard, jobs):
+                    bar.update(stats["segments"] + stats["errors"])  # workers report whole shards
+                    shard_done(stats)
+        else:
+            for i in todo:
+                shard_done(_run_shard(out, i, [items[j] for j in shards[i]], codec, cfg, on_item=bar.update))
     summary = _finalize(out, plan, cfg, codec_info)
     if summary is None:
         log(f"rank {rank}: my shards are done; the last rank to finish writes the manifest")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sodakit.config import parse_config_args
+from sodakit.config import Flag, parse_config_args
 from sodakit.data.pack import PackConfig, pack
 
 DESCRIPTION = """Pack documents into uint32 token shards + metadata.json.
@@ -15,6 +15,7 @@ examples:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg, _ = parse_config_args(PackConfig, argv, "sodakit pack", DESCRIPTION)
+    cfg, _ = parse_config_args(PackConfig, argv, "sodakit pack", DESCRIPTION,
+                               flags=(Flag("quiet", "no progress output", const=True),))
     pack(cfg)
     return 0

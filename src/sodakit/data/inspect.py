@@ -8,6 +8,7 @@ import json
 import numpy as np
 
 from sodakit.data.packed import PackedDataset
+from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.vocab import Vocab
 
 
@@ -58,8 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(summary, indent=2))
     decode = None
     if args.tokenizer:
-        from sodakit.tokens.soda_tokenizer import SodaTokenizer
-
         decode = SodaTokenizer.from_pretrained(args.tokenizer).text.decode
     offsets = ds.documents(0)
     ends = [*offsets[1:].tolist(), meta["shards"][0]["num_tokens"]]

@@ -27,7 +27,6 @@ from sodakit.data.packed import TOKEN_DTYPE, PackedDataError, PackedDataset
 from sodakit.tokens.vocab import Vocab
 
 BLOCK = 10_000  # exact mixture proportions at 1e-4 resolution; a block's plan costs ~0.1 ms
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:

@@ -5,8 +5,9 @@ Inputs (`kind`):
   released SODA datasets' form). BOS is added unless the string starts with `<|begin_of_text|>`, EOS
   unless it ends with `<|end_of_text|>`.
 - `text`: plain-text corpora, one document per non-empty line of a `.txt`, or the `column` of
-  JSONL/Parquet rows: `<|begin_of_text|>text<|end_of_text|>`. Text in the audio character range obeys
-  `pua_policy`.
+  JSONL/Parquet rows: BOS id, the text, EOS id. Every character of the text is text: a marker or
+  special-token string in it (`<|audio_start|>`, `<|end_of_text|>`) becomes ordinary BPE pieces, never
+  that token. Text in the audio character range obeys `pua_policy`.
 - `segments`: a `sodakit tokenize` output directory; each recording yields one document per `formats`
   entry (default text-first and audio-first, as SODA does).
 - `auto`: a directory with a segment manifest is `segments`, `.txt` is `text`, anything else `soda`.
@@ -28,7 +29,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from sodakit import __version__
-from sodakit.config import atomic_write_text, to_dict
+from sodakit.config import atomic_write_text, check_ranges, to_dict
 from sodakit.data.packed import (
     METADATA_NAME,
     PACKED_FORMAT,
@@ -38,8 +39,10 @@ from sodakit.data.packed import (
     write_metadata,
 )
 from sodakit.data.segments import MANIFEST_NAME, SegmentManifest, read_segment_shard, sha256_file
-from sodakit.tokens.documents import DEFAULT_FORMATS, DOC_FORMATS, recording_documents, text_document_ids
+from sodakit.progress import Progress
+from sodakit.tokens.documents import DEFAULT_FORMATS, recording_documents, text_document_ids
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
+from sodakit.tokens.templates import DOC_FORMATS
 from sodakit.tokens.vocab import BOS_TEXT, EOS_TEXT, Vocab
 
 PROGRESS_NAME = ".pack-progress.json"
@@ -63,11 +66,14 @@ class PackConfig:
     num_codebooks: int = 8
     codebook_size: int = 2048
     pua_policy: str = "error"
+    # Transcript rule for segment inputs: "none", or "emilia" (the fixed Emilia release's whitespace rule).
+    segment_text_fix: str = "none"
     # 2^28 tokens = 1 GiB per shard: few files, each still cheap to memory-map.
     shard_tokens: int = 1 << 28
     # Documents encoded per tokenizer call: amortises Python overhead without holding much in memory.
     chunk_documents: int = 512
     max_documents: int = 0  # 0 = all
+    quiet: bool = False  # no progress output (not part of the job: a quiet rerun resumes a loud one)
 
 
 class PackError(ValueError):
@@ -208,7 +214,7 @@ def _iter_items(s: _Source, cfg: PackConfig) -> Iterator[object]:
             last_shard[rec] = i
     pending: dict[str, list] = {}
     for i, shard in enumerate(manifest.shards):
-        for seg in read_segment_shard(s.path / shard.file):
+        for seg in read_segment_shard(s.path / shard.file, cfg.segment_text_fix):
             pending.setdefault(seg.recording_id, []).append(seg)
         for rec in [r for r in pending if last_shard[r] == i]:
             yield sorted(pending.pop(rec), key=lambda g: (g.start, g.end, g.id))
@@ -226,7 +232,8 @@ def _encode_chunk(items: list, kind: str, cfg: PackConfig, tok: SodaTokenizer, w
             docs.append(ids)
         return docs
     if kind == "text":
-        encoded = tok.encode_texts(items, where=where)
+        # Web text is text: marker and special-token strings in it stay ordinary pieces (see docs).
+        encoded = tok.encode_plain_texts(items, where=where)
         return [text_document_ids(t, tok, e) for t, e in zip(items, encoded)]
     out = []
     for segs in items:
@@ -258,7 +265,12 @@ def _chunked(items: Iterator, size: int) -> Iterator[list]:
 
 
 def pack(cfg: PackConfig, progress: bool = True) -> dict:
-    """Run the pack job; returns the dataset metadata. Safe to rerun after an interruption."""
+    """Run the pack job; returns the dataset metadata. Safe to rerun after an interruption.
+
+    progress=False prints nothing (library use); cfg.quiet keeps the messages and drops the progress.
+    """
+    check_ranges(cfg, positive=("num_codebooks", "codebook_size", "shard_tokens", "chunk_documents"),
+                 non_negative=("max_documents",))
     if not cfg.output:
         raise PackError("pack: output=DIR is required")
     if not cfg.tokenizer:
@@ -271,8 +283,9 @@ def pack(cfg: PackConfig, progress: bool = True) -> dict:
     tok, codec = _layout(cfg, SodaTokenizer.from_pretrained(cfg.tokenizer, pua_policy=cfg.pua_policy), sources)
     vocab = tok.vocab
     checksums = [_source_checksum(s) for s in sources]
+    settings = {k: v for k, v in to_dict(cfg).items() if k != "quiet"}
     job_hash = hashlib.sha256(
-        json.dumps([to_dict(cfg), checksums, tok.text.sha256, vocab.fingerprint], sort_keys=True).encode()
+        json.dumps([settings, checksums, tok.text.sha256, vocab.fingerprint], sort_keys=True).encode()
     ).hexdigest()[:16]
 
     if (out / METADATA_NAME).is_file():
@@ -301,6 +314,7 @@ def pack(cfg: PackConfig, progress: bool = True) -> dict:
                 (out / info["docs_file"]).unlink(missing_ok=True)
 
     t0 = time.time()
+    bar = Progress("pack", unit="doc", initial=state["num_documents"], quiet=cfg.quiet or not progress)
     writer: ShardWriter | None = None
     pending_counts = {k: 0 for k in state["counts"]}
     pending_docs = 0
@@ -336,14 +350,12 @@ def pack(cfg: PackConfig, progress: bool = True) -> dict:
                             pending_counts[k] += c
                         pending_docs += 1
                         total_docs += 1
+                        bar.update(1, shards=len(state["shards"]))
                     if writer is not None and writer.num_tokens >= cfg.shard_tokens:
                         finish_shard((si, index + 1))
                     if cfg.max_documents and total_docs >= cfg.max_documents:
                         stop = True
                         break
-                if progress:
-                    rate = total_docs / max(time.time() - t0, 1e-9)
-                    print(f"\rpack: {total_docs} documents ({rate:.0f}/s)", end="", flush=True)
                 if stop:
                     break
             if stop:
@@ -354,8 +366,8 @@ def pack(cfg: PackConfig, progress: bool = True) -> dict:
         if writer is not None:
             writer.abort()
         raise
-    if progress:
-        print()
+    finally:
+        bar.close()
     if state["num_documents"] == 0:
         raise PackError(f"pack: the inputs {cfg.inputs} produced no documents (empty dataset)")
 
@@ -371,7 +383,7 @@ def pack(cfg: PackConfig, progress: bool = True) -> dict:
         "counts": state["counts"],
         "shards": state["shards"],
         "sources": [{"path": str(s.path), "kind": s.kind, "sha256": c} for s, c in zip(sources, checksums)],
-        "config": to_dict(cfg),
+        "config": settings,
     }
     write_metadata(out, meta)
     progress_path.unlink(missing_ok=True)

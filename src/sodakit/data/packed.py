@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sodakit.fileio import atomic_write_text, sha256_file
+from sodakit.fileio import atomic_write_text, sha256_file, writing
 from sodakit.tokens.vocab import Vocab
 
 PACKED_FORMAT = "sodakit.packed/1"
@@ -64,17 +64,19 @@ class ShardWriter:
     def add(self, doc: np.ndarray) -> None:
         data = np.ascontiguousarray(doc, dtype=TOKEN_DTYPE).tobytes()
         self.doc_offsets.append(self.num_tokens)
-        self.file.write(data)
+        with writing(self.directory / self.name):
+            self.file.write(data)
         self.sha.update(data)
         self.num_tokens += len(doc)
 
     def finish(self) -> dict:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
+        with writing(self.directory / self.name):
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
         docs_name = self.name.replace(".bin", ".docs.npy")
         fd, docs_tmp = tempfile.mkstemp(prefix=f".{docs_name}.", suffix=".tmp", dir=self.directory)
-        with os.fdopen(fd, "wb") as f:
+        with writing(self.directory / docs_name), os.fdopen(fd, "wb") as f:
             np.save(f, np.asarray(self.doc_offsets, dtype=np.int64))
             f.flush()
             os.fsync(f.fileno())
@@ -89,7 +91,10 @@ class ShardWriter:
         }
 
     def abort(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:  # the write that failed (e.g. a full disk) fails again on close's flush
+            pass
         Path(self.tmp).unlink(missing_ok=True)
 
 

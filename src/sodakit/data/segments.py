@@ -9,6 +9,11 @@ A segment-shard directory holds
   count and size, semantic codebooks) and the list of complete shards with their checksums.
 
 Shards are written to a temporary name and renamed, so a file with the final name is always complete.
+
+Readers take a `text_fix`: "none" (default) gives each transcript as stored; "emilia" applies the
+whitespace rule of the SODA authors' fixed Emilia release, which removed one space right after
+<|text_start|> and one right before <|text_end|> in every document: one leading and one trailing space of
+each transcript go (" Hello there " -> "Hello there", "  two  " -> " two ").
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sodakit.fileio import atomic_write_text, sha256_file
+from sodakit.fileio import atomic_write_text, sha256_file, writing
 
 SEGMENTS_FORMAT = "sodakit.segments/1"
 MANIFEST_NAME = "manifest.json"
@@ -41,6 +46,20 @@ SEGMENT_SCHEMA = pa.schema(
         ("codes", pa.list_(pa.list_(pa.uint16()))),
     ]
 )
+
+
+TEXT_FIXES = ("none", "emilia")
+
+
+def fix_text(text: str, text_fix: str = "none") -> str:
+    """A transcript under a `text_fix` rule (module docstring)."""
+    if text_fix == "none":
+        return text
+    if text_fix != "emilia":
+        raise ValueError(f"text_fix must be one of {TEXT_FIXES}, got {text_fix!r}")
+    if text.startswith(" "):
+        text = text[1:]
+    return text[:-1] if text.endswith(" ") else text
 
 
 class SegmentFormatError(ValueError):
@@ -152,9 +171,10 @@ def write_segment_shard(path: Path, segments: Iterable[Segment]) -> ShardInfo:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        with writing(path):
+            pq.write_table(table, tmp, compression="zstd")
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -163,9 +183,10 @@ def write_segment_shard(path: Path, segments: Iterable[Segment]) -> ShardInfo:
     return ShardInfo(file=path.name, num_segments=table.num_rows, num_frames=frames, sha256=sha256_file(path))
 
 
-def read_segment_shard(path: Path) -> Iterator[Segment]:
-    """Segments of one shard, in file order, with codes as uint16 [K, F] arrays."""
+def read_segment_shard(path: Path, text_fix: str = "none") -> Iterator[Segment]:
+    """Segments of one shard, in file order, with codes as uint16 [K, F] arrays (text per `text_fix`)."""
     path = Path(path)
+    fix_text("", text_fix)  # an unknown rule fails before any reading
     try:
         table = pq.read_table(path)
     except Exception as e:
@@ -193,14 +214,15 @@ def read_segment_shard(path: Path) -> Iterator[Segment]:
             recording_id=cols["recording_id"][i],
             start=cols["start"][i],
             end=cols["end"][i],
-            text=cols["text"][i] or "",
+            text=fix_text(cols["text"][i] or "", text_fix),
             codes=codes,
             speaker=cols["speaker"][i],
         )
 
 
-def read_segments_dir(directory: Path, verify: bool = True) -> tuple[SegmentManifest, Iterator[Segment]]:
+def read_segments_dir(directory: Path, verify: bool = True, text_fix: str = "none") -> tuple[SegmentManifest, Iterator[Segment]]:
     """The manifest and every segment of a segment-shard directory, shard by shard."""
+    fix_text("", text_fix)
     directory = Path(directory)
     manifest = SegmentManifest.load(directory)
 
@@ -211,7 +233,7 @@ def read_segments_dir(directory: Path, verify: bool = True) -> tuple[SegmentMani
                 raise SegmentFormatError(f"{path}: listed in the manifest but missing")
             if verify and sha256_file(path) != shard.sha256:
                 raise SegmentFormatError(f"{path}: checksum differs from the manifest (file changed or corrupt)")
-            yield from read_segment_shard(path)
+            yield from read_segment_shard(path, text_fix)
 
     return manifest, gen()
 

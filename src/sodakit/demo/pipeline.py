@@ -18,11 +18,31 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
 from sodakit import __version__
-from sodakit.config import atomic_write_text, to_dict
+from sodakit.audio.io import load_audio, save_wav
+from sodakit.audio.offline_codec import OfflineCodec, OfflineCodecConfig
+from sodakit.audio.tokenize import TokenizeConfig
+from sodakit.audio.tokenize import tokenize as run_tokenize
+from sodakit.config import ConfigError, atomic_write_text, parse_config_args, to_dict
+from sodakit.data.pack import PackConfig, pack
+from sodakit.demo.corpus import build_corpus
+from sodakit.eval.bench_data import BenchDataConfig, build_bench_data
+from sodakit.eval.config import EvalConfig
+from sodakit.eval.evaluator import evaluate, open_model
+from sodakit.eval.results import soda_scores
+from sodakit.generate.tasks import SodaGenerator
+from sodakit.model.bundle import load_bundle
+from sodakit.report.builder import build_report
+from sodakit.report.isoflop import isoflop_section, missing_section
+from sodakit.tokens.soda_tokenizer import SodaTokenizer
+from sodakit.tokens.text_tokenizer import train_bpe
+from sodakit.train.config import CheckpointConfig, DataConfig, DataSource, LogConfig, ModelSpec, TrainConfig
+from sodakit.train.trainer import train
 
 # Four flite and four espeak-ng voices: varied speakers are what keeps a tiny model from memorising ~50
 # paragraphs (measured: with 2 voices per paragraph validation loss turns up after ~150 steps).
@@ -111,67 +131,123 @@ class StageRunner:
         return result
 
 
-def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> Path:
-    if cfg.threads > 0:
-        import torch
+Paths = dict[str, Path]
+Log = Callable[[str], None]
+STAGE_DIRS = ("corpus", "codec", "tokenizer", "segments", "packed", "train", "bench", "eval", "samples", "report")
 
+
+def run_demo(cfg: DemoConfig, log: Log = print) -> Path:
+    """Run (or resume) every stage of the demo into cfg.out; returns the report's index.html."""
+    if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     if cfg.isoflop and not Path(cfg.isoflop).exists():
-        raise SystemExit(f"demo: isoflop={cfg.isoflop} does not exist (a `sodakit isoflop fit` output directory or "
+        raise ConfigError(f"demo: isoflop={cfg.isoflop} does not exist (a `sodakit isoflop fit` output directory or "
                          "an IsoFLOP study directory such as runs/isoflop-mini)")
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     st = StageRunner(out, log)
     t_start = time.time()
-    p = {name: out / name for name in ("corpus", "codec", "tokenizer", "segments", "packed", "train", "bench",
-                                       "eval", "samples", "report")}
+    p = {name: out / name for name in STAGE_DIRS}
 
-    # 1. corpus -----------------------------------------------------------------------------------
+    done = {
+        "corpus": corpus_stage(st, p, cfg, log),
+        "codec": codec_stage(st, p, cfg, log),
+        "tokenizer": tokenizer_stage(st, p, cfg),
+        "tokenize": tokenize_stage(st, p, cfg, log),
+        "pack": pack_stage(st, p),
+        "train": train_stage(st, p, cfg),
+        "bench-data": bench_data_stage(st, p, cfg, log),
+        "eval": eval_stage(st, p, cfg),
+        "samples": samples_stage(st, p, cfg, log),
+    }
+    summary = demo_summary(cfg, p, done, st.timings, time.time() - t_start)
+    summary["isoflop"] = _isoflop(cfg, log)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    paths = build_report(summary, p["report"], base_dir=out)
+    log(f"[demo] report: {paths['html']}  (total {time.time() - t_start:.0f}s)")
+    return paths["html"]
+
+
+def demo_summary(cfg: DemoConfig, p: Paths, done: dict[str, Any], timings: dict[str, float], seconds: float) -> dict:
+    """The report's summary (see report/builder.py) from what each stage recorded."""
+    corpus_info, pack_info, train_info = done["corpus"], done["pack"], done["train"]
+    return {
+        "title": "sodakit demo: the embedded default, end to end on a CPU",
+        "subtitle": (f"{corpus_info['speech_hours'] * 60:.0f} min of synthetic speech ({len(cfg.voices)} offline voices), "
+                     f"offline codec {cfg.num_codebooks}x{cfg.codebook_size} at 12.5 Hz, '{cfg.preset}' model, "
+                     f"{cfg.steps} steps of {cfg.batch}x{cfg.seq_len} tokens. Total {seconds:.0f}s "
+                     "(this run; skipped stages count 0)."),
+        "data": {
+            "speech corpus": {k: v for k, v in corpus_info.items() if not isinstance(v, list)},
+            "codec": done["codec"],
+            "tokenizer": done["tokenizer"],
+            **{f"packed {name}": {"documents": m["num_documents"], "tokens": m["num_tokens"],
+                                  **{f"{k} tokens": v for k, v in m["counts"].items()}} for name, m in pack_info.items()},
+            "tokenize": {f"{part} {k}": d.get(k) for part, d in done["tokenize"].items()
+                         for k in ("segments", "errors", "audio_hours", "wall_seconds")},
+        },
+        "training": {"metrics": str(p["train"] / "metrics.jsonl"), "config": str(p["train"] / "config.yaml"),
+                     "info": {"preset": cfg.preset, "steps": train_info["steps"], "global batch": cfg.batch,
+                              "sequence length": cfg.seq_len, "mixture": f"{cfg.speech_weight:.2f} speech / "
+                              f"{1 - cfg.speech_weight:.2f} text", "final train loss": train_info["last_loss"],
+                              **{f"final {k}": v for k, v in (train_info.get("val") or {}).items()}}},
+        "evaluation": {"scale": f"'{cfg.preset}' model, ~{corpus_info['speech_hours'] * 60:.0f} min of synthetic speech, "
+                                "look-alike benchmarks",
+                       "scores": done["eval"]["scores"],
+                       "judges": "pocketsphinx (ASR) and an MFCC-statistics speaker embedding: offline judges, "
+                                 "not comparable to the paper's Whisper-large-v3 / WavLM-large",
+                       "coverage": _coverage(Path(done["eval"]["results"])),
+                       "results": done["eval"]["results"]},  # per-task details and per-item logs
+        "samples": done["samples"],
+        "settings": {"demo": to_dict(cfg), "stage_seconds": {k: round(v, 1) for k, v in timings.items()}},
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# The stages, in order: each runs its library call through the StageRunner and returns what it records.
+# ---------------------------------------------------------------------------------------------------
+def corpus_stage(st: StageRunner, p: Paths, cfg: DemoConfig, log: Log) -> dict:
+    """1. The shipped paragraphs read by offline voices -> corpus/manifest.jsonl (+ held-out part)."""
     def corpus(_: bool) -> dict:
-        from sodakit.demo.corpus import build_corpus
-
         return build_corpus(p["corpus"], cfg.voices, cfg.voices_per_paragraph, cfg.holdout_paragraphs,
                             workers=cfg.workers, max_paragraphs=cfg.max_paragraphs, log=log)
 
-    corpus_info = st.run("corpus", {"voices": cfg.voices, "vpp": cfg.voices_per_paragraph, "holdout": cfg.holdout_paragraphs,
-                                    "max": cfg.max_paragraphs},
-                         corpus, [p["corpus"]], "(built in: shipped paragraphs read by flite/espeak-ng voices -> manifest.jsonl)")
+    return st.run("corpus", {"voices": cfg.voices, "vpp": cfg.voices_per_paragraph, "holdout": cfg.holdout_paragraphs,
+                             "max": cfg.max_paragraphs},
+                  corpus, [p["corpus"]], "(built in: shipped paragraphs read by flite/espeak-ng voices -> manifest.jsonl)")
 
-    # 2. codec --------------------------------------------------------------------------------------
+
+def codec_stage(st: StageRunner, p: Paths, cfg: DemoConfig, log: Log) -> dict:
+    """2. The offline codec fitted on the corpus."""
     def codec(_: bool) -> dict:
-        from sodakit.audio.io import load_audio
-        from sodakit.audio.offline_codec import OfflineCodec, OfflineCodecConfig
-
         ccfg = OfflineCodecConfig(num_codebooks=cfg.num_codebooks, codebook_size=cfg.codebook_size, seed=cfg.seed)
         files = sorted({json.loads(line)["audio"] for line in open(p["corpus"] / "manifest.jsonl")})
         model = OfflineCodec.fit((load_audio(f, ccfg.sample_rate) for f in files), ccfg, log=log)
         model.save(p["codec"])
         return {"config_hash": model.config_hash, **{k: v for k, v in model.fit_summary.items() if not isinstance(v, dict | list)}}
 
-    codec_info = st.run("codec", {"k": cfg.num_codebooks, "c": cfg.codebook_size, "seed": cfg.seed}, codec, [p["codec"]],
-                        f"sodakit codec fit {p['corpus'] / 'manifest.jsonl'} {p['codec']} "
-                        f"num_codebooks={cfg.num_codebooks} codebook_size={cfg.codebook_size}")
+    return st.run("codec", {"k": cfg.num_codebooks, "c": cfg.codebook_size, "seed": cfg.seed}, codec, [p["codec"]],
+                  f"sodakit codec fit {p['corpus'] / 'manifest.jsonl'} {p['codec']} "
+                  f"num_codebooks={cfg.num_codebooks} codebook_size={cfg.codebook_size}")
 
-    # 3. tokenizer ----------------------------------------------------------------------------------
+
+def tokenizer_stage(st: StageRunner, p: Paths, cfg: DemoConfig) -> dict:
+    """3. A text BPE trained on the corpus text, with the codec's audio layout."""
     def tokenizer(_: bool) -> dict:
-        from sodakit.tokens.soda_tokenizer import SodaTokenizer
-        from sodakit.tokens.text_tokenizer import train_bpe
-
         lines = (p["corpus"] / "text.txt").read_text().splitlines()
         tok = SodaTokenizer(train_bpe(lines, vocab_size=cfg.text_vocab_size))
         tok = tok.with_audio_layout(cfg.num_codebooks, cfg.codebook_size)
         tok.save_pretrained(p["tokenizer"])
         return {"text_vocab_size": tok.vocab.text_vocab_size, "vocab_size": tok.vocab.size, "fingerprint": tok.vocab.fingerprint}
 
-    tok_info = st.run("tokenizer", {"v": cfg.text_vocab_size}, tokenizer, [p["tokenizer"]],
-                      f"sodakit tokenizer train {p['corpus'] / 'text.txt'} --output {p['tokenizer']} "
-                      f"--vocab-size {cfg.text_vocab_size} --codebook-size {cfg.codebook_size}")
+    return st.run("tokenizer", {"v": cfg.text_vocab_size}, tokenizer, [p["tokenizer"]],
+                  f"sodakit tokenizer train {p['corpus'] / 'text.txt'} --output {p['tokenizer']} "
+                  f"--vocab-size {cfg.text_vocab_size} --codebook-size {cfg.codebook_size}")
 
-    # 4. tokenize (audio -> segment shards), training and held-out parts ---------------------------------
+
+def tokenize_stage(st: StageRunner, p: Paths, cfg: DemoConfig, log: Log) -> dict:
+    """4. Audio -> segment shards, training and held-out parts."""
     def tokenize(_: bool) -> dict:
-        from sodakit.audio.tokenize import TokenizeConfig
-        from sodakit.audio.tokenize import tokenize as run_tokenize
-
         res = {}
         for part, manifest in (("train", "manifest.jsonl"), ("val", "manifest_val.jsonl")):
             summary = run_tokenize(TokenizeConfig(input=str(p["corpus"] / manifest), output=str(p["segments"] / part),
@@ -179,13 +255,13 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> Path:
             res[part] = {k: v for k, v in summary.items() if not isinstance(v, dict | list)}
         return res
 
-    seg_info = st.run("tokenize", {}, tokenize, [p["segments"]],
-                      f"sodakit tokenize input={p['corpus'] / 'manifest.jsonl'} output={p['segments'] / 'train'} codec={p['codec']}")
+    return st.run("tokenize", {}, tokenize, [p["segments"]],
+                  f"sodakit tokenize input={p['corpus'] / 'manifest.jsonl'} output={p['segments'] / 'train'} codec={p['codec']}")
 
-    # 5. pack ---------------------------------------------------------------------------------------
-    def pack_stage(_: bool) -> dict:
-        from sodakit.data.pack import PackConfig, pack
 
+def pack_stage(st: StageRunner, p: Paths) -> dict:
+    """5. Speech documents, text documents and the held-out speech, packed into token shards."""
+    def pack_all(_: bool) -> dict:
         tok = str(p["tokenizer"])
         speech = pack(PackConfig(inputs=[str(p["segments"] / "train")], output=str(p["packed"] / "speech"), tokenizer=tok))
         text = pack(PackConfig(kind="text", inputs=[str(p["corpus"] / "text.txt")], output=str(p["packed"] / "text"),
@@ -194,21 +270,13 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> Path:
         keep = ("num_documents", "num_tokens", "counts")
         return {name: {k: m[k] for k in keep} for name, m in (("speech", speech), ("text", text), ("val", val))}
 
-    pack_info = st.run("pack", {}, pack_stage, [p["packed"]],
-                       f"sodakit pack inputs=[{p['segments'] / 'train'}] output={p['packed'] / 'speech'} tokenizer={p['tokenizer']}")
+    return st.run("pack", {}, pack_all, [p["packed"]],
+                  f"sodakit pack inputs=[{p['segments'] / 'train'}] output={p['packed'] / 'speech'} tokenizer={p['tokenizer']}")
 
-    # 6. train ---------------------------------------------------------------------------------------
-    def train_stage(resume: bool) -> dict:
-        from sodakit.train.config import (
-            CheckpointConfig,
-            DataConfig,
-            DataSource,
-            LogConfig,
-            ModelSpec,
-            TrainConfig,
-        )
-        from sodakit.train.trainer import train
 
+def train_stage(st: StageRunner, p: Paths, cfg: DemoConfig) -> dict:
+    """6. The model trained on the 95/5 speech/text mixture (resumes an interrupted run)."""
+    def train_model(resume: bool) -> dict:
         tcfg = TrainConfig(
             run_dir=str(p["train"]), seed=cfg.seed, steps=cfg.steps, global_batch=cfg.batch, micro_batch=cfg.batch,
             precision=cfg.precision, device=cfg.device,
@@ -224,99 +292,59 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> Path:
         return {"steps": result.step, "last_loss": result.last_loss, "val": result.val,
                 "checkpoint": str(result.last_checkpoint), "metrics": str(result.metrics_path)}
 
-    train_info = st.run("train", {"preset": cfg.preset, "steps": cfg.steps, "batch": cfg.batch, "seq": cfg.seq_len,
-                                  "w": cfg.speech_weight, "precision": cfg.precision, "seed": cfg.seed,
-                                  "model": MODEL_OVERRIDES, "device": cfg.device},
-                        train_stage, [p["train"]],
-                        f"sodakit train data.sources=[...speech 0.95, text 0.05] model.preset={cfg.preset} "
-                        f"steps={cfg.steps} global_batch={cfg.batch} data.seq_len={cfg.seq_len}")
+    return st.run("train", {"preset": cfg.preset, "steps": cfg.steps, "batch": cfg.batch, "seq": cfg.seq_len,
+                            "w": cfg.speech_weight, "precision": cfg.precision, "seed": cfg.seed,
+                            "model": MODEL_OVERRIDES, "device": cfg.device},
+                  train_model, [p["train"]],
+                  f"sodakit train data.sources=[...speech 0.95, text 0.05] model.preset={cfg.preset} "
+                  f"steps={cfg.steps} global_batch={cfg.batch} data.seq_len={cfg.seq_len}")
 
-    # 7. bench-data ----------------------------------------------------------------------------------
+
+def bench_data_stage(st: StageRunner, p: Paths, cfg: DemoConfig, log: Log) -> dict:
+    """7. Offline look-alike benchmark sets in the real layouts."""
     def bench(_: bool) -> dict:
-        from sodakit.eval.bench_data import BenchDataConfig, build_bench_data
-
         rec = build_bench_data(BenchDataConfig(out=str(p["bench"]), words=cfg.bench_words, blimp_pairs=cfg.bench_blimp_pairs,
                                                salmon_pairs=cfg.bench_salmon_pairs, asr_utterances=cfg.asr_utterances,
                                                tts_items=cfg.tts_items, seed=cfg.seed, hf_layout=False), log=log)
         return {"sets": list(rec["sets"]), "seconds": rec["seconds"]}
 
-    st.run("bench-data", {"w": cfg.bench_words, "b": cfg.bench_blimp_pairs, "s": cfg.bench_salmon_pairs,
-                          "a": cfg.asr_utterances, "t": cfg.tts_items}, bench, [p["bench"]],
-           f"sodakit bench-data {p['bench']} --words {cfg.bench_words} --blimp-pairs {cfg.bench_blimp_pairs}")
+    return st.run("bench-data", {"w": cfg.bench_words, "b": cfg.bench_blimp_pairs, "s": cfg.bench_salmon_pairs,
+                                 "a": cfg.asr_utterances, "t": cfg.tts_items}, bench, [p["bench"]],
+                  f"sodakit bench-data {p['bench']} --words {cfg.bench_words} --blimp-pairs {cfg.bench_blimp_pairs}")
 
-    # 8. eval ----------------------------------------------------------------------------------------
+
+def eval_stage(st: StageRunner, p: Paths, cfg: DemoConfig) -> dict:
+    """8. The benchmark battery on the trained model."""
     tasks = {
         "swuggy": p["bench"] / "zerospeech2021", "sblimp": p["bench"] / "zerospeech2021", "salmon": p["bench"] / "salmon",
         "twuggy": p["bench"] / "zerospeech2021", "tblimp": p["bench"] / "blimp",
         "asr": p["bench"] / "librispeech" / "test-clean", "tts": p["bench"] / "seedtts" / "en",
         "val_nll": p["segments"] / "val",
     }
-    eval_args = ["--model", str(p["train"]), "--tasks", ",".join(tasks), "--out", str(p["eval"] / "results.json"),
-                 "--device", "cpu" if cfg.device == "auto" else cfg.device, "--batch-size", "8",
-                 "--save-audio", str(p["eval"] / "tts_audio"), "--seed", str(cfg.seed), "--log-items",
-                 "--tts-max-new-tokens", str(_audio_tokens(cfg, cfg.gen_max_seconds)),
-                 "--asr-max-new-tokens", str(cfg.asr_max_new_tokens)]
-    eval_args += [a for t, d in tasks.items() for a in ("--data", f"{t}={d}")]
-    if cfg.eval_limit:
-        eval_args += ["--limit", str(cfg.eval_limit)]
+    eval_cfg = EvalConfig(
+        model=str(p["train"]), tasks=list(tasks), data={t: str(d) for t, d in tasks.items()},
+        device="cpu" if cfg.device == "auto" else cfg.device, batch_size=8, save_audio=str(p["eval"] / "tts_audio"),
+        seed=cfg.seed, log_items=True, tts_max_new_tokens=_audio_tokens(cfg, cfg.gen_max_seconds),
+        asr_max_new_tokens=cfg.asr_max_new_tokens, limit=cfg.eval_limit or None, out=str(p["eval"] / "results.json"),
+    )
 
-    def evaluate(_: bool) -> dict:
-        from sodakit.eval.commands import main as eval_main
-        from sodakit.eval.results import soda_scores
-
+    def evaluate_stage(_: bool) -> dict:
         p["eval"].mkdir(parents=True, exist_ok=True)
-        eval_main(eval_args)
-        results = json.loads((p["eval"] / "results.json").read_text())
-        return {"scores": soda_scores(results), "results": str(p["eval"] / "results.json")}
+        results = evaluate(open_model(eval_cfg), eval_cfg, log=st.log)
+        return {"scores": soda_scores(results), "results": eval_cfg.out}
 
-    eval_info = st.run("eval", {"tasks": sorted(tasks), "limit": cfg.eval_limit, "caps": [cfg.gen_max_seconds,
-                                cfg.asr_max_new_tokens]}, evaluate, [p["eval"]],
-                       "sodakit eval " + " ".join(eval_args))
+    return st.run("eval", {"tasks": sorted(tasks), "limit": cfg.eval_limit, "caps": [cfg.gen_max_seconds,
+                           cfg.asr_max_new_tokens]}, evaluate_stage, [p["eval"]],
+                  " ".join(eval_cfg.command_line()))
 
-    # 9. samples -------------------------------------------------------------------------------------
+
+def samples_stage(st: StageRunner, p: Paths, cfg: DemoConfig, log: Log) -> list[dict]:
+    """9. ASR, TTS and continuation samples from the trained model, for the report."""
     def samples(_: bool) -> list[dict]:
         return _generate_samples(p, cfg, log)
 
-    sample_list = st.run("samples", {"caps": [cfg.gen_max_seconds, cfg.asr_max_new_tokens]}, samples, [p["samples"]],
-                         f"sodakit generate tts|asr|continue --model {p['train']} ...")
-
-    # 10. report -------------------------------------------------------------------------------------
-    summary = {
-        "title": "sodakit demo: the embedded default, end to end on a CPU",
-        "subtitle": (f"{corpus_info['speech_hours'] * 60:.0f} min of synthetic speech ({len(cfg.voices)} offline voices), "
-                     f"offline codec {cfg.num_codebooks}x{cfg.codebook_size} at 12.5 Hz, '{cfg.preset}' model, "
-                     f"{cfg.steps} steps of {cfg.batch}x{cfg.seq_len} tokens. Total {time.time() - t_start:.0f}s "
-                     "(this run; skipped stages count 0)."),
-        "data": {
-            "speech corpus": {k: v for k, v in corpus_info.items() if not isinstance(v, list)},
-            "codec": codec_info,
-            "tokenizer": tok_info,
-            **{f"packed {name}": {"documents": m["num_documents"], "tokens": m["num_tokens"],
-                                  **{f"{k} tokens": v for k, v in m["counts"].items()}} for name, m in pack_info.items()},
-            "tokenize": {f"{part} {k}": d.get(k) for part, d in seg_info.items()
-                         for k in ("segments", "errors", "audio_hours", "wall_seconds")},
-        },
-        "training": {"metrics": str(p["train"] / "metrics.jsonl"),
-                     "info": {"preset": cfg.preset, "steps": train_info["steps"], "global batch": cfg.batch,
-                              "sequence length": cfg.seq_len, "mixture": f"{cfg.speech_weight:.2f} speech / "
-                              f"{1 - cfg.speech_weight:.2f} text", "final train loss": train_info["last_loss"],
-                              **{f"final {k}": v for k, v in (train_info.get("val") or {}).items()}}},
-        "evaluation": {"scale": f"'{cfg.preset}' model, ~{corpus_info['speech_hours'] * 60:.0f} min of synthetic speech, "
-                                "look-alike benchmarks",
-                       "scores": eval_info["scores"],
-                       "judges": "pocketsphinx (ASR) and an MFCC-statistics speaker embedding: offline judges, "
-                                 "not comparable to the paper's Whisper-large-v3 / WavLM-large",
-                       "coverage": _coverage(Path(eval_info["results"]))},
-        "samples": sample_list,
-        "settings": {"demo": to_dict(cfg), "stage_seconds": {k: round(v, 1) for k, v in st.timings.items()}},
-    }
-    summary["isoflop"] = _isoflop(cfg, log)
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
-    from sodakit.report.builder import build_report
-
-    paths = build_report(summary, p["report"], base_dir=out)
-    log(f"[demo] report: {paths['html']}  (total {time.time() - t_start:.0f}s)")
-    return paths["html"]
+    return st.run("samples", {"caps": [cfg.gen_max_seconds, cfg.asr_max_new_tokens]}, samples, [p["samples"]],
+                  f"sodakit generate tts|asr|continue model={p['train']} ...")
 
 
 # The repository's copy of the laptop IsoFLOP study (absent from an installed wheel).
@@ -326,8 +354,6 @@ REPO_ISOFLOP_DOCS = Path(__file__).resolve().parents[3] / "docs" / "isoflop"
 def _isoflop(cfg: DemoConfig, log: Callable[[str], None]) -> dict:
     """The report's IsoFLOP section: cfg.isoflop, else ./runs/isoflop-mini, else the repository's
     docs/isoflop; a note on how to produce a sweep when none holds plots or a fit."""
-    from sodakit.report.isoflop import isoflop_section, missing_section
-
     candidates = [Path(cfg.isoflop)] if cfg.isoflop else [Path("runs") / "isoflop-mini", REPO_ISOFLOP_DOCS]
     for c in candidates:
         section = isoflop_section(c) if c.exists() else None
@@ -358,13 +384,7 @@ def _audio_tokens(cfg: DemoConfig, seconds: float) -> int:
 
 
 def _generate_samples(p: dict[str, Path], cfg: DemoConfig, log: Callable[[str], None]) -> list[dict]:
-    import torch
-
-    from sodakit.audio.io import load_audio, save_wav
-    from sodakit.generate.tasks import SodaGenerator
-
-    device = "cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
-    gen = SodaGenerator.from_pretrained(p["train"], device=device)
+    gen = SodaGenerator.from_bundle(load_bundle(p["train"], device=cfg.device, backend="sodakit", need_codec=True))
     sr = gen.sample_rate
     out = p["samples"]
     out.mkdir(parents=True, exist_ok=True)
@@ -406,8 +426,6 @@ def _generate_samples(p: dict[str, Path], cfg: DemoConfig, log: Callable[[str], 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sodakit.config import parse_config_args
-
     cfg, _ = parse_config_args(DemoConfig, argv, "sodakit demo", __doc__ or "")
     run_demo(cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
     return 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -30,8 +31,11 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import fftconvolve
 
+from sodakit import __version__
+from sodakit.audio.synth import SynthesisError, parse_voice, synthesize
 from sodakit.config import atomic_write_text
 from sodakit.eval.bench_sentences import SENTENCES
+from sodakit.eval.data_dir import BLIMP_FILE, data_hint, default_data
 from sodakit.eval.layouts import (
     SpokenPair,
     write_hf_pairs,
@@ -40,6 +44,9 @@ from sodakit.eval.layouts import (
     write_seedtts,
     write_zr2021,
 )
+from sodakit.eval.minimal_pairs import write_blimp_jsonl
+from sodakit.eval.pseudowords import to_espeak, word_pairs
+from sodakit.eval.readers.blimp import read_blimp
 
 SETS = ("swuggy", "sblimp", "salmon", "asr", "tts")
 # SALMon parts that synthetic TTS can imitate; sentiment and the alignment parts need real recordings.
@@ -64,13 +71,11 @@ class BenchDataConfig:
     voices: int = 2  # voices per sWUGGY/sBLIMP pair (ZeroSpeech uses several)
     sample_rate: int = 16_000
     seed: int = 0
-    blimp: str | None = None  # BLiMP JSONL dir / tarball; default ../shared/data/blimp when present
+    blimp: str | None = None  # BLiMP JSONL dir / tarball; default $SODAKIT_DATA/blimp/... when present
     hf_layout: bool = True
 
 
 def _available(voices: tuple[str, ...]) -> list[str]:
-    from sodakit.audio.synth import SynthesisError, parse_voice
-
     ok = []
     for v in voices:
         try:
@@ -82,8 +87,6 @@ def _available(voices: tuple[str, ...]) -> list[str]:
 
 
 def _say(text: str, voice: str, sr: int) -> np.ndarray:
-    from sodakit.audio.synth import synthesize
-
     wav = synthesize(text, voice, sample_rate=sr)
     return _trim(wav)
 
@@ -95,16 +98,11 @@ def _trim(wav: np.ndarray, thresh: float = 1e-3) -> np.ndarray:
 
 
 def _blimp_pairs(cfg: BenchDataConfig, rng: random.Random) -> list:
-    from sodakit.eval.readers.blimp import read_blimp
-    from sodakit.eval.tasks.likelihood import shared_data
-
-    path = Path(cfg.blimp) if cfg.blimp else shared_data() / "blimp" / "blimp_data_jsonl.tar.xz"
-    if not path.exists():
+    path = Path(cfg.blimp) if cfg.blimp else default_data(BLIMP_FILE)
+    if path is None or not path.exists():
         if cfg.blimp:
             raise FileNotFoundError(f"sBLIMP look-alike: BLiMP JSONL {path} does not exist")
         # No BLiMP release on this machine: template minimal pairs in BLiMP's layout stand in.
-        from sodakit.eval.minimal_pairs import write_blimp_jsonl
-
         per = -(-cfg.blimp_pairs // 6)
         path = write_blimp_jsonl(Path(cfg.out) / "blimp-templates", n_per_phenomenon=max(per, 1), seed=cfg.seed)
     items = read_blimp(path).items
@@ -123,8 +121,6 @@ def _blimp_pairs(cfg: BenchDataConfig, rng: random.Random) -> list:
 
 
 def build_swuggy(cfg: BenchDataConfig, out: Path, log) -> dict:
-    from sodakit.eval.pseudowords import to_espeak, word_pairs
-
     voices = _available(WUGGY_VOICES)[: cfg.voices]
     if not voices:
         raise RuntimeError("sWUGGY look-alike needs espeak-ng voices (phoneme input); none available")
@@ -253,8 +249,6 @@ def build_salmon(cfg: BenchDataConfig, out: Path, log) -> dict:
 
 
 def _librispeech_text(s: str) -> str:
-    import re
-
     return re.sub(r"[^A-Z' ]", "", s.upper().replace("-", " ")).strip()
 
 
@@ -299,8 +293,6 @@ def build_bench_data(cfg: BenchDataConfig, log=print) -> dict:
         raise ValueError(f"unknown set(s) {bad}; choose from {list(BUILDERS)}")
     t0 = time.time()
     built = {name: BUILDERS[name](cfg, out, log) for name in cfg.sets}
-    from sodakit import __version__
-
     record = {"format": "sodakit.bench-data/1", "sodakit_version": __version__, "config": asdict(cfg),
               "sets": built, "seconds": round(time.time() - t0, 1),
               "note": "synthetic look-alike sets in the real layouts; NOT comparable to published numbers"}
@@ -322,7 +314,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--voices", type=int, default=d.voices, help="voices per sWUGGY/sBLIMP pair")
     p.add_argument("--sample-rate", type=int, default=d.sample_rate)
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--blimp", help="BLiMP JSONL directory or tarball (default ../shared/data/blimp)")
+    p.add_argument("--blimp", help=f"BLiMP JSONL directory or tarball ({data_hint(BLIMP_FILE)} and present; "
+                                   "else template minimal pairs)")
     p.add_argument("--no-hf-layout", action="store_true", help="skip the Hugging Face Parquet copies")
     a = p.parse_args(argv)
     sizes = (a.words, a.blimp_pairs, a.salmon_pairs, a.asr_utterances, a.tts_items, a.voices)
@@ -333,10 +326,6 @@ def main(argv: list[str]) -> int:
                           blimp_pairs=a.blimp_pairs, salmon_pairs=a.salmon_pairs, asr_utterances=a.asr_utterances,
                           tts_items=a.tts_items, voices=a.voices, sample_rate=a.sample_rate, seed=a.seed,
                           blimp=a.blimp, hf_layout=not a.no_hf_layout)
-    try:
-        rec = build_bench_data(cfg, log=lambda m: print(m, file=sys.stderr))
-    except (ValueError, RuntimeError, FileNotFoundError) as e:
-        print(f"sodakit bench-data: {e}", file=sys.stderr)
-        return 2
+    rec = build_bench_data(cfg, log=lambda m: print(m, file=sys.stderr))
     print(f"[bench-data] wrote {a.out} in {rec['seconds']}s (see {Path(a.out) / 'bench_data.json'})", file=sys.stderr)
     return 0

@@ -1,5 +1,8 @@
 """Negative controls: the same evaluation with the model's audio input scrambled at scoring time.
 
+`EvalConfig.control` picks one (`sodakit eval control=permute-codebooks`); the results record it in
+their settings and the codec's name. Text-only tasks are untouched by a codec control.
+
 A score measures the model only if it falls to chance when the model can no longer read the audio.
 `PermutedCodebooks` wraps the real codec and hands the codes of codebook `perm[k]` out as codebook k
 (and takes generated codes back the same way), so every spoken task -- pair likelihoods, ASR input,
@@ -57,3 +60,12 @@ class PermutedCodebooks(Codec):
     def describe(self) -> dict:
         return {"control": "permuted codebooks", "perm": self.perm, "codec": self.inner.name,
                 "config_hash": self.inner.config_hash}
+
+
+def with_control(codec: Codec | None, control: str) -> Codec | None:
+    """`codec` as the negative control `control` ("none" or "permute-codebooks") reads it."""
+    if codec is None or control == "none":
+        return codec
+    if control == "permute-codebooks":
+        return PermutedCodebooks(codec)
+    raise CodecError(f"unknown control {control!r}; expected none or permute-codebooks")

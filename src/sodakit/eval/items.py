@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+
+from sodakit.audio.io import AudioError, check_waveform, load_audio, resample, to_mono
 
 
 @dataclass(frozen=True)
@@ -52,14 +55,8 @@ class AudioRef:
 
     def load(self, sample_rate: int) -> np.ndarray:
         """Float32 mono at `sample_rate`; raises sodakit.audio.io.AudioError naming the source."""
-        from sodakit.audio.io import check_waveform, load_audio, resample, to_mono
-
         if self.path is not None:
             return load_audio(self.path, sample_rate)
-        import soundfile as sf
-
-        from sodakit.audio.io import AudioError
-
         try:
             data = self.data if self.data is not None else self.fetch()  # type: ignore[misc]
             wav, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
@@ -118,7 +115,7 @@ class TTSItem:
 
 
 @dataclass
-class DataSource:
+class DataProvenance:
     """Where the items came from, recorded next to every number computed on them."""
 
     path: str
@@ -141,19 +138,10 @@ class DataSource:
 class ReadResult:
     items: list
     errors: list[ItemError]
-    source: DataSource
+    source: DataProvenance
 
     def limited(self, limit: int | None) -> ReadResult:
         """The first `limit` readable items; read errors of the whole data set are still reported."""
         if limit is None or limit >= len(self.items):
             return self
         return ReadResult(self.items[:limit], self.errors, self.source)
-
-
-def safe_call(item_id: str, fn: Callable, errors: list[ItemError], stage: str, file: str | None = None):
-    """Run `fn()`; on an exception record it as an ItemError and return None."""
-    try:
-        return fn()
-    except Exception as e:
-        errors.append(ItemError(item=item_id, reason=f"{type(e).__name__}: {e}", file=file, stage=stage))
-        return None

@@ -17,9 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import soundfile as sf
+import yaml
 
 from sodakit.config import atomic_write_text
+from sodakit.eval.readers.hf_parquet import readme_data_files
 
 ZR_COLUMNS = {
     "lexical": ["id", "filename", "voice", "frequency", "word", "phones", "length", "correct"],
@@ -89,9 +93,6 @@ def write_zr2021(root: Path, kind: str, pairs: Sequence[SpokenPair], sample_rate
 def write_hf_pairs(root: Path, pairs: Sequence[SpokenPair], sample_rate: int, config: str | None = None,
                    pos_col: str = "positive", neg_col: str = "negative", split: str = "train") -> Path:
     """A dataset repo as on the hub: Parquet with {bytes, path} audio structs + README data_files."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     root = Path(root)
     sub = f"{config}/" if config else "data/"
     rel = f"{sub}{split}-00000-of-00001.parquet"
@@ -104,7 +105,7 @@ def write_hf_pairs(root: Path, pairs: Sequence[SpokenPair], sample_rate: int, co
         "positive_transcription": pa.array([p.pos_text for p in pairs]),
         "negative_transcription": pa.array([p.neg_text for p in pairs]),
     }
-    for key in sorted({k for p in pairs for k in p.meta if k in ("type", "subtype")}):
+    for key in sorted({k for p in pairs for k in p.meta if k in ("type", "subtype", "task")}):
         cols[key] = pa.array([str(p.meta.get(key, "")) for p in pairs])
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,15 +118,11 @@ def write_hf_pairs(root: Path, pairs: Sequence[SpokenPair], sample_rate: int, co
     configs[config or "default"] = {split: f"{sub}{split}-*"}
     front = {"configs": [{"config_name": c, "data_files": [{"split": s, "path": p} for s, p in d.items()]}
                          for c, d in sorted(configs.items())]}
-    import yaml
-
     atomic_write_text(readme, "---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n\nLook-alike set written by sodakit.\n")
     return root
 
 
 def _readme_configs(readme: Path) -> dict:
-    from sodakit.eval.readers.hf_parquet import readme_data_files
-
     if not readme.is_file():
         return {}
     return {c: {s: g[0] for s, g in d.items()} for c, d in readme_data_files(readme.parent).items()}

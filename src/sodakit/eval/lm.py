@@ -13,9 +13,6 @@ what else is in the batch (tests check batch 1 vs 16 agree to 1e-5).
 
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -95,38 +92,3 @@ def as_scoring_lm(model) -> ScoringLM:
     if hasattr(model, "get_output_embeddings") and model.get_output_embeddings() is not None:
         return HFCausalLM(model)
     raise TypeError(f"{type(model).__name__} is not a causal LM (no token_logprobs, no output embeddings)")
-
-
-def model_fingerprint(path: Path) -> dict:
-    """A cheap, stable identity of a model directory: config.json bytes plus, per weight file, its
-    name, size and a sha256 of its first and last MiB (hashing multi-GB weights on every eval is slow;
-    the method string says exactly what was hashed)."""
-    path = Path(path)
-    h = hashlib.sha256()
-    files = []
-    for meta in ("config.json", "sodakit.json"):
-        if (path / meta).is_file():
-            h.update((path / meta).read_bytes())
-    for w in sorted(list(path.glob("*.safetensors")) + list(path.glob("*.pt")) + list(path.glob("*.bin"))):
-        size = w.stat().st_size
-        with open(w, "rb") as f:
-            head = f.read(1 << 20)
-            f.seek(max(0, size - (1 << 20)))
-            tail = f.read(1 << 20)
-        h.update(w.name.encode() + b"\0" + str(size).encode() + head + tail)
-        files.append({"file": w.name, "bytes": size})
-    return {
-        "fingerprint": h.hexdigest()[:32],
-        "method": "sha256(config.json, sodakit.json + per weight file: name, size, first and last MiB)",
-        "weight_files": files,
-    }
-
-
-def describe_config(path: Path) -> dict:
-    cfg = Path(path) / "config.json"
-    if not cfg.is_file():
-        return {}
-    d = json.loads(cfg.read_text())
-    keep = ("architectures", "model_type", "vocab_size", "hidden_size", "num_hidden_layers",
-            "num_attention_heads", "num_key_value_heads", "max_position_embeddings", "torch_dtype", "dtype")
-    return {k: d[k] for k in keep if k in d}

@@ -1,7 +1,16 @@
-"""Metrics: text normalisation for WER, corpus WER (jiwer), pairwise / multiple-choice accuracy.
+"""Metrics: text normalisation for WER, corpus / per-utterance WER (jiwer), pairwise / multiple-choice
+accuracy.
 
-WER normalisation (SPEC section 9: "WER after lowercasing and stripping punctuation"), applied to the
-reference and the hypothesis alike by `normalize_text`:
+Three WER normalisers, each applied to the reference and the hypothesis alike:
+
+- `normalize_soda_asr` (`soda-asr-norm`): the SODA authors' ASR rule. A fixed set of ASCII punctuation
+  and typographic quotes is *deleted* (not replaced by a space: "well-known" -> "wellknown",
+  "DON'T" -> "dont"), whitespace runs collapse, the ends are stripped, then lowercase. Every other
+  character stays: "&", "/", "%", digits, em dashes, accented letters.
+- `normalize_seedtts` (`seedtts-en-norm`): seed-tts-eval's English rule for TTS. Every ASCII punctuation
+  character and every CJK/full-width punctuation mark (the `zhon.hanzi.punctuation` set) is deleted
+  except the ASCII apostrophe, which is kept ("don't" stays "don't"); then lowercase.
+- `normalize_text` (`sodakit-norm-1`), sodakit's own rule:
 
 1. Unicode NFKC (full-width forms, ligatures -> plain characters);
 2. lowercase;
@@ -12,20 +21,23 @@ reference and the hypothesis alike by `normalize_text`:
    default keeps digits, because the published protocol only lowercases and strips punctuation;
 6. whitespace runs collapse to one space; leading/trailing space is removed.
 
-Everything recorded in results carries `NORMALIZATION_VERSION` and the options, so a number can be
-traced back to the exact rule set that produced it.
+Everything recorded in results carries the normaliser's name and options, so a number can be traced
+back to the exact rule set that produced it.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import string
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
 import jiwer
+import numpy as np
+import sacrebleu
 
 NORMALIZATION_VERSION = "sodakit-norm-1"
 _APOSTROPHES = {"'", "\u2019", "\u2018", "\u02bc"}
@@ -62,6 +74,30 @@ def number_to_words(n: int) -> str:
             head, rest = divmod(n, scale)
             return number_to_words(head) + " " + name + ("" if rest == 0 else " " + number_to_words(rest))
     raise AssertionError("unreachable")
+
+
+# The characters the SODA authors' ASR normaliser deletes: . , ! ? ; : " ' - ( ) [ ] { } and the
+# typographic single and double quotes.
+_SODA_ASR_DELETE = str.maketrans("", "", ".,!?;:\"'-()[]{}\u2018\u2019\u201c\u201d")
+
+
+def normalize_soda_asr(text: str) -> str:
+    """The SODA authors' ASR WER normalisation (module docstring)."""
+    return _SPACES.sub(" ", text.translate(_SODA_ASR_DELETE)).strip().lower()
+
+
+def _seedtts_delete_table() -> dict[int, None]:
+    from zhon.hanzi import punctuation as cjk_punctuation
+
+    return str.maketrans("", "", "".join(c for c in string.punctuation + cjk_punctuation if c != "'"))
+
+
+_SEEDTTS_DELETE = _seedtts_delete_table()
+
+
+def normalize_seedtts(text: str) -> str:
+    """seed-tts-eval's English WER normalisation (module docstring); jiwer then splits on whitespace."""
+    return text.translate(_SEEDTTS_DELETE).lower()
 
 
 def normalize_text(text: str, numbers: Literal["keep", "words"] = "keep") -> str:
@@ -102,16 +138,19 @@ def wer_details(
     hyps: Sequence[str],
     normalize: bool = True,
     numbers: Literal["keep", "words"] = "keep",
+    normalizer: Callable[[str], str] | None = None,
 ) -> WERResult:
-    """Corpus WER with its error counts. References that are empty (after normalisation) are errors
-    naming their index: a WER over them is undefined. Empty hypotheses are fine (all deletions)."""
+    """Corpus WER with its error counts, after `normalizer` (default: `normalize_text` with `numbers`).
+    References that are empty (after normalisation) are errors naming their index: a WER over them is
+    undefined. Empty hypotheses are fine (all deletions)."""
     if len(refs) != len(hyps):
         raise ValueError(f"wer: {len(refs)} references but {len(hyps)} hypotheses")
     if not refs:
         raise ValueError("wer: no utterances")
     if normalize:
-        refs = [normalize_text(r, numbers=numbers) for r in refs]
-        hyps = [normalize_text(h, numbers=numbers) for h in hyps]
+        norm = normalizer or (lambda t: normalize_text(t, numbers=numbers))
+        refs = [norm(r) for r in refs]
+        hyps = [norm(h) for h in hyps]
     empty = [i for i, r in enumerate(refs) if not r.strip()]
     if empty:
         raise ValueError(f"wer: empty reference transcript at item(s) {empty[:10]} (after normalisation)")
@@ -130,9 +169,29 @@ def wer_details(
     )
 
 
+def utterance_wers(refs: Sequence[str], hyps: Sequence[str], normalizer: Callable[[str], str]) -> list[float]:
+    """WER of each (reference, hypothesis) pair on its own, after `normalizer` on both sides: what
+    seed-tts-eval averages (its TTS WER is the mean of these, not a corpus WER)."""
+    if len(refs) != len(hyps):
+        raise ValueError(f"wer: {len(refs)} references but {len(hyps)} hypotheses")
+    out = []
+    for i, (r, h) in enumerate(zip(refs, hyps)):
+        r, h = normalizer(r), normalizer(h)
+        if not r.strip():
+            raise ValueError(f"wer: empty reference transcript at item {i} (after normalisation)")
+        out.append(float(jiwer.process_words(r, h if h.strip() else "").wer))
+    return out
+
+
 def wer(refs: Sequence[str], hyps: Sequence[str], normalize: bool = True) -> float:
     """Corpus WER (a fraction, not a percentage) after `normalize_text` on both sides."""
     return wer_details(refs, hyps, normalize=normalize).wer
+
+
+def corpus_bleu(hyps: Sequence[str], refs: Sequence[str]) -> float:
+    """sacrebleu corpus BLEU (tokenize 13a) after `normalize_text` on both sides: ASR output has no case or
+    punctuation, so the references lose theirs too."""
+    return float(sacrebleu.corpus_bleu([normalize_text(h) for h in hyps], [[normalize_text(r) for r in refs]]).score)
 
 
 def _check_scores(name: str, scores: Sequence[float]) -> list[float]:
@@ -143,22 +202,24 @@ def _check_scores(name: str, scores: Sequence[float]) -> list[float]:
     return vals
 
 
-# Ties count half: a scorer that cannot tell the pair apart is at chance (0.5), never at 0 or 1.
+# sodakit's tie rule: a scorer that cannot tell the pair apart is at chance (0.5), never at 0 or 1.
 TIE_VALUE = 0.5
+# The SODA authors' rule: a pair counts only when the positive scores strictly higher; a tie is wrong.
+TIE_WRONG = 0.0
 
 
-def pair_outcomes(pos_scores: Sequence[float], neg_scores: Sequence[float]) -> list[float]:
-    """Per pair: 1 if the positive scores higher, 0 if lower, `TIE_VALUE` on an exact tie."""
+def pair_outcomes(pos_scores: Sequence[float], neg_scores: Sequence[float], tie: float = TIE_VALUE) -> list[float]:
+    """Per pair: 1 if the positive scores higher, 0 if lower, `tie` on an exact tie."""
     pos = _check_scores("pair_accuracy positives", pos_scores)
     neg = _check_scores("pair_accuracy negatives", neg_scores)
     if len(pos) != len(neg):
         raise ValueError(f"pair_accuracy: {len(pos)} positive scores but {len(neg)} negative scores")
-    return [1.0 if p > n else (0.0 if p < n else TIE_VALUE) for p, n in zip(pos, neg)]
+    return [1.0 if p > n else (0.0 if p < n else tie) for p, n in zip(pos, neg)]
 
 
-def pair_accuracy(pos_scores: Sequence[float], neg_scores: Sequence[float]) -> float:
-    """Share of pairs where the positive scores higher; ties count half (`TIE_VALUE`)."""
-    outcomes = pair_outcomes(pos_scores, neg_scores)
+def pair_accuracy(pos_scores: Sequence[float], neg_scores: Sequence[float], tie: float = TIE_VALUE) -> float:
+    """Share of pairs where the positive scores higher; a tie counts `tie` (default half)."""
+    outcomes = pair_outcomes(pos_scores, neg_scores, tie)
     if not outcomes:
         raise ValueError("pair_accuracy: no pairs")
     return sum(outcomes) / len(outcomes)
@@ -173,6 +234,23 @@ def choice_outcome(scores: Sequence[float], gold: int) -> float:
     best = max(vals)
     tied = [i for i, v in enumerate(vals) if v == best]
     return 1.0 / len(tied) if gold in tied else 0.0
+
+
+def choice_argmax(scores: Sequence[float]) -> int:
+    """Index of the highest score; on a tie the first of the tied choices (what `numpy.argmax` returns,
+    and so what lm-evaluation-harness predicts)."""
+    vals = _check_scores("choice scores", scores)
+    if not vals:
+        raise ValueError("choice_argmax: no choices")
+    return max(range(len(vals)), key=lambda i: (vals[i], -i))
+
+
+def choice_argmax_outcome(scores: Sequence[float], gold: int) -> float:
+    """One multiple-choice item: 1 if `choice_argmax` is the gold choice, else 0 (a tie for the maximum
+    counts for the first tied choice only)."""
+    if not 0 <= gold < len(scores):
+        raise ValueError(f"gold index {gold} outside 0..{len(scores) - 1}")
+    return 1.0 if choice_argmax(scores) == gold else 0.0
 
 
 def choice_accuracy(score_rows: Sequence[Sequence[float]], golds: Sequence[int]) -> float:
@@ -195,8 +273,6 @@ def bootstrap_ratio_ci(numerators: Sequence[float], denominators: Sequence[float
 
     With unit denominators this is the interval of a mean (an accuracy over pair groups); with word
     counts it is the interval of a corpus WER over utterances."""
-    import numpy as np
-
     num, den = np.asarray(numerators, dtype=np.float64), np.asarray(denominators, dtype=np.float64)
     if num.shape != den.shape or num.ndim != 1 or num.size == 0:
         raise ValueError(f"bootstrap: need equally long non-empty sequences, got {num.shape} and {den.shape}")
@@ -204,3 +280,20 @@ def bootstrap_ratio_ci(numerators: Sequence[float], denominators: Sequence[float
     ratios = num[idx].sum(1) / np.maximum(den[idx].sum(1), 1e-12)
     lo, hi = np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
+
+
+def mean_ci95(values: Sequence[float], groups: Sequence[str] | None = None) -> list[float]:
+    """95% interval of a mean; with `groups`, of the mean over groups of each group's mean (resampling groups)."""
+    if groups is not None:
+        by: dict[str, list[float]] = {}
+        for v, g in zip(values, groups):
+            by.setdefault(g, []).append(float(v))
+        values = [sum(v) / len(v) for v in by.values()]
+    return list(bootstrap_ratio_ci(values, [1.0] * len(values)))
+
+
+def wer_ci95(refs: Sequence[str], hyps: Sequence[str], normalizer: Callable[[str], str] | None = None) -> list[float]:
+    """95% interval of the corpus WER of `wer_details`, resampling utterances."""
+    per = [wer_details([r], [h], normalizer=normalizer) for r, h in zip(refs, hyps)]
+    errors = [p.substitutions + p.deletions + p.insertions for p in per]
+    return list(bootstrap_ratio_ci(errors, [p.ref_words for p in per]))

@@ -8,21 +8,20 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from sodakit import __version__
 from sodakit.config import atomic_write_text
 
 RESULTS_FORMAT = "sodakit.eval/1"
 
 
-def run_header(argv: list[str], model: dict, tokenizer: dict, codec: dict | None, settings: dict) -> dict:
-    import torch
-
-    from sodakit import __version__
-
+def run_header(command: list[str], model: dict, tokenizer: dict, codec: dict | None, settings: dict) -> dict:
     return {
         "format": RESULTS_FORMAT,
         "sodakit_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": ["sodakit", "eval", *argv],
+        "command": list(command),
         "environment": {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform()},
         "model": model,
         "tokenizer": tokenizer,
@@ -42,11 +41,11 @@ def write_item_log(directory: Path, task: str, records: list[dict]) -> Path:
     return path
 
 
-# The columns of the published table (SPEC section 9) and where each comes from in a results JSON.
+# The columns of the published table (docs/soda.md#evaluation-protocol) and where each comes from in a results JSON.
 SODA_COLUMNS: dict[str, tuple[str, str, float]] = {
     "sBLIMP": ("sblimp", "accuracy", 100.0),
     "sWUGGY": ("swuggy", "accuracy", 100.0),
-    "SALMon": ("salmon", "macro_accuracy", 100.0),
+    "SALMon": ("salmon", "accuracy", 100.0),  # the protocol's headline (soda: micro over all items)
     "tBLIMP": ("tblimp", "accuracy", 100.0),
     "tWUGGY": ("twuggy", "accuracy", 100.0),
     "HellaSwag": ("hellaswag", "acc_norm", 100.0),

@@ -1,4 +1,5 @@
-"""Prompt templates of SPEC section 9 as token sequences, and the positions each task scores.
+"""The scoring spans of docs/soda.md#evaluation-protocol as `ScoreRequest`s, rendered from the token
+language (tokens/templates.py: speech_score, text_score, continuation_score[_in_text]):
 
 - speech score:  BOS <|audio_start|> {audio} <|audio_end|>, mean log-prob over the audio tokens;
 - text score:    BOS <|text_start|> {text} <|text_end|>,   mean log-prob over the text tokens;
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sodakit.eval.scoring import ScoreRequest
+from sodakit.tokens.templates import render_ids
 from sodakit.tokens.vocab import AudioSpanError, Vocab
 
 
@@ -63,26 +65,6 @@ class AudioSelection:
         return list(range(k))
 
 
-def audio_span_ids(codes: np.ndarray, vocab: Vocab, sel: AudioSelection) -> np.ndarray:
-    """codes [K_codec, F] -> flat frame-major ids of the selected input codebooks (int64)."""
-    codes = np.asarray(codes)
-    books = sel.input_books(vocab)
-    if codes.ndim != 2 or codes.shape[0] <= max(books):
-        raise ValueError(f"codes must be [K, F] with K > {max(books)}, got shape {codes.shape}")
-    if codes.size and (codes.min() < 0 or codes.max() >= vocab.codebook_size):
-        raise ValueError(f"codes outside [0, {vocab.codebook_size})")
-    offsets = vocab.audio_offset + vocab.codebook_size * np.asarray(books, dtype=np.int64)
-    return (codes[books].astype(np.int64) + offsets[:, None]).T.reshape(-1)
-
-
-def frame_columns(span_len: int, per_frame: int, cols: list[int]) -> np.ndarray:
-    """Offsets within a flat frame-major span of the tokens in columns `cols` of each frame."""
-    if span_len % per_frame:
-        raise AudioSpanError(f"audio span of {span_len} tokens is not a multiple of {per_frame} codebooks")
-    grid = np.arange(span_len, dtype=np.int64).reshape(span_len // per_frame, per_frame)
-    return grid[:, cols].reshape(-1)
-
-
 def check_codebook_order(span: np.ndarray, vocab: Vocab, books: list[int]) -> None:
     """Every token of a flat span must belong to the codebook its position says (frame-major)."""
     per = len(books)
@@ -93,41 +75,23 @@ def check_codebook_order(span: np.ndarray, vocab: Vocab, books: list[int]) -> No
         raise AudioSpanError(f"frame {t} column {j} holds codebook {got[t, j]}, expected {books[j]}")
 
 
-def speech_request(codes: np.ndarray, vocab: Vocab, sel: AudioSelection, add_bos: bool = True) -> ScoreRequest:
-    span = audio_span_ids(codes, vocab, sel)
-    if span.size == 0:
-        raise ValueError("empty audio span (0 frames)")
+def speech_request(codes: np.ndarray, vocab: Vocab, sel: AudioSelection) -> ScoreRequest:
+    """BOS <|audio_start|> audio <|audio_end|>, scoring the selected codebooks of the audio tokens."""
     books = sel.input_books(vocab)
-    check_codebook_order(span, vocab, books)
-    head = ([vocab.bos_id] if add_bos else []) + [vocab.audio_start_id]
-    ids = np.concatenate([np.asarray(head, np.int64), span, [vocab.audio_end_id]])
-    positions = len(head) + frame_columns(span.size, len(books), sel.score_columns(vocab))
-    return ScoreRequest(ids=ids, positions=np.sort(positions))
+    r = render_ids("speech_score", {"audio": codes}, vocab, audio_books=books, score_columns=sel.score_columns(vocab),
+                   dtype=np.int64)
+    check_codebook_order(r.ids[r.starts["audio"] : -1], vocab, books)
+    return ScoreRequest(ids=r.ids, positions=r.scored)
 
 
-def text_request(text_ids, vocab: Vocab, add_bos: bool = True, markers: bool = True) -> ScoreRequest:
+def text_request(text_ids, vocab: Vocab) -> ScoreRequest:
     """BOS <|text_start|> text <|text_end|>, scoring the text ids (not the markers)."""
-    t = np.asarray(text_ids, dtype=np.int64).reshape(-1)
-    if t.size == 0:
-        raise ValueError("empty text (0 tokens)")
-    head = ([vocab.bos_id] if add_bos else []) + ([vocab.text_start_id] if markers else [])
-    tail = [vocab.text_end_id] if markers else []
-    ids = np.concatenate([np.asarray(head, np.int64), t, np.asarray(tail, np.int64)])
-    return ScoreRequest(ids=ids, positions=np.arange(len(head), len(head) + t.size, dtype=np.int64))
+    r = render_ids("text_score", {"text": text_ids}, vocab, dtype=np.int64)
+    return ScoreRequest(ids=r.ids, positions=r.scored)
 
 
-def continuation_request(
-    context_ids, continuation_ids, vocab: Vocab, add_bos: bool = True, markers: bool = False
-) -> ScoreRequest:
+def continuation_request(context_ids, continuation_ids, vocab: Vocab, markers: bool = False) -> ScoreRequest:
     """BOS [<|text_start|>] context continuation [<|text_end|>], scoring the continuation ids."""
-    c = np.asarray(context_ids, dtype=np.int64).reshape(-1)
-    x = np.asarray(continuation_ids, dtype=np.int64).reshape(-1)
-    if x.size == 0:
-        raise ValueError("empty continuation (0 tokens)")
-    head = ([vocab.bos_id] if add_bos else []) + ([vocab.text_start_id] if markers else [])
-    if not head and c.size == 0:
-        raise ValueError("nothing to condition the first continuation token on (no BOS, no context)")
-    tail = [vocab.text_end_id] if markers else []
-    ids = np.concatenate([np.asarray(head, np.int64), c, x, np.asarray(tail, np.int64)])
-    start = len(head) + c.size
-    return ScoreRequest(ids=ids, positions=np.arange(start, start + x.size, dtype=np.int64))
+    name = "continuation_score_in_text" if markers else "continuation_score"
+    r = render_ids(name, {"context": context_ids, "continuation": continuation_ids}, vocab, dtype=np.int64)
+    return ScoreRequest(ids=r.ids, positions=r.scored)

@@ -18,9 +18,9 @@ row may then only open the next planned span, and once the plan is complete only
 The modes map onto a few "state classes" (free, text, audio-open, audio codebook j at slot j, and the
 three planned free states) and each class has one row of a boolean table [S, V]. Each class also has a
 *head window*: the smallest id range [lo, hi) holding everything it allows (plus a mask when not all of
-it is allowed), so the sampler computes the LM head over just those rows. Inside an audio span that is
-one codebook (2,048 rows, with <|audio_end|> right before codebook 0 in the layout) instead of the whole
-144,644-id vocabulary -- the head is most of the cost of a decoding step in small models; text and free
+it is allowed), so the decoding loop (decoding.py) computes the LM head over just those rows. Inside an
+audio span that is one codebook (2,048 rows, with <|audio_end|> right before codebook 0 in the layout)
+instead of the whole 144,644-id vocabulary -- the head is most of the cost of a decoding step in small models; text and free
 states skip the 16,384 audio rows.
 
 The table covers the model's vocabulary, which may be larger than the layout (padded embeddings):

@@ -1,5 +1,5 @@
-"""Task prompts exactly as SPEC sections 9-10, built as SODA strings and tokenized by `SodaTokenizer`
-(so they match the released tokenizer's ids), and the parsing of generated ids back into spans.
+"""Generation prompts, rendered from the token language (tokens/templates.py), and the parsing of generated
+ids back into spans.
 
     ASR          <|begin_of_text|><|audio_start|>{audio}<|audio_end|><|text_start|>        -> until <|text_end|>
                  N-shot: full <|begin_of_text|>..<|end_of_text|> audio-first blocks before the prompt
@@ -11,14 +11,13 @@
                     {target text}<|text_end|><|audio_start|>{target audio}<|audio_end|>
                  (known parts -- source language, source text, target text -- may be given as a forced prefix)
 
-The released tokenizer prepends BOS, so every prompt starts with it. `<language>` tags are plain text.
-User text goes through the tokenizer's PUA policy (text that would turn into audio codes is refused or
-escaped), never straight into the string.
+The ids equal the released tokenizer's on the same SODA string (docs/soda.md#evaluation-protocol and
+#speech-to-speech-translation). User text follows the template rules: text that would turn into audio
+codes is refused or escaped (the tokenizer's PUA policy), and a literal marker/BOS/EOS string is refused.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -26,44 +25,14 @@ from typing import Literal
 import numpy as np
 
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
-from sodakit.tokens.vocab import AUDIO_END, AUDIO_START, BOS_TEXT, EOS_TEXT, TEXT_END, TEXT_START, Vocab
-
-LANGUAGE_TAG = re.compile(r"^\s*<language>(.*?)</language>", re.DOTALL)
-DEFAULT_TARGET_LANGUAGE = "en"
-
-
-def _audio(tok: SodaTokenizer, codes: np.ndarray, where: str) -> str:
-    codes = np.asarray(codes)
-    k = tok.vocab.num_codebooks
-    if codes.ndim != 2 or codes.shape[0] < k:
-        raise ValueError(f"{where}: audio codes must be [K>={k}, frames], got shape {codes.shape}")
-    if codes.shape[1] == 0:
-        raise ValueError(f"{where}: audio has no frames")
-    return tok.vocab.codes_to_pua(codes[:k])
-
-
-def _text(tok: SodaTokenizer, text: str, where: str) -> str:
-    if not isinstance(text, str):
-        raise TypeError(f"{where}: expected a string, got {type(text).__name__}")
-    return tok.prepare_text(text, where)
-
-
-def language_tag(lang: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_\-]+", lang or ""):
-        raise ValueError(f"language code {lang!r}: expected letters, digits, '-' or '_' (e.g. 'fr', 'zh-CN')")
-    return f"<language>{lang}</language>"
+from sodakit.tokens.templates import LANGUAGE_TAG_AT_START, render_ids
+from sodakit.tokens.vocab import Vocab
 
 
 def asr_prompt(tok: SodaTokenizer, codes: np.ndarray, shots: Sequence[tuple[np.ndarray, str]] = ()) -> np.ndarray:
     """ids of the ASR prompt for audio codes [K, F]; `shots` are (codes, transcript) examples."""
-    parts = []
-    for i, (c, t) in enumerate(shots):
-        parts.append(
-            f"{BOS_TEXT}{AUDIO_START}{_audio(tok, c, f'shot {i}')}{AUDIO_END}"
-            f"{TEXT_START}{_text(tok, t, f'shot {i} transcript')}{TEXT_END}{EOS_TEXT}"
-        )
-    parts.append(f"{BOS_TEXT}{AUDIO_START}{_audio(tok, codes, 'ASR audio')}{AUDIO_END}{TEXT_START}")
-    return tok.encode("".join(parts), add_bos=False)
+    examples = [{"codes": c, "text": t} for c, t in shots]
+    return render_ids("asr_prompt", {"audio": codes, "shots": examples}, tok).ids
 
 
 @dataclass
@@ -75,18 +44,11 @@ class VoicePrompt:
 
 
 def tts_prompt(tok: SodaTokenizer, text: str, voice: VoicePrompt | None = None) -> np.ndarray:
-    s = BOS_TEXT
-    if voice is not None:
-        s += (
-            f"{TEXT_START}{_text(tok, voice.text, 'voice prompt text')}{TEXT_END}"
-            f"{AUDIO_START}{_audio(tok, voice.codes, 'voice prompt audio')}{AUDIO_END}"
-        )
-    s += f"{TEXT_START}{_text(tok, text, 'TTS text')}{TEXT_END}{AUDIO_START}"
-    return tok.encode(s, add_bos=False)
+    return render_ids("tts_prompt", {"text": text, "voice": voice}, tok).ids
 
 
 def continuation_prompt(tok: SodaTokenizer, codes: np.ndarray) -> np.ndarray:
-    return tok.encode(f"{BOS_TEXT}{AUDIO_START}{_audio(tok, codes, 'continuation audio')}", add_bos=False)
+    return render_ids("continuation_prompt", {"audio": codes}, tok).ids
 
 
 def s2st_prompt(
@@ -98,50 +60,9 @@ def s2st_prompt(
     target_text: str | None = None,
 ) -> np.ndarray:
     """The S2ST prompt; each given field is forced in order (a later one needs the earlier ones)."""
-    s = f"{BOS_TEXT}{AUDIO_START}{_audio(tok, source_codes, 'source audio')}{AUDIO_END}{TEXT_START}"
-    if source_lang is not None:
-        s += language_tag(source_lang)
-        if source_text is not None:
-            s += f"{_text(tok, source_text, 'source text')}{TEXT_END}{TEXT_START}"
-            if target_lang is not None:
-                s += language_tag(target_lang)
-                if target_text is not None:
-                    s += f"{_text(tok, target_text, 'target text')}{TEXT_END}{AUDIO_START}"
-    elif any(x is not None for x in (source_text, target_lang, target_text)):
-        raise ValueError("s2st_prompt: forcing source text or the target side needs the source language too")
-    return tok.encode(s, add_bos=False)
-
-
-def s2st_sequence(
-    tok: SodaTokenizer,
-    source_codes: np.ndarray,
-    source_lang: str,
-    source_text: str,
-    target_text: str,
-    target_codes: np.ndarray,
-    target_lang: str = DEFAULT_TARGET_LANGUAGE,
-    response_from: Literal["source_text", "target_text", "target_audio"] = "source_text",
-) -> tuple[np.ndarray, int]:
-    """The full S2ST training sequence (SPEC section 10) and the index of its first response token.
-
-    response_from picks what the loss is masked to: everything after the source audio (the model learns
-    to transcribe, translate and speak), from the target text on, or the target audio only.
-    """
-    pieces = [
-        f"{BOS_TEXT}{AUDIO_START}{_audio(tok, source_codes, 'source audio')}{AUDIO_END}{TEXT_START}",
-        f"{language_tag(source_lang)}{_text(tok, source_text, 'source text')}{TEXT_END}{TEXT_START}",
-        f"{language_tag(target_lang)}{_text(tok, target_text, 'target text')}{TEXT_END}{AUDIO_START}",
-        f"{_audio(tok, target_codes, 'target audio')}{AUDIO_END}{EOS_TEXT}",
-    ]
-    ids = tok.encode("".join(pieces), add_bos=False)
-    cut = {"source_text": 1, "target_text": 2, "target_audio": 3}
-    if response_from not in cut:
-        raise ValueError(f"response_from must be one of {sorted(cut)}, got {response_from!r}")
-    # Markers split the string before BPE, so the prefix's ids are a prefix of the sequence's ids.
-    prefix = tok.encode("".join(pieces[: cut[response_from]]), add_bos=False)
-    if not np.array_equal(ids[: len(prefix)], prefix):
-        raise AssertionError("s2st_sequence: prefix tokenization is not a prefix of the sequence")
-    return ids, len(prefix)
+    values = {"source_audio": source_codes, "source_language": source_lang, "source_text": source_text,
+              "target_language": target_lang, "target_text": target_text}
+    return render_ids("s2st_prompt", values, tok).ids
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -184,13 +105,18 @@ def split_spans(ids: Sequence[int] | np.ndarray, vocab: Vocab) -> list[Span]:
 
 
 def span_codes(vocab: Vocab, ids: np.ndarray) -> np.ndarray:
-    """Codes [K, F] of a flat audio span, truncated to whole frames (SPEC section 2)."""
+    """Codes [K, F] of a flat audio span, truncated to whole frames (docs/soda.md#audio-tokens)."""
     return vocab.ids_to_codes(np.asarray(ids, dtype=np.int64), on_error="raise")
 
 
-def text_of(tok: SodaTokenizer, ids: np.ndarray) -> str:
+def text_of(tok: SodaTokenizer, ids: np.ndarray, skip_special: bool = False) -> str:
+    """The text of the text ids among `ids` (audio ids and markers dropped); skip_special also drops the
+    text tokenizer's own special tokens (BOS, EOS, ...), as `decode(..., skip_special_tokens=True)` does."""
     ids = np.asarray(ids, dtype=np.int64)
-    return tok.text.decode(ids[tok.vocab.is_text(ids)].tolist())
+    text_ids = ids[tok.vocab.is_text(ids)].tolist()
+    if skip_special:
+        return tok.text.tokenizer.decode(text_ids, skip_special_tokens=True)
+    return tok.text.decode(text_ids)
 
 
 @dataclass
@@ -203,7 +129,7 @@ class S2STOutput:
 
 
 def split_language(text: str) -> tuple[str | None, str]:
-    m = LANGUAGE_TAG.match(text)
+    m = LANGUAGE_TAG_AT_START.match(text)
     return (m.group(1), text[m.end() :]) if m else (None, text)
 
 

@@ -16,11 +16,11 @@ from torch import Tensor
 
 @dataclass
 class SamplingConfig:
-    # 0 = greedy (argmax); SPEC section 9's TTS protocol samples at 0.9.
+    # 0 = greedy (argmax); SODA's TTS protocol samples at 0.9 (docs/soda.md#evaluation-protocol).
     temperature: float = 0.0
     # 0 = off. Keeps the k most likely ids before sampling.
     top_k: int = 0
-    # 1.0 = off. SPEC section 9's TTS protocol uses 0.8.
+    # 1.0 = off. SODA's TTS protocol uses 0.8.
     top_p: float = 1.0
     # Seed of the sampling generator; None draws from torch's global generator.
     seed: int | None = 0

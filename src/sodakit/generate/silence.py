@@ -1,6 +1,6 @@
-"""What counts as "silence" in generated audio codes, for the silence stop (SPEC section 9's failure mode).
+"""What counts as "silence" in generated audio codes, for the silence stop (a known failure mode, docs/soda.md#evaluation-protocol).
 
-Flattened audio LMs can fail to close an audio span and keep emitting silence. The sampler stops a row
+Flattened audio LMs can fail to close an audio span and keep emitting silence. The decoding loop stops a row
 after N trailing silent frames; a detector says how many of the last frames are silent. Three detectors:
 
 - `EnergySilence` (needs the codec): decode the tail with left context and call a frame silent when its

@@ -1,33 +1,35 @@
 """ASR, TTS, audio continuation and S2ST on a trained model: waveforms and text in, waveforms and text out.
 
-    g = SodaGenerator.from_pretrained("runs/x", codec=None)      # codec from the model's metadata
+    g = SodaGenerator.from_bundle(load_bundle("runs/x", need_codec=True))  # codec from the model's metadata
     texts = g.asr([wav], sample_rate=16000)
     wavs = g.tts(["Hello there."], voice=g.voice(prompt_wav, 16000, "Prompt transcript."))
 
-The codec is the one recorded in the checkpoint (`sodakit.json` -> codec -> source) unless one is given;
-it must be the codec the model was trained with (same config hash), since codes of different codecs mean
-different things. Audio is resampled to the codec's rate on the way in; generated audio comes out at the
-codec's rate (`g.sample_rate`).
+The codec is the one `sodakit.model.bundle.load_bundle` opened: the one recorded in the checkpoint
+unless another was given, checked to be the codec the model was trained with (same config hash), since
+codes of different codecs mean different things. Audio is resampled to the codec's rate on the way in;
+generated audio comes out at the codec's rate (`g.sample_rate`).
 """
 
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-import torch
 
+from sodakit.audio.io import resample, to_mono
 from sodakit.generate import prompts as P
-from sodakit.generate.sampler import STOP_SILENCE, DecodeStats, GenerationConfig, generate
+from sodakit.generate.decoding import STOP_SILENCE, DecodeStats, Generation, GenerationConfig, generate
+from sodakit.generate.memory import weights_to_hugepages
 from sodakit.generate.sampling import SamplingConfig
-from sodakit.generate.silence import RepeatSilence, SilenceDetector, calibrate_silence_codes
+from sodakit.generate.silence import EnergySilence, RepeatSilence, SilenceDetector, calibrate_silence_codes
+from sodakit.model.bundle import Bundle
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.vocab import Vocab
 
-# SPEC section 9's TTS protocol: temperature 0.9, top-p 0.8, at most 1500 new tokens.
+# SODA's TTS protocol (docs/soda.md#evaluation-protocol): temperature 0.9, top-p 0.8, at most 1500 new tokens.
 TTS_SAMPLING = SamplingConfig(temperature=0.9, top_p=0.8, seed=0)
 TTS_MAX_NEW_TOKENS = 1500
 # ASR transcripts: greedy; 12.5 frames/s of audio rarely need more than ~4 text tokens per second.
@@ -35,55 +37,36 @@ ASR_MAX_NEW_TOKENS = 448
 # S2ST text spans (source transcript, translation) longer than this are runaway loops: CVSS sentences
 # stay well under 100 Llama-3 tokens.
 S2ST_MAX_TEXT_TOKENS = 256
-# Silence detector used when the caller asks for a silence stop without naming one.
+# What can count as silence (`SodaGenerator.silence_detector`), and the detector used when the caller
+# asks for a silence stop without naming one.
+SILENCE_DETECTORS = ("codes", "repeat", "energy")
 DEFAULT_SILENCE = "codes"
-
-
-class CodecMismatchError(ValueError):
-    """The codec given does not produce the codes the model was trained on."""
+# The stop reason of an item that was not generated at all (`TaskOutput.error` says why).
+STOP_ERROR = "error"
 
 
 @dataclass
-class TaskResult:
+class TaskOutput:
+    """What one generation task produced for one input."""
+
     text: str = ""
     audio: np.ndarray | None = None  # float32 at the codec's rate
     stop_reason: str = ""
     new_tokens: int = 0
     audio_frames: int = 0
     extra: dict = field(default_factory=dict)
+    error: str | None = None  # why nothing was generated for this input (the others of its batch go on)
 
 
-def check_codec(codec, vocab: Vocab, recorded: dict | None, allow_mismatch: bool = False) -> list[str]:
-    """Refuse a codec whose codes do not fit the vocabulary or differ from the recorded one; return notes."""
-    notes = []
-    if codec.codebook_size != vocab.codebook_size or codec.num_codebooks < vocab.num_codebooks:
-        raise CodecMismatchError(
-            f"codec {codec.name} has {codec.num_codebooks} codebooks of {codec.codebook_size}; the model's vocabulary "
-            f"needs {vocab.num_codebooks} of {vocab.codebook_size}"
-        )
-    if recorded:
-        want = recorded.get("config_hash")
-        if want and want != codec.config_hash:
-            msg = (
-                f"codec {codec.name} (hash {codec.config_hash}, from {codec.source}) is not the one the model was trained "
-                f"with ({recorded.get('name')} hash {want}, from {recorded.get('source')})"
-            )
-            if not allow_mismatch:
-                raise CodecMismatchError(msg + "; pass allow_codec_mismatch=True (--allow-codec-mismatch) to use it anyway")
-            notes.append("WARNING: " + msg)
-    else:
-        notes.append("the model records no codec; codes are assumed to come from the one given")
-    return notes
+@dataclass
+class ItemFailed:
+    """An input the model cannot continue (e.g. its prompt alone fills the model's context)."""
+
+    reason: str
 
 
-def load_soda_tokenizer(path: str | os.PathLike, vocab: Vocab | None = None) -> SodaTokenizer:
-    """The SODA tokenizer of a checkpoint: its text BPE with the checkpoint's recorded layout when there is
-    one (a tokenizer.json alone can only imply the released 2048-entry codebooks)."""
-    if vocab is None:
-        return SodaTokenizer.from_pretrained(path)
-    from sodakit.tokens.text_tokenizer import TextTokenizer
-
-    return SodaTokenizer(TextTokenizer.from_file(path), vocab)
+def _stderr_warning(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 class SodaGenerator:
@@ -104,6 +87,11 @@ class SodaGenerator:
         self.batch_size = max(1, int(batch_size))
         self.notes: list[str] = []
         self.stats = DecodeStats()
+        # Called with the number of inputs finished after every decoded batch (progress).
+        self.on_items_done: Callable[[int], None] | None = None
+        # Where runtime warnings go (a budget clamped to the model's context), each said once.
+        self.warn: Callable[[str], None] = _stderr_warning
+        self._warned: set[tuple] = set()
         if tokenizer is not None and tokenizer.vocab != vocab:
             raise ValueError(
                 f"tokenizer layout {tokenizer.vocab.fingerprint} differs from the model's vocabulary {vocab.fingerprint}"
@@ -111,48 +99,14 @@ class SodaGenerator:
 
     # ---- construction ----------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(
-        cls,
-        path: str | os.PathLike,
-        codec: str | os.PathLike | object | None = None,
-        tokenizer: str | os.PathLike | None = None,
-        device: str = "cpu",
-        dtype: torch.dtype = torch.float32,
-        allow_codec_mismatch: bool = False,
-        batch_size: int = 8,
-        need_codec: bool = True,
-    ) -> SodaGenerator:
-        from sodakit.model.load import load_pretrained
-
-        model, info = load_pretrained(path, device=device, dtype=dtype)
-        if model.embed.weight.device.type == "cpu":
-            from sodakit.generate.memory import weights_to_hugepages
-
-            weights_to_hugepages(model)  # faster CPU decoding, same values
-        tok_path = tokenizer or info.tokenizer_path
-        tok = load_soda_tokenizer(tok_path, info.vocab) if tok_path is not None else None
-        vocab = info.vocab or (tok.vocab if tok is not None else None)
-        if vocab is None:
-            raise ValueError(
-                f"{info.path}: the checkpoint records no vocabulary layout and no tokenizer was given (--tokenizer)"
-            )
-        codec_obj = None
-        notes = list(info.notes)
-        if codec is not None and not isinstance(codec, str | os.PathLike):
-            codec_obj = codec
-        elif need_codec:
-            from sodakit.audio.codec import load_model_codec
-
-            codec_obj = load_model_codec(codec, info.codec, device=device, num_codebooks=vocab.num_codebooks)
-            if codec_obj is None:
-                raise ValueError(
-                    f"{info.path}: the checkpoint records no codec source; pass one with --codec (a Mimi directory, "
-                    "an offline codec directory or a hub id)"
-                )
-        if codec_obj is not None:
-            notes += check_codec(codec_obj, vocab, info.codec, allow_codec_mismatch)
-        g = cls(model, vocab, tok, codec_obj, info.codec, batch_size)
-        g.notes = notes
+    def from_bundle(cls, bundle: Bundle, batch_size: int = 8) -> SodaGenerator:
+        """A generator over an opened model (its notes: what loading it noticed, e.g. a codec warning)."""
+        if bundle.info.backend != "sodakit":
+            raise ValueError(f"{bundle.info.path}: generation needs the project's model (load it with backend='sodakit')")
+        if bundle.model.embed.weight.device.type == "cpu":
+            weights_to_hugepages(bundle.model)  # faster CPU decoding, same values
+        g = cls(bundle.model, bundle.vocab, bundle.tokenizer, bundle.codec, bundle.info.codec_record, batch_size)
+        g.notes = list(bundle.info.notes)
         return g
 
     # ---- helpers -----------------------------------------------------------------------------------
@@ -200,24 +154,67 @@ class SodaGenerator:
             return RepeatSilence(semantic_codebook=self.vocab.semantic_codebooks[0])
         self._need_codec()
         if kind == "energy":
-            from sodakit.generate.silence import EnergySilence
-
             return EnergySilence(self.codec)
         if kind == "codes":
-            from sodakit.audio.io import resample, to_mono
-
             sr = self.codec.sample_rate
             waves = [resample(to_mono(np.asarray(w, dtype=np.float32)), r, sr) for w, r in calibration_audio if len(w)]
             return calibrate_silence_codes(self.codec, waves, sample_rate=sr)
-        raise ValueError(f"unknown silence detector {kind!r}; choose codes, repeat or energy")
+        raise ValueError(f"unknown silence detector {kind!r}; choose {', '.join(SILENCE_DETECTORS)}")
 
-    def _run(self, prompts: list[np.ndarray], cfg: GenerationConfig, silence: SilenceDetector | None = None):
-        out = []
-        for s in range(0, len(prompts), self.batch_size):
-            out += generate(self.model, prompts[s : s + self.batch_size], self.vocab, cfg, silence=silence, stats=self.stats)
-        return out
+    @property
+    def context_length(self) -> int | None:
+        """The model's max_seq_len: prompt + new tokens never go past it (positions it never trained on)."""
+        return getattr(getattr(self.model, "cfg", None), "max_seq_len", None)
 
-    def _audio_result(self, gen, trim_silence: bool) -> TaskResult:
+    def _run(self, prompts: list[np.ndarray], cfg: GenerationConfig,
+             silence: SilenceDetector | None = None) -> list[Generation | ItemFailed]:
+        """Decode every prompt, in batches of `batch_size`; one result per prompt, in order.
+
+        A prompt whose budget would run past the model's context gets max_seq_len - its length new
+        tokens (decoded on its own, so its neighbours keep their full budget; a warning names the
+        numbers); a prompt that leaves no room at all is an `ItemFailed`, and the others go on.
+        """
+        context = None if cfg.allow_longer_than_trained else self.context_length
+        out: list[Generation | ItemFailed | None] = [None] * len(prompts)
+        full, clamped = [], []
+        for i, p in enumerate(prompts):
+            room = None if context is None else context - len(p)
+            if room is None or room >= cfg.max_new_tokens:
+                full.append(i)
+            elif room >= 1:
+                clamped.append(i)
+            else:
+                out[i] = ItemFailed(f"the prompt ({len(p)} tokens) does not fit the model's context "
+                                    f"(max_seq_len {context}); nothing was generated")
+        groups = [(full[s : s + self.batch_size], cfg) for s in range(0, len(full), self.batch_size)]
+        if clamped:
+            assert context is not None
+            budgets = [context - len(prompts[i]) for i in clamped]
+            self._warn_once(("clamp", cfg.max_new_tokens, context),
+                            f"max_new_tokens {cfg.max_new_tokens} + the prompt exceeds the model's context "
+                            f"(max_seq_len {context}): clamped to max_seq_len - prompt length ("
+                            + (f"{budgets[0]}" if len(set(budgets)) == 1 else f"{min(budgets)} to {max(budgets)}")
+                            + f" new tokens for {len(clamped)} prompt(s) of {len(prompts)})")
+            groups += [([i], replace(cfg, max_new_tokens=b)) for i, b in zip(clamped, budgets)]
+        failed = sum(isinstance(o, ItemFailed) for o in out)
+        if failed and self.on_items_done is not None:
+            self.on_items_done(failed)
+        for idx, c in groups:
+            gens = generate(self.model, [prompts[i] for i in idx], self.vocab, c, silence=silence, stats=self.stats)
+            for i, g in zip(idx, gens):
+                out[i] = g
+            if self.on_items_done is not None:
+                self.on_items_done(len(idx))
+        return out  # type: ignore[return-value]
+
+    def _warn_once(self, key: tuple, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.warn(message)
+
+    def _audio_result(self, gen: Generation | ItemFailed, trim_silence: bool) -> TaskOutput:
+        if isinstance(gen, ItemFailed):
+            return TaskOutput(stop_reason=STOP_ERROR, error=gen.reason)
         # The task's audio: the generated ids of the span the prompt opened, up to its <|audio_end|>.
         ids = np.asarray(gen.tokens, dtype=np.int64)
         other = np.flatnonzero(~self.vocab.is_audio(ids))
@@ -225,7 +222,7 @@ class SodaGenerator:
         codes = P.span_codes(self.vocab, body)
         if trim_silence and gen.stop_reason == STOP_SILENCE and gen.trailing_silence:
             codes = codes[:, : max(0, codes.shape[1] - gen.trailing_silence)]
-        return TaskResult(
+        return TaskOutput(
             audio=self.decode(codes),
             stop_reason=gen.stop_reason,
             new_tokens=len(gen.tokens),
@@ -244,23 +241,36 @@ class SodaGenerator:
         shots: Sequence[tuple[np.ndarray, int, str]] = (),
         max_new_tokens: int = ASR_MAX_NEW_TOKENS,
         sampling: SamplingConfig | None = None,
-    ) -> list[TaskResult]:
-        """Transcripts: `<|audio_start|>A<|audio_end|><|text_start|>` until <|text_end|> (greedy by default)."""
+        constrain: bool = True,
+        stop_at_eos: bool = True,
+    ) -> list[TaskOutput]:
+        """Transcripts: `<|audio_start|>A<|audio_end|><|text_start|>` until <|text_end|> (greedy by default).
+
+        constrain=False samples from the whole vocabulary and stop_at_eos=False lets generation run past
+        <|end_of_text|> (the SODA authors' decoding); the transcript is then the text tokens generated
+        before <|text_end|>, with special tokens (BOS/EOS, markers, audio) dropped.
+        """
         tok = self._need_tokenizer()
         codes = self.encode(waveforms, sample_rate)
         shot_codes = [(self.encode([w], sr)[0], t) for w, sr, t in shots]
         prompts = [P.asr_prompt(tok, c, shot_codes) for c in codes]
+        stops = (self.vocab.text_end_id, self.vocab.eos_id) if stop_at_eos else (self.vocab.text_end_id,)
         cfg = GenerationConfig(
             max_new_tokens=max_new_tokens,
             sampling=sampling or SamplingConfig(),
-            stop_ids=(self.vocab.text_end_id, self.vocab.eos_id),
-            span_plan=("text",),
+            stop_ids=stops,
+            constrain=constrain,
+            span_plan=("text",) if constrain else None,
         )
         results = []
         for g in self._run(prompts, cfg):
+            if isinstance(g, ItemFailed):
+                results.append(TaskOutput(stop_reason=STOP_ERROR, error=g.reason))
+                continue
             ids = np.asarray(g.tokens, dtype=np.int64)
             ids = ids[: np.flatnonzero(ids == self.vocab.text_end_id)[0]] if (ids == self.vocab.text_end_id).any() else ids
-            results.append(TaskResult(text=P.text_of(tok, ids).strip(), stop_reason=g.stop_reason, new_tokens=len(g.tokens)))
+            text = P.text_of(tok, ids, skip_special=True).strip()
+            results.append(TaskOutput(text=text, stop_reason=g.stop_reason, new_tokens=len(g.tokens)))
         return results
 
     def tts(
@@ -273,11 +283,14 @@ class SodaGenerator:
         silence_stop_seconds: float | None = None,
         silence: SilenceDetector | None = None,
         trim_silence: bool = True,
-    ) -> list[TaskResult]:
-        """Speech for each text, optionally in the voice of `voice` (SPEC section 9 TTS prompt)."""
+    ) -> list[TaskOutput]:
+        """Speech for each text, optionally in the voice of `voice` (docs/soda.md#evaluation-protocol TTS prompt)."""
         tok = self._need_tokenizer()
         self._need_codec()
         prompts = [P.tts_prompt(tok, t, voice) for t in texts]
+        frames = self._frames(max_seconds)
+        if frames is not None:  # the duration cap needs no more than its frames and <|audio_end|>
+            max_new_tokens = min(max_new_tokens, frames * self.vocab.num_codebooks + 1)
         cfg = self._audio_cfg(max_new_tokens, sampling or TTS_SAMPLING, max_seconds, silence_stop_seconds)
         if cfg.silence_stop_frames is not None and silence is None:
             silence = self.silence_detector()
@@ -292,7 +305,7 @@ class SodaGenerator:
         silence_stop_seconds: float | None = None,
         silence: SilenceDetector | None = None,
         include_prompt: bool = False,
-    ) -> list[TaskResult]:
+    ) -> list[TaskOutput]:
         """Continue each recording for up to `seconds` (or until the model closes the span)."""
         codes = self.encode(waveforms, sample_rate)
         prompts = [self.continuation_ids(c) for c in codes]
@@ -305,6 +318,8 @@ class SodaGenerator:
         results = [self._audio_result(g, trim_silence=True) for g in self._run(prompts, cfg, silence)]
         if include_prompt:
             for r, c in zip(results, codes):
+                if r.error is not None:
+                    continue
                 full = np.concatenate([c, r.extra["codes"]], axis=1)
                 r.audio = self.decode(full)
         return results
@@ -329,8 +344,8 @@ class SodaGenerator:
         silence_stop_seconds: float | None = None,
         silence: SilenceDetector | None = None,
         max_text_tokens: int | None = S2ST_MAX_TEXT_TOKENS,
-    ) -> list[TaskResult]:
-        """Voice-preserving speech translation with a model fine-tuned on SPEC section 10's format.
+    ) -> list[TaskOutput]:
+        """Voice-preserving speech translation with a model fine-tuned on SODA's S2ST format (docs/soda.md#speech-to-speech-translation).
 
         Source language / source text / target language, when given, are forced into the prompt
         (`source_lang` one for all or one per item; the target language is forced only after a forced
@@ -362,12 +377,15 @@ class SodaGenerator:
                 gens[i] = g
         results = []
         for prompt, g in zip(prompts, gens):
+            if isinstance(g, ItemFailed):
+                results.append(TaskOutput(audio=np.zeros(0, np.float32), stop_reason=STOP_ERROR, error=g.reason))
+                continue
             out = P.parse_s2st(tok, np.concatenate([prompt, np.asarray(g.tokens, dtype=np.int64)]))
             codes_out = out.target_codes if out.target_codes is not None else np.zeros((self.vocab.num_codebooks, 0), np.int64)
             if g.stop_reason == STOP_SILENCE and g.trailing_silence:
                 codes_out = codes_out[:, : max(0, codes_out.shape[1] - g.trailing_silence)]
             results.append(
-                TaskResult(
+                TaskOutput(
                     text=out.target_text,
                     audio=self.decode(codes_out),
                     stop_reason=g.stop_reason,

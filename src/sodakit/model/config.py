@@ -1,7 +1,7 @@
 """Model shapes: the Qwen3-style decoder's config, SODA presets, parameter and FLOP accounting.
 
 FLOP accounting is shared by training (MFU), the scaling planner and the fitters, so there is one
-definition of each convention here (SPEC section 8):
+definition of each convention here (docs/soda.md#isoflop-sweep):
 
 - `forward_flops_per_token`: SODA's forward count, attention (with the full sequence length) and LM head
   included, embedding lookups not. Training FLOPs per token = 3 x that ("paper" convention).
@@ -57,7 +57,7 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
-# SPEC section 6. The names count one embedding matrix of the 144,644-token vocabulary.
+# docs/soda.md#model. The names count one embedding matrix of the 144,644-token vocabulary.
 PRESETS: dict[str, ModelConfig] = {
     "135M": ModelConfig(d_model=512, n_layers=15, n_heads=8, n_kv_heads=8, head_dim=64, d_ff=1792),
     "600M": ModelConfig(d_model=1024, n_layers=28, n_heads=16, n_kv_heads=8, head_dim=128, d_ff=3072),
@@ -68,7 +68,7 @@ PRESETS: dict[str, ModelConfig] = {
     "mini": ModelConfig(d_model=256, n_layers=6, n_heads=4, n_kv_heads=4, head_dim=64, d_ff=768, max_seq_len=2048),
 }
 
-# Width used by SODA's peak-LR rule for each preset (the 135M model uses 1024 there, SPEC section 7).
+# Width used by SODA's peak-LR rule for each preset (the 135M model uses 1024 there, docs/soda.md#training-recipe).
 LR_RULE_WIDTH = {"135M": 1024}
 
 
@@ -105,7 +105,7 @@ def count_params(cfg: ModelConfig) -> ParamCounts:
 
 
 def forward_flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> float:
-    """SODA's forward FLOPs per token (SPEC section 8), attention over the full `seq_len`."""
+    """SODA's forward FLOPs per token (docs/soda.md#isoflop-sweep), attention over the full `seq_len`."""
     s = cfg.max_seq_len if seq_len is None else seq_len
     d, hd, h, kv = cfg.d_model, cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
     per_layer = 6 * d * cfg.d_ff + 2 * d * (h * hd + 2 * kv * hd) + 2 * h * hd * d + s * (4 * h * hd + 3 * h)

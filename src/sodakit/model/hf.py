@@ -17,9 +17,10 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
+from sodakit.fileio import load_safetensors
 from sodakit.model.config import ModelConfig, RopeScaling
 
 HF_CONFIG = "config.json"
@@ -214,7 +215,7 @@ def read_hf_tensors(path: str | os.PathLike) -> dict[str, Tensor]:
     """All tensors of an HF directory: model.safetensors, or the shards listed in model.safetensors.index.json."""
     p = Path(path)
     if (p / HF_WEIGHTS).is_file():
-        return load_file(str(p / HF_WEIGHTS))
+        return load_safetensors(p / HF_WEIGHTS)
     index_path = p / HF_INDEX
     if not index_path.is_file():
         raise HFFormatError(f"{p}: neither {HF_WEIGHTS} nor {HF_INDEX} found (only safetensors are read)")
@@ -227,7 +228,7 @@ def read_hf_tensors(path: str | os.PathLike) -> dict[str, Tensor]:
         shard_path = p / shard
         if not shard_path.is_file():
             raise HFFormatError(f"{index_path}: shard {shard} is missing")
-        tensors.update(load_file(str(shard_path)))
+        tensors.update(load_safetensors(shard_path))
     missing = set(weight_map) - set(tensors)
     if missing:
         raise HFFormatError(f"{index_path}: tensors listed but absent from the shards: {sorted(missing)[:5]}")
@@ -267,7 +268,7 @@ def save_hf_dir(
     cfg: ModelConfig,
     state_dict: dict[str, Tensor],
     dtype: torch.dtype = torch.float32,
-    tokenizer: str | os.PathLike | None = None,
+    tokenizer: str | os.PathLike | object | None = None,
     extra_files: dict[str, str] | None = None,
     bos_id: int | None = None,
     eos_id: int | None = None,
@@ -275,7 +276,8 @@ def save_hf_dir(
 ) -> Path:
     """Write a Qwen3ForCausalLM directory atomically (temp directory, then rename).
 
-    tokenizer: a tokenizer.json file or a directory whose tokenizer files are copied along.
+    tokenizer: a SodaTokenizer (written complete with `save_pretrained`), or a tokenizer.json file or a
+    directory whose tokenizer files are copied along.
     extra_files: name -> text written next to the weights (e.g. our sodakit.json sidecar).
     max_shard_bytes: split the weights into model-0000i-of-0000n.safetensors plus an index.
     """
@@ -300,9 +302,11 @@ def save_hf_dir(
             index = {"metadata": {"total_size": total}, "weight_map": weight_map}
             (tmp / HF_INDEX).write_text(json.dumps(index, indent=2))
         (tmp / HF_CONFIG).write_text(json.dumps(to_hf_config(cfg, dtype, bos_id, eos_id), indent=2))
-        gen_cfg = {"bos_token_id": bos_id, "eos_token_id": eos_id, "do_sample": False}
+        gen_cfg = {"bos_token_id": bos_id, "eos_token_id": eos_id, "pad_token_id": eos_id, "do_sample": False}
         (tmp / "generation_config.json").write_text(json.dumps(gen_cfg, indent=2))
-        if tokenizer is not None:
+        if hasattr(tokenizer, "save_pretrained"):
+            tokenizer.save_pretrained(tmp)
+        elif tokenizer is not None:
             copy_tokenizer_files(tokenizer, tmp)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)

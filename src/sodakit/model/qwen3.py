@@ -1,4 +1,4 @@
-"""The Qwen3-style decoder (SPEC section 6), readable in one sitting and written for training speed.
+"""The Qwen3-style decoder (docs/soda.md#model), readable in one sitting and written for training speed.
 
 Architecture: token embedding -> L x [pre-RMSNorm -> attention (GQA, QK-norm, RoPE with Llama-3 scaling,
 `scaled_dot_product_attention`) -> residual -> pre-RMSNorm -> SwiGLU MLP -> residual] -> RMSNorm ->
@@ -26,7 +26,9 @@ Public contract (used by training, evaluation and generation):
   `model(next_ids, cache=cache)` per step. Positions are counted per row from the valid tokens, so
   left padding changes nothing for the real tokens.
 - Per-document attention: pass `segment_ids [B, T]` (the loader's) and tokens only attend within their
-  own document. RoPE is relative, so positions need no reset.
+  own document. RoPE is relative, so positions need no reset. `model.document_attention` picks how:
+  "auto" (FlexAttention block masks on CUDA, a dense boolean mask through SDPA elsewhere), "flex" or
+  "dense" (model/document_attention.py).
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention.flex_attention import BlockMask
 from torch.utils.checkpoint import checkpoint
 
 from sodakit.model.config import ModelConfig
+from sodakit.model.document_attention import document_block_mask, flex_attend, use_flex
 
 # Logits computed at once by the chunked loss (fp32 elements). GPU: 2**27 = 512 MiB (~930 rows at the
 # 144,644 SODA vocabulary): big matmuls. CPU: 2**22 = 16 MiB, so a chunk stays in cache (measured 2.5x
@@ -121,7 +125,8 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
         self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None, cache: KVCache | None) -> Tensor:
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | BlockMask | None,
+                cache: KVCache | None) -> Tensor:
         b, t, _ = x.shape
         hd = self.head_dim
         q, k, v = self.wqkv(x).split([self.n_heads * hd, self.n_kv_heads * hd, self.n_kv_heads * hd], dim=-1)
@@ -131,6 +136,9 @@ class Attention(nn.Module):
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)
         gqa = self.n_heads != self.n_kv_heads
+        if isinstance(mask, BlockMask):
+            y = flex_attend(q, k, v, mask, enable_gqa=gqa)
+            return self.wo(y.transpose(1, 2).reshape(b, t, self.n_heads * hd))
         if gqa and not _native_gqa_ok(q, mask):
             # Only the flash kernels honour enable_gqa; anything else would silently run the slow
             # "math" kernel, so expand K/V for the memory-efficient kernel instead.
@@ -162,7 +170,8 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None, cache: KVCache | None) -> Tensor:
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | BlockMask | None,
+                cache: KVCache | None) -> Tensor:
         x = x + self.attn(self.attn_norm(x), cos, sin, mask, cache)
         return x + self.mlp(self.mlp_norm(x))
 
@@ -342,6 +351,7 @@ class Qwen3(nn.Module):
         self._inv_freq: dict[torch.device, Tensor] = {}
         self.activation_checkpointing = False
         self.ce_chunk_elements: int | None = None  # None: device default
+        self.document_attention = "auto"  # with segment_ids: "auto" (flex on CUDA, else dense), "flex", "dense"
         self.init_weights()
 
     # ---- setup ----------------------------------------------------------------------------------
@@ -406,7 +416,12 @@ class Qwen3(nn.Module):
             else:
                 positions = torch.arange(t, device=device)[None, :]
         cos, sin = rope_cos_sin(self.inv_freq(device), positions, x.dtype)
-        mask = self._attention_mask(b, t, device, segment_ids, attention_mask, cache)
+        mask: Tensor | BlockMask | None
+        if (segment_ids is not None and attention_mask is None and cache is None
+                and use_flex(self.document_attention, device)):
+            mask = document_block_mask(segment_ids.to(device))
+        else:
+            mask = self._attention_mask(b, t, device, segment_ids, attention_mask, cache)
         for layer in self.layers:
             if self.activation_checkpointing and self.training and torch.is_grad_enabled():
                 x = checkpoint(layer, x, cos, sin, mask, cache, use_reentrant=False)

@@ -173,13 +173,35 @@ def approach2(
     obs: Observations, n_bootstrap: int = 1000, seed: int = 0, confidence: float = 0.95, strict: bool = False
 ) -> Approach2Result:
     """Fit IsoFLOP profiles and the N*/D* power laws. `strict` turns every warning into an error."""
-    warnings: list[str] = []
     budgets = obs.budgets
     if len(budgets) < 2:
         raise FitError(
             f"Approach 2 needs runs at >= 2 compute budgets to fit N* ~ C^b; got one budget ({budgets[0]:.3e})"
         )
     profiles = _profiles(obs)
+    warnings = _profile_warnings(profiles)
+    used = [p for p in profiles if p.used]
+    if strict and warnings:
+        raise FitError("; ".join(warnings))
+    if len(used) < 2:
+        raise FitError(
+            f"Approach 2: only {len(used)} budget(s) have a usable IsoFLOP minimum "
+            f"(need >= 2): " + ("; ".join(warnings) if warnings else "")
+        )
+    if len(used) == 2:
+        warnings.append("only 2 budgets usable: the power laws pass exactly through them (no residual check)")
+    laws = _cross_budget(profiles)
+    ok = _bootstrap_intervals(obs, used, laws, n_bootstrap, seed, confidence, warnings)
+    n_law, d_law, l_law = laws
+    return Approach2Result(
+        profiles=profiles, n_opt=n_law, d_opt=d_law, loss_opt=l_law, budgets_used=[p.budget for p in used],
+        n_bootstrap=n_bootstrap, n_bootstrap_ok=ok, confidence=confidence, warnings=warnings,
+    )
+
+
+def _profile_warnings(profiles: list[Profile]) -> list[str]:
+    """Why each excluded budget is out, then which kept minima are not significant."""
+    warnings = []
     for p in profiles:
         if p.status == "too_few_points":
             warnings.append(
@@ -204,21 +226,11 @@ def approach2(
                 f"budget {p.budget:.3e}: the profile's curvature is not significant (t = {p.curvature_t:.2f} "
                 f"< {MIN_CURVATURE_T}); its minimum may be noise - widen the size range or add runs"
             )
-    used = [p for p in profiles if p.used]
-    if strict and warnings:
-        raise FitError("; ".join(warnings))
-    if len(used) < 2:
-        raise FitError(
-            f"Approach 2: only {len(used)} budget(s) have a usable IsoFLOP minimum "
-            f"(need >= 2): " + ("; ".join(warnings) if warnings else "")
-        )
-    if len(used) == 2:
-        warnings.append("only 2 budgets usable: the power laws pass exactly through them (no residual check)")
-    n_law, d_law, l_law = _cross_budget(profiles)
+    return warnings
 
-    # Residual bootstrap within each budget: the design (which sizes were trained) is fixed, the noise
-    # is resampled. Resampling runs instead would often leave < 3 distinct sizes in a budget.
-    rng = np.random.default_rng(seed)
+
+def _residual_design(obs: Observations, used: list[Profile], warnings: list[str]) -> dict[float, tuple]:
+    """{budget: (ln N, ln D, fitted loss, rescaled residuals)} of the budgets in the regression."""
     logn, logd = np.log(obs.params), np.log(obs.tokens)
     design = {}
     for p in used:
@@ -234,6 +246,17 @@ def approach2(
         # Residuals of a 3-parameter fit underestimate the noise; rescale by sqrt(n / (n - 3)).
         resid = resid * math.sqrt(k / (k - MIN_POINTS)) if k > MIN_POINTS else resid
         design[p.budget] = (logn[m], logd[m], fitted, resid)
+    return design
+
+
+def _bootstrap_intervals(obs: Observations, used: list[Profile], laws: tuple[PowerLaw, PowerLaw, PowerLaw],
+                         n_bootstrap: int, seed: int, confidence: float, warnings: list[str]) -> int:
+    """Fill the intervals of the power laws and of each used budget's N*, D*; returns the number of
+    resamples in which every budget's profile stayed convex."""
+    # Residual bootstrap within each budget: the design (which sizes were trained) is fixed, the noise
+    # is resampled. Resampling runs instead would often leave < 3 distinct sizes in a budget.
+    rng = np.random.default_rng(seed)
+    design = _residual_design(obs, used, warnings)
     samples: dict[str, list[float]] = {k: [] for k in ("bn", "an", "bd", "ad", "bl", "al")}
     per_budget: dict[float, tuple[list[float], list[float]]] = {p.budget: ([], []) for p in used}
     ok = 0
@@ -263,13 +286,10 @@ def approach2(
                 f"{failed} of {n_bootstrap} bootstrap resamples had a budget whose profile was not convex; "
                 "intervals come from the remaining ones and are likely too narrow"
             )
-        for key, law in (("n", n_law), ("d", d_law), ("l", l_law)):
+        for key, law in zip("ndl", laws, strict=True):
             law.exponent_ci = _interval(samples["b" + key], confidence)
             law.coef_ci = _interval(samples["a" + key], confidence)
         for p in used:
             p.n_opt_ci = _interval(per_budget[p.budget][0], confidence)
             p.d_opt_ci = _interval(per_budget[p.budget][1], confidence)
-    return Approach2Result(
-        profiles=profiles, n_opt=n_law, d_opt=d_law, loss_opt=l_law, budgets_used=[p.budget for p in used],
-        n_bootstrap=n_bootstrap, n_bootstrap_ok=ok, confidence=confidence, warnings=warnings,
-    )
+    return ok

@@ -19,12 +19,12 @@ total N, k = 6 exactly; otherwise k is the median of C/(N*D) over the data (reco
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import minimize
+from threadpoolctl import threadpool_limits
 
 from sodakit.scaling.laws import FitError, ParametricLaw
 from sodakit.scaling.results import Observations
@@ -86,10 +86,6 @@ def _grid_objective(logn, logd, logl, delta, grid=_GRID) -> np.ndarray:
 def _one_blas_thread():
     """Single-threaded BLAS for the optimiser: L-BFGS-B's BLAS calls on 5x5 problems are ~8x slower
     with OpenBLAS threads on a busy CPU (measured 17.7 s -> 2.0 s for a fit with 20 bootstraps)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: only speed depends on it
-        return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
 
 

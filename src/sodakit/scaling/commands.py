@@ -1,50 +1,115 @@
 """`sodakit isoflop`: plan, run, fit, predict (the IsoFLOP scaling study).
 
-    sodakit isoflop plan [--preset soda|mini] [--config RULES.yaml] [--budgets C ...] [--out DIR] [key=value ...]
-    sodakit isoflop run PLAN --data PACKED[:WEIGHT] ... --val PACKED [--results CSV] [--runs-dir DIR] ...
-    sodakit isoflop fit RESULTS.csv [--out DIR] [--json] [--approach 2 3] [--bootstrap N] ...
-    sodakit isoflop predict --fit FIT.json --flops C [C ...] [--json]
+    sodakit isoflop plan [RULES.yaml] [preset=soda|mini] [budgets=[C, ...]] [out=DIR] [key=value ...]
+    sodakit isoflop run [CONFIG.yaml] plan=PLAN data=[PACKED[:WEIGHT], ...] val=PACKED [key=value ...]
+    sodakit isoflop fit [CONFIG.yaml] results=RESULTS.csv [out=DIR] [json=true] [approach=[2]] [key=value ...]
+    sodakit isoflop predict [CONFIG.yaml] fit=FIT.json flops=[C, ...] [json=true]
+
+Like every stage, each subcommand takes a typed config (`key=value`, optionally over a YAML file;
+`sodakit isoflop SUB --help` lists the keys). The positional forms (`run PLAN`, `fit RESULTS.csv`) and
+the flags (`--data A B`, `--out DIR`, `--json`, ...) are other spellings of the same keys.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from sodakit.config import ConfigError, from_dict, resolve_config_path, to_dict
+from omegaconf import OmegaConf
 
-EPILOG_FIT = """results CSV columns (rename with --*-col):
-  flops, params, loss        required; finite and > 0
-  tokens                     optional; else tokens = flops / (6 * params)
-  budget                     optional; else runs are grouped by flops (within 5%)
-  flop_convention            optional; one value per table (soda | 6N | 6N_nonembedding)
-  run_id                     optional; named in messages
-"""
-
-
-def _plan_parser(sub) -> None:
-    from sodakit.scaling.plan import PRESETS
-
-    p = sub.add_parser("plan", help="generate an IsoFLOP sweep by SODA's rules (CSV + JSON)",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Generate the sweep table. Rules: see `sodakit.scaling.plan` (module docstring).",
-                       epilog="any SweepRules field can be set as key=value, e.g. vocab_size=4096 max_width=1024")
-    p.add_argument("--preset", default="soda", choices=sorted(PRESETS), help="rule set to start from (default soda)")
-    p.add_argument("--config", type=Path, help="YAML file of SweepRules fields merged over the preset")
-    p.add_argument("--budgets", type=float, nargs="+", help="training FLOP budgets in the plan's convention")
-    p.add_argument("--convention", choices=("soda", "6N", "6N_nonembedding"), help="FLOP convention")
-    p.add_argument("--vocab-size", type=int, help="vocabulary size of the data the sweep will train on")
-    p.add_argument("--seq-len", type=int, help="training sequence length")
-    p.add_argument("--out", type=Path, help="write OUT/plan.json and OUT/plan.csv")
-    p.add_argument("--json", action="store_true", help="print the plan as JSON instead of a table")
-    p.add_argument("overrides", nargs="*", help="SweepRules overrides key=value")
+from sodakit.config import (
+    ConfigArgs,
+    ConfigError,
+    Flag,
+    load_config,
+    parse_config_args,
+    resolve_config_path,
+    split_config_args,
+    to_dict,
+)
+from sodakit.model.config import FLOP_CONVENTIONS
+from sodakit.scaling.fit import PARAMS_KINDS, FitSettings, fit_all, format_report, load_fit, write_fit
+from sodakit.scaling.plan import PRESETS, SweepRules, format_plan, plan_sweep, plan_to_json, write_plan
+from sodakit.scaling.plots import plot_all
+from sodakit.scaling.predict import format_prediction, predict
+from sodakit.scaling.results import Columns, read_results
 
 
+# ---------------------------------------------------------------------------------------------------
+# plan
+# ---------------------------------------------------------------------------------------------------
+@dataclass
+class PlanConfig(SweepRules):
+    """The sweep rules (defaults: the preset's) and what to do with the plan."""
+
+    preset: str = "soda"  # rule set the fields start from: soda | mini
+    out: str | None = None  # write OUT/plan.json and OUT/plan.csv
+    json: bool = False  # print the plan as JSON instead of a table
+
+
+PLAN_FLAGS = (
+    Flag("preset", help="rule set to start from: soda | mini"),
+    Flag("budgets", nargs="+", help="training FLOP budgets in the plan's convention"),
+    Flag("flop_convention", help="FLOP convention: soda | 6N | 6N_nonembedding", name="--convention"),
+    Flag("vocab_size", help="vocabulary size of the data the sweep will train on"),
+    Flag("seq_len", help="training sequence length"),
+    Flag("out", help="write OUT/plan.json and OUT/plan.csv"),
+    Flag("json", const=True, help="print the plan as JSON instead of a table"),
+)
+
+
+def _chosen_preset(args: ConfigArgs) -> str:
+    """The preset named by the command line or the rules file (the last word wins), before the full merge
+    that starts from it."""
+    layers = [OmegaConf.create({"preset": "soda"})]
+    if args.path is not None:
+        try:
+            layers.append(OmegaConf.masked_copy(OmegaConf.load(resolve_config_path(args.path)), ["preset"]))
+        except Exception:  # a broken file is reported by the full merge, naming it
+            pass
+    if "preset" in args.values:
+        layers.append(OmegaConf.create({"preset": args.values["preset"]}))
+    layers.append(OmegaConf.from_dotlist([o for o in args.overrides if o.startswith("preset=")]))
+    name = str(OmegaConf.merge(*layers).preset)
+    if name not in PRESETS:
+        raise ConfigError(f"preset={name}: unknown; choose one of {sorted(PRESETS)}")
+    return name
+
+
+def cmd_plan(argv: list[str]) -> int:
+    args = split_config_args(PlanConfig, argv, "sodakit isoflop plan", "Generate an IsoFLOP sweep by SODA's rules "
+                             "(CSV + JSON). Rules: see `sodakit.scaling.plan` (module docstring).",
+                             flags=PLAN_FLAGS, config_flag="--config")
+    base = to_dict(PRESETS[_chosen_preset(args)])
+    try:
+        cfg = load_config(PlanConfig, args.path, args.overrides, base=base, values=args.values)
+    except ValueError as e:  # SweepRules' own checks
+        raise ConfigError(str(e)) from e
+    rules = SweepRules(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(SweepRules)})
+    plan = plan_sweep(rules)
+    if cfg.json:
+        print(json.dumps(plan_to_json(plan), indent=1))
+    else:
+        print(format_plan(plan))
+    if cfg.out is not None:
+        j, c = write_plan(plan, Path(cfg.out))
+        print(f"wrote {j} and {c}", file=sys.stderr)
+    if not plan.runs:
+        raise ConfigError("no run satisfies the sweep rules for any budget")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# run
+# ---------------------------------------------------------------------------------------------------
 EPILOG_RUN = """examples:
   sodakit isoflop run runs/mini --data packed/speech:0.95 packed/text:0.05 --val packed/val
+  sodakit isoflop run plan=runs/mini 'data=[packed/speech:0.95, packed/text:0.05]' val=packed/val
   torchrun --nproc-per-node 8 -m sodakit isoflop run runs/soda --data soda:1 --val dev_clean --micro-batch 16
 
 Finished runs (rows of the results CSV) are skipped; an interrupted run resumes from its own checkpoint.
@@ -54,120 +119,72 @@ train_loss, wall_time_s, ... (the input of `isoflop fit`).
 """
 
 
-def _run_parser(sub) -> None:
-    p = sub.add_parser("run", help="train every run of a plan (resumable; torchrun works), append results",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_RUN)
-    p.add_argument("plan", type=Path, help="plan.json written by `isoflop plan --out` (or its directory)")
-    p.add_argument("--data", nargs="+", required=True, metavar="PACKED[:WEIGHT]",
-                   help="training data: packed datasets with mixture weights (default weight 1)")
-    p.add_argument("--val", required=True, help="held-out packed dataset; the validation loss covers all of it")
-    p.add_argument("--results", type=Path, help="results CSV (default: results.csv next to the plan)")
-    p.add_argument("--runs-dir", type=Path, help="one directory per run (default: runs/ next to the plan)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
-                   help="auto: fp32 on CPU, bf16 on GPU")
-    p.add_argument("--micro-batch", type=int, default=0,
-                   help="sequences per rank per forward (default: global batch / world size)")
-    p.add_argument("--seed", type=int, default=0, help="init and data-order seed shared by all runs")
-    p.add_argument("--checkpoint-every", type=int, default=0, help="steps between checkpoints (default ~4 per run)")
-    p.add_argument("--keep-checkpoints", action="store_true", help="keep each run's final checkpoint")
-    p.add_argument("--compile", action="store_true", help="torch.compile each decoder block (GPU)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
-    p.add_argument("--only", nargs="+", default=[], metavar="RUN_ID",
-                   help="train only these runs (several `isoflop run` processes on one plan share the runs "
-                        "anyway: each claims a run before training it)")
-    p.add_argument("--max-runs", type=int, default=0, help="stop after this many runs (0: all)")
-    p.add_argument("--progress", action="store_true", help="per-step progress bar")
+@dataclass
+class RunConfig:
+    plan: str = "???"  # plan.json written by `isoflop plan out=...` (or its directory)
+    data: list[str] = field(default_factory=list)  # training data: PACKED[:WEIGHT] (default weight 1)
+    val: str = ""  # held-out packed dataset; the validation loss covers all of it
+    results: str | None = None  # results CSV (default: results.csv next to the plan)
+    runs_dir: str | None = None  # one directory per run (default: runs/ next to the plan)
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto (fp32 on CPU, bf16 on GPU) | bf16 | fp32
+    micro_batch: int = 0  # sequences per rank per forward (0: global batch / world size)
+    seed: int = 0  # init and data-order seed shared by all runs
+    checkpoint_every: int = 0  # steps between checkpoints (0: about 4 per run)
+    keep_checkpoints: bool = False  # keep each run's final checkpoint
+    compile: bool = False  # torch.compile each decoder block (GPU)
+    threads: int = 0  # torch CPU threads (0: torch's default)
+    # Train only these run ids (several `isoflop run` processes on one plan share the runs anyway: each
+    # claims a run before training it).
+    only: list[str] = field(default_factory=list)
+    max_runs: int = 0  # stop after this many runs (0: all)
+    progress: bool = False  # per-step progress of each run's training
+    quiet: bool = False  # no per-run progress of the sweep
 
 
-def _fit_parser(sub) -> None:
-    p = sub.add_parser("fit", help="fit Approach 2 and 3 scaling laws to a results CSV",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_FIT)
-    p.add_argument("results", type=Path)
-    p.add_argument("--out", type=Path, help="directory for fit.json and the plots (default: next to RESULTS)")
-    p.add_argument("--json", action="store_true", help="print every fitted value as JSON")
-    p.add_argument("--approach", type=int, nargs="+", default=[2, 3], choices=(2, 3))
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap samples for the intervals (default 200)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--confidence", type=float, default=0.95)
-    p.add_argument("--convention", choices=("soda", "6N", "6N_nonembedding"),
-                   help="FLOP convention of the table (checked against its flop_convention column)")
-    p.add_argument("--params", choices=("total", "non_embedding"), default="total",
-                   help="which parameter count N is (default total; non_embedding reads params_nonembedding)")
-    for col in ("flops", "params", "tokens", "loss", "budget"):
-        p.add_argument(f"--{col}-col", help=f"column holding {col}")
-    p.add_argument("--convention-col", help="column holding the FLOP convention (default flop_convention)")
-    p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--strict", action="store_true", help="treat every fit warning as an error")
-    p.add_argument("--drop-invalid", action="store_true",
-                   help="drop rows with NaN/negative/missing values (with a warning) instead of failing")
+RUN_FLAGS = (
+    Flag("data", nargs="+", help="training data: packed datasets with mixture weights, PACKED[:WEIGHT]"),
+    Flag("val", help="held-out packed dataset"),
+    Flag("results", help="results CSV"),
+    Flag("runs_dir", help="one directory per run"),
+    Flag("device", help="auto | cpu | cuda"),
+    Flag("precision", help="auto | bf16 | fp32"),
+    Flag("micro_batch", help="sequences per rank per forward"),
+    Flag("seed", help="init and data-order seed"),
+    Flag("checkpoint_every", help="steps between checkpoints"),
+    Flag("keep_checkpoints", const=True, help="keep each run's final checkpoint"),
+    Flag("compile", const=True, help="torch.compile each decoder block (GPU)"),
+    Flag("threads", help="torch CPU threads"),
+    Flag("only", nargs="+", help="train only these run ids"),
+    Flag("max_runs", help="stop after this many runs"),
+    Flag("progress", const=True, help="per-step progress of each run's training"),
+    Flag("quiet", const=True, help="no per-run progress of the sweep"),
+)
 
 
-def _predict_parser(sub) -> None:
-    p = sub.add_parser("predict", help="compute-optimal N*, D* and loss for a compute budget")
-    p.add_argument("--fit", type=Path, required=True, help="fit.json written by `isoflop fit` (or its directory)")
-    p.add_argument("--flops", type=float, nargs="+", required=True, help="compute budget(s) C in the fit's convention")
-    p.add_argument("--vocab-size", type=int, help="count preset parameters with this vocabulary (default: preset's)")
-    p.add_argument("--json", action="store_true")
+def cmd_run(argv: list[str]) -> int:
+    # The training engine (torch, FSDP) is imported here only: plan, fit and predict start in a second.
+    import torch
 
-
-def _cmd_plan(args) -> int:
-    from omegaconf import OmegaConf
-
-    from sodakit.scaling.plan import PRESETS, SweepRules, format_plan, plan_sweep, plan_to_json, write_plan
-
-    layers = [OmegaConf.create(to_dict(PRESETS[args.preset]))]
-    if args.config is not None:
-        layers.append(OmegaConf.load(resolve_config_path(args.config)))
-    cli = {}
-    if args.budgets:
-        cli["budgets"] = [float(b) for b in args.budgets]
-    if args.convention:
-        cli["flop_convention"] = args.convention
-    if args.vocab_size:
-        cli["vocab_size"] = args.vocab_size
-    if args.seq_len:
-        cli["seq_len"] = args.seq_len
-    layers.append(OmegaConf.create(cli))
-    bad = [o for o in args.overrides if "=" not in o]
-    if bad:
-        raise ConfigError(f"overrides must look like key=value, got {bad}")
-    layers.append(OmegaConf.from_dotlist(list(args.overrides)))
-    merged = OmegaConf.to_container(OmegaConf.merge(*layers))
-    try:
-        rules = from_dict(SweepRules, merged)  # type: ignore[arg-type]
-    except ValueError as e:
-        raise ConfigError(str(e)) from e
-    plan = plan_sweep(rules)
-    if args.json:
-        print(json.dumps(plan_to_json(plan), indent=1))
-    else:
-        print(format_plan(plan))
-    if args.out is not None:
-        j, c = write_plan(plan, args.out)
-        print(f"wrote {j} and {c}", file=sys.stderr)
-    if not plan.runs:
-        print("error: no run satisfies the sweep rules for any budget", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _cmd_run(args) -> int:
     from sodakit.scaling.run import RunSettings, default_paths, parse_data_arg, run_plan
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    results, runs_dir = default_paths(args.plan)
+    cfg, _ = parse_config_args(RunConfig, argv, "sodakit isoflop run", "Train every run of a plan (resumable; "
+                               "torchrun works), append results.\n\n" + EPILOG_RUN, flags=RUN_FLAGS,
+                               positionals=("plan",))
+    for key, allowed in (("device", ("auto", "cpu", "cuda")), ("precision", ("auto", "bf16", "fp32"))):
+        if getattr(cfg, key) not in allowed:
+            raise ConfigError(f"{key}={getattr(cfg, key)}: choose one of {', '.join(allowed)}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    results, runs_dir = default_paths(cfg.plan)
     settings = RunSettings(
-        data=[parse_data_arg(d) for d in args.data], val=args.val,
-        results=args.results or results, runs_dir=args.runs_dir or runs_dir,
-        device=args.device, precision=args.precision, micro_batch=args.micro_batch, seed=args.seed,
-        checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, compile=args.compile,
-        only=list(args.only), max_runs=args.max_runs, progress=args.progress,
+        data=[parse_data_arg(d) for d in cfg.data], val=cfg.val,
+        results=Path(cfg.results) if cfg.results else results, runs_dir=Path(cfg.runs_dir) if cfg.runs_dir else runs_dir,
+        device=cfg.device, precision=cfg.precision, micro_batch=cfg.micro_batch, seed=cfg.seed,
+        checkpoint_every=cfg.checkpoint_every, keep_checkpoints=cfg.keep_checkpoints, compile=cfg.compile,
+        only=list(cfg.only), max_runs=cfg.max_runs, progress=cfg.progress, quiet=cfg.quiet,
     )
-    out = run_plan(args.plan, settings, log=lambda m: print(m, file=sys.stderr, flush=True))
+    out = run_plan(cfg.plan, settings)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"trained {len(out.trained)}, skipped {len(out.skipped)} finished, diverged {len(out.diverged)}"
               + (f", left {len(out.taken)} to other processes" if out.taken else "")
@@ -175,29 +192,90 @@ def _cmd_run(args) -> int:
     return 0
 
 
-def _cmd_fit(args) -> int:
-    from sodakit.scaling.fit import FitSettings, fit_all, format_report, write_fit
-    from sodakit.scaling.results import Columns, read_results
+# ---------------------------------------------------------------------------------------------------
+# fit
+# ---------------------------------------------------------------------------------------------------
+EPILOG_FIT = """results CSV columns (rename with *_col=NAME or --*-col NAME):
+  flops, params, loss        required; finite and > 0
+  tokens                     optional; else tokens = flops / (6 * params)
+  budget                     optional; else runs are grouped by flops (within 5%)
+  flop_convention            optional; one value per table (soda | 6N | 6N_nonembedding)
+  run_id                     optional; named in messages
+"""
 
+
+@dataclass
+class FitConfig:
+    results: str = "???"  # results CSV (`isoflop run` writes one)
+    out: str | None = None  # directory for fit.json and the plots (default: next to the results)
+    json: bool = False  # print every fitted value as JSON
+    approach: list[int] = field(default_factory=lambda: [2, 3])  # 2: IsoFLOP minima, 3: parametric law
+    bootstrap: int = 200  # bootstrap samples for the intervals
+    seed: int = 0
+    confidence: float = 0.95
+    convention: str | None = None  # FLOP convention of the table (checked against its flop_convention column)
+    params: str = "total"  # which parameter count N is: total | non_embedding (reads params_nonembedding)
+    flops_col: str | None = None
+    params_col: str | None = None
+    tokens_col: str | None = None
+    loss_col: str | None = None
+    budget_col: str | None = None
+    convention_col: str | None = None  # column holding the FLOP convention (default flop_convention)
+    plots: bool = True
+    strict: bool = False  # treat every fit warning as an error
+    drop_invalid: bool = False  # drop rows with NaN/negative/missing values (with a warning) instead of failing
+
+
+FIT_FLAGS = (
+    Flag("out", help="directory for fit.json and the plots"),
+    Flag("json", const=True, help="print every fitted value as JSON"),
+    Flag("approach", nargs="+", help="2 and/or 3"),
+    Flag("bootstrap", help="bootstrap samples for the intervals"),
+    Flag("seed", help="bootstrap seed"),
+    Flag("confidence", help="interval confidence"),
+    Flag("convention", help="FLOP convention of the table"),
+    Flag("params", help="total | non_embedding"),
+    *(Flag(f"{col}_col", help=f"column holding {col}")
+      for col in ("flops", "params", "tokens", "loss", "budget", "convention")),
+    Flag("plots", const=False, help="write no plots", name="--no-plots"),
+    Flag("strict", const=True, help="treat every fit warning as an error"),
+    Flag("drop_invalid", const=True, help="drop invalid rows (with a warning) instead of failing"),
+)
+
+
+def fit_columns(cfg: FitConfig) -> Columns:
+    """The results table's column names: the defaults, params_nonembedding for params=non_embedding,
+    and any *_col renames."""
     cols = Columns()
-    if args.params == "non_embedding":
+    if cfg.params == "non_embedding":
         cols.params = "params_nonembedding"
     for name in ("flops", "params", "tokens", "loss", "budget"):
-        v = getattr(args, f"{name}_col")
-        if v:
-            setattr(cols, name, v)
-    if args.convention_col:
-        cols.flop_convention = args.convention_col
+        if getattr(cfg, f"{name}_col"):
+            setattr(cols, name, getattr(cfg, f"{name}_col"))
+    if cfg.convention_col:
+        cols.flop_convention = cfg.convention_col
+    return cols
+
+
+def cmd_fit(argv: list[str]) -> int:
+    cfg, _ = parse_config_args(FitConfig, argv, "sodakit isoflop fit", "Fit Approach 2 and 3 scaling laws to a "
+                               "results CSV.\n\n" + EPILOG_FIT, flags=FIT_FLAGS, positionals=("results",))
+    if cfg.convention is not None and cfg.convention not in FLOP_CONVENTIONS:
+        raise ConfigError(f"convention={cfg.convention}: choose one of {', '.join(FLOP_CONVENTIONS)}")
+    if cfg.params not in PARAMS_KINDS:
+        raise ConfigError(f"params={cfg.params}: choose one of {', '.join(PARAMS_KINDS)}")
+    cols = fit_columns(cfg)
     settings = FitSettings(
-        approaches=tuple(sorted(set(args.approach))), bootstrap=args.bootstrap, seed=args.seed,
-        confidence=args.confidence, params_kind=args.params, strict=args.strict,
+        approaches=tuple(sorted(set(cfg.approach))), bootstrap=cfg.bootstrap, seed=cfg.seed,
+        confidence=cfg.confidence, params_kind=cfg.params, strict=cfg.strict,
     )
-    obs = read_results(args.results, cols, args.convention, args.drop_invalid)
+    results = Path(cfg.results)
+    obs = read_results(results, cols, cfg.convention, cfg.drop_invalid)
     report = fit_all(obs, settings, cols)
-    out = args.out if args.out is not None else args.results.parent
-    plots = [] if args.no_plots else [str(p) for p in _plots(report, out)]
+    out = Path(cfg.out) if cfg.out is not None else results.parent
+    plots = [str(p) for p in plot_all(report, out)] if cfg.plots else []
     record = write_fit(report, out / "fit.json", {"plots": plots})
-    if args.json:
+    if cfg.json:
         print(json.dumps(record, indent=1))
     else:
         print(format_report(report))
@@ -207,40 +285,52 @@ def _cmd_fit(args) -> int:
     return 0
 
 
-def _plots(report, out: Path) -> list[Path]:
-    from sodakit.scaling.plots import plot_all
+# ---------------------------------------------------------------------------------------------------
+# predict
+# ---------------------------------------------------------------------------------------------------
+@dataclass
+class PredictConfig:
+    fit: str = "???"  # fit.json written by `isoflop fit` (or its directory)
+    flops: list[float] = field(default_factory=list)  # compute budget(s) C in the fit's convention
+    vocab_size: int | None = None  # count preset parameters with this vocabulary (default: the preset's)
+    json: bool = False
 
-    return plot_all(report, out)
+
+PREDICT_FLAGS = (
+    Flag("fit", help="fit.json written by `isoflop fit` (or its directory)"),
+    Flag("flops", nargs="+", help="compute budget(s) C in the fit's convention"),
+    Flag("vocab_size", help="count preset parameters with this vocabulary"),
+    Flag("json", const=True, help="print the predictions as JSON"),
+)
 
 
-def _cmd_predict(args) -> int:
-    import dataclasses
-
-    from sodakit.scaling.fit import load_fit
-    from sodakit.scaling.predict import format_prediction, predict
-
-    fit = load_fit(args.fit)
-    preds = [predict(fit, c, args.vocab_size) for c in args.flops]
-    if args.json:
+def cmd_predict(argv: list[str]) -> int:
+    cfg, _ = parse_config_args(PredictConfig, argv, "sodakit isoflop predict", "Compute-optimal N*, D* and loss "
+                               "for a compute budget.", flags=PREDICT_FLAGS)
+    if not cfg.flops:
+        raise ConfigError("flops=[C, ...] (or --flops C ...) is required: the compute budget(s) to predict for")
+    fit = load_fit(cfg.fit)
+    preds = [predict(fit, c, cfg.vocab_size) for c in cfg.flops]
+    if cfg.json:
         print(json.dumps([dataclasses.asdict(p) for p in preds], indent=1))
     else:
         print("\n".join(format_prediction(p) for p in preds))
     return 0
 
 
-def main(argv: list[str]) -> int:
-    from sodakit.scaling.laws import FitError
-    from sodakit.scaling.results import ResultsError
+SUBCOMMANDS = {
+    "plan": (cmd_plan, "generate an IsoFLOP sweep by SODA's rules (CSV + JSON)"),
+    "run": (cmd_run, "train every run of a plan (resumable; torchrun works), append results"),
+    "fit": (cmd_fit, "fit Approach 2 and 3 scaling laws to a results CSV"),
+    "predict": (cmd_predict, "compute-optimal N*, D* and loss for a compute budget"),
+}
 
-    parser = argparse.ArgumentParser(prog="sodakit isoflop", description="IsoFLOP scaling study: plan, run, fit, predict")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    _plan_parser(sub)
-    _run_parser(sub)
-    _fit_parser(sub)
-    _predict_parser(sub)
-    args = parser.parse_args(argv)
-    try:
-        return {"plan": _cmd_plan, "run": _cmd_run, "fit": _cmd_fit, "predict": _cmd_predict}[args.cmd](args)
-    except (ConfigError, ResultsError, FitError, FileNotFoundError, ValueError) as e:  # (CheckpointError, RunError too)
-        print(f"sodakit isoflop {args.cmd}: error: {e}", file=sys.stderr)
-        return 2
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="sodakit isoflop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="subcommands:\n" + "\n".join(f"  {name:<8} {text}" for name, (_, text) in SUBCOMMANDS.items()))
+    parser.add_argument("cmd", choices=sorted(SUBCOMMANDS), help="see `sodakit isoflop CMD --help`")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="the subcommand's config")
+    ns = parser.parse_args(argv)
+    return SUBCOMMANDS[ns.cmd][0](ns.args)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sodakit import __version__
 from sodakit.config import atomic_write_text
 from sodakit.scaling.approach2 import Approach2Result, approach2
 from sodakit.scaling.approach3 import HUBER_DELTA, Approach3Result, approach3
@@ -119,8 +120,6 @@ def reference_record() -> dict[str, Any]:
 
 
 def report_to_json(report: FitReport) -> dict[str, Any]:
-    from sodakit import __version__
-
     obs = report.obs
     return _clean({
         "format": FIT_FORMAT,

@@ -5,7 +5,7 @@
   allocation under C = k * N * D: N*(C) = G * (C/k)^(beta/(alpha+beta)), D*(C) = (C/k)^(alpha/(alpha+beta)) / G,
   G = (alpha*A / (beta*B))^(1/(alpha+beta)) (Hoffmann et al. 2022, eq. 4).
 
-Reference values (SPEC section 8):
+Reference values (docs/soda.md#isoflop-sweep):
 
 - Chinchilla Approach 3 (Hoffmann et al. 2022): E 1.69, A 406.4, B 410.7, alpha 0.34, beta 0.28, with
   C = 6ND.
@@ -83,7 +83,7 @@ CHINCHILLA = ParametricLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 
 SODA_N_EXPONENT = 0.367
 SODA_D_EXPONENT = 0.579
-# (compute, tokens per parameter) statements of the SODA paper (SPEC section 8).
+# (compute, tokens per parameter) statements of the SODA paper (docs/soda.md#isoflop-sweep).
 SODA_TOKENS_PER_PARAM = ((1e20, 13.0), (1e23, 58.0))
 
 

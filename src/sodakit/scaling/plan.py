@@ -1,4 +1,4 @@
-"""IsoFLOP sweep planner: SODA's sweep rules (SPEC section 8), as data, applied to a list of budgets.
+"""IsoFLOP sweep planner: SODA's sweep rules (docs/soda.md#isoflop-sweep), as data, applied to a list of budgets.
 
 For every budget C and every width d on the grid, one candidate model is built and either kept or
 skipped (with the reason recorded):
@@ -25,7 +25,7 @@ Interpretation notes (where the paper is terse):
   `flop_convention` ("soda" = 3 x forward FLOPs per token, the default). Because both the budget and F
   carry the same factor 3, every ratio above (batch, steps, tolerance) is identical to the forward-only
   rules: the "soda" preset's budgets 3e18..3e20 reproduce the paper's 1e18..1e20 internal budgets.
-* **Width step switch.** SPEC says "step 128 for small budgets, 256 above" without the boundary. The
+* **Width step switch.** The published rule says "step 128 for small budgets, 256 above" without the boundary. The
   public Marin IsoFLOP sweep script that SODA's sweep builds on switches when the forward budget
   exceeds 9e18, i.e. 1e18, 3e18 and 6e18 use 128 and 1e19 and up use 256. In training FLOPs that is
   2.7e19 (paper labels 3e18, 9e18, 1.8e19 -> 128; 3e19 .. 3e20 -> 256). Why a switch at all: at large
@@ -82,6 +82,7 @@ from pathlib import Path
 from typing import Any
 
 from sodakit.config import atomic_write_text, from_dict, to_dict
+from sodakit.fileio import is_plain_file_name
 from sodakit.model.config import (
     FLOP_CONVENTIONS,
     SODA_VOCAB_SIZE,
@@ -95,7 +96,7 @@ PLAN_FORMAT = "sodakit.isoflop.plan/1"
 
 @dataclass
 class SweepRules:
-    """Every constant of the sweep rules; defaults are SODA's (SPEC section 8)."""
+    """Every constant of the sweep rules; defaults are SODA's (docs/soda.md#isoflop-sweep)."""
 
     name: str = "soda"
     # Training FLOPs in `flop_convention` (paper labels: 3 x the forward-only internal budgets).
@@ -442,6 +443,10 @@ def read_plan(path: str | Path) -> Plan:
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         raise ValueError(f"plan file {path}: duplicate run ids")
+    # Each id names a run directory under the runs folder: a path in it would train elsewhere.
+    bad = [i for i in ids if not is_plain_file_name(str(i)) or str(i).startswith(".")]
+    if bad:
+        raise ValueError(f"plan file {path}: run id {bad[0]!r} is not a plain directory name")
     return Plan(rules=rules, runs=runs, skipped=skipped)
 
 

@@ -153,20 +153,11 @@ def _parse_positive(value: str | None) -> tuple[float | None, str]:
     return x, ""
 
 
-def _build(
-    rows: list[dict], columns: Columns, source: str, sha: str, flop_convention: str | None, drop_invalid: bool
-) -> Observations:
-    warnings: list[str] = []
-    where = f"results {source}"
-    if not rows:
-        raise ResultsError(f"{where}: no data rows")
-    has_tokens = columns.tokens in rows[0]
-    has_budget = columns.budget in rows[0]
-    conv_col = columns.flop_convention in rows[0]
-
-    # FLOP convention: one value for the table, and the one the caller expects.
+def _table_convention(rows: list[dict], columns: Columns, where: str, flop_convention: str | None,
+                      warnings: list[str]) -> str:
+    """The table's FLOP convention: one value for the table, and the one the caller expects."""
     table_conv = None
-    if conv_col:
+    if columns.flop_convention in rows[0]:
         seen = sorted({(r.get(columns.flop_convention) or "").strip() for r in rows})
         if len(seen) > 1:
             raise ResultsError(
@@ -189,7 +180,13 @@ def _build(
             f"{where}: no {columns.flop_convention!r} column and no convention given; assuming 'soda' "
             "(3 x forward FLOPs per token)"
         )
+    return convention
 
+
+def _valid_rows(rows: list[dict], columns: Columns, where: str, has_tokens: bool, has_budget: bool,
+                drop_invalid: bool, warnings: list[str]) -> tuple[dict[str, list[float]], list[str]]:
+    """({quantity: values}, run ids) of the rows whose numbers are finite and positive; invalid rows are
+    an error, or dropped with a warning when `drop_invalid`."""
     keep: list[int] = []
     values: dict[str, list[float]] = {k: [] for k in ("flops", "params", "tokens", "loss", "budget")}
     run_ids: list[str] = []
@@ -227,7 +224,20 @@ def _build(
         warnings.append(f"{where}: dropped {len(problems)} invalid row(s): {listing}")
     if not keep:
         raise ResultsError(f"{where}: no valid rows left")
+    return values, run_ids
 
+
+def _build(
+    rows: list[dict], columns: Columns, source: str, sha: str, flop_convention: str | None, drop_invalid: bool
+) -> Observations:
+    warnings: list[str] = []
+    where = f"results {source}"
+    if not rows:
+        raise ResultsError(f"{where}: no data rows")
+    has_tokens = columns.tokens in rows[0]
+    has_budget = columns.budget in rows[0]
+    convention = _table_convention(rows, columns, where, flop_convention, warnings)
+    values, run_ids = _valid_rows(rows, columns, where, has_tokens, has_budget, drop_invalid, warnings)
     flops = np.asarray(values["flops"])
     params = np.asarray(values["params"])
     loss = np.asarray(values["loss"])

@@ -49,11 +49,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sodakit.config import atomic_write_text
+from sodakit.data.packed import PackedDataError, PackedDataset
+from sodakit.fileio import try_exclusive_lock
 from sodakit.model.config import count_params, train_flops_per_token
+from sodakit.model.load import list_checkpoints, load_pretrained, resolve
+from sodakit.progress import Progress
 from sodakit.scaling.plan import Plan, RunSpec, read_plan
+from sodakit.train import distributed as D
+from sodakit.train import trainer  # called as trainer.train so tests can stand in for it
+from sodakit.train.config import (
+    CheckpointConfig,
+    DataConfig,
+    DataSource,
+    LogConfig,
+    ModelSpec,
+    OptimConfig,
+    ScheduleConfig,
+    TrainConfig,
+)
+from sodakit.train.metrics import TOKEN_TYPES
+from sodakit.train.validation import val_batches, validation_losses
 
 STATUS_OK, STATUS_DIVERGED = "ok", "diverged"
-TOKEN_TYPES = ("text", "marker", "audio", "semantic")  # sodakit.train.metrics.TOKEN_TYPES
 
 RESULT_COLUMNS = [
     "run_id", "budget", "flop_convention", "status",
@@ -86,7 +104,8 @@ class RunSettings:
     compile: bool = False
     only: list[str] = field(default_factory=list)  # restrict to these run ids (empty: all)
     max_runs: int = 0  # train at most this many runs in this invocation (0: all)
-    progress: bool = False  # per-step progress bar of the engine
+    progress: bool = False  # per-step progress of the engine (each run's training steps)
+    quiet: bool = False  # no per-run progress of the sweep
 
 
 @dataclass
@@ -119,8 +138,6 @@ def check_data(plan: Plan, settings: RunSettings) -> tuple[Any, str, int]:
 
     Returns (vocab, data fingerprint, number of validation windows at the plan's sequence length).
     """
-    from sodakit.data.packed import PackedDataError, PackedDataset
-
     if not settings.data:
         raise RunError("no training data: give --data PACKED_DIR[:WEIGHT] ...")
     if not settings.val:
@@ -203,8 +220,6 @@ def _locked(path: Path):
 
 def append_row(path: Path, row: dict[str, Any]) -> None:
     """Add one row: lock, read the table, write table + row to a temp file, fsync, rename."""
-    from sodakit.config import atomic_write_text
-
     missing = [c for c in RESULT_COLUMNS if c not in row]
     if missing:
         raise ValueError(f"results row lacks columns {missing}")
@@ -234,17 +249,6 @@ def _fmt(v: Any) -> str:
 # ---------------------------------------------------------------------------------------------------
 def train_config(spec: RunSpec, settings: RunSettings, world_size: int, n_val_windows: int, device_type: str):
     """The engine's TrainConfig for one planned run."""
-    from sodakit.train.config import (
-        CheckpointConfig,
-        DataConfig,
-        DataSource,
-        LogConfig,
-        ModelSpec,
-        OptimConfig,
-        ScheduleConfig,
-        TrainConfig,
-    )
-
     micro = settings.micro_batch or spec.batch // world_size
     if micro <= 0 or spec.batch % (micro * world_size):
         raise RunError(
@@ -308,11 +312,8 @@ def _final_val_from_metrics(run_dir: Path, steps: int) -> dict[str, float] | Non
 
 def _evaluate_checkpoint(cfg, ctx, vocab) -> dict[str, float]:
     """Score the run's final checkpoint on the validation data (all ranks; no metrics record existed)."""
-    from sodakit.model.load import load_pretrained, resolve
-    from sodakit.train.trainer import evaluate, val_batches
-
     model, _ = load_pretrained(resolve(cfg.run_dir), device=ctx.device)
-    return evaluate(model, val_batches(cfg, ctx, vocab), vocab, ctx)
+    return validation_losses(model, val_batches(cfg, ctx, vocab), vocab, ctx)
 
 
 def _last_train_loss(run_dir: Path) -> float | None:
@@ -329,8 +330,6 @@ def _last_train_loss(run_dir: Path) -> float | None:
 
 
 def _resume_step(run_dir: Path) -> int:
-    from sodakit.train.checkpoint import list_checkpoints
-
     ckpts = list_checkpoints(run_dir)
     return int(ckpts[-1].name.split("_")[-1]) if ckpts else 0
 
@@ -372,11 +371,12 @@ def _check_spec(spec: RunSpec) -> None:
 # ---------------------------------------------------------------------------------------------------
 # The sweep
 # ---------------------------------------------------------------------------------------------------
-def run_plan(plan_path: str | Path, settings: RunSettings, log: Callable[[str], None] = print) -> RunOutcome:
-    """Train every unfinished run of the plan (collective under torchrun: every rank calls it)."""
-    from sodakit.train import distributed as D
-    from sodakit.train.trainer import NonFiniteLossError, resolve_model_config, train
+def run_plan(plan_path: str | Path, settings: RunSettings, log: Callable[[str], None] | None = None) -> RunOutcome:
+    """Train every unfinished run of the plan (collective under torchrun: every rank calls it).
 
+    Rank 0 shows the sweep's progress per run (sodakit.progress, stderr) and writes its messages to `log`,
+    by default to stderr above that progress.
+    """
     plan = read_plan(plan_path)
     runs = plan.runs
     if settings.only:
@@ -404,10 +404,12 @@ def run_plan(plan_path: str | Path, settings: RunSettings, log: Callable[[str], 
         outcome = RunOutcome([], [], [])
         todo = [r for r in runs if r.run_id not in finished]
         outcome.skipped = [r.run_id for r in runs if r.run_id in finished]
+        bar = Progress("isoflop run", total=len(todo), unit="run", quiet=settings.quiet or not ctx.is_main)
+        say = log if log is not None else bar.write
         if ctx.is_main:
-            log(f"isoflop run: {len(runs)} runs in {plan_path}, {len(outcome.skipped)} already finished in "
+            say(f"isoflop run: {len(runs)} runs in {plan_path}, {len(outcome.skipped)} already finished in "
                 f"{settings.results}, {len(todo)} to train (world size {ctx.world_size}, device {ctx.device})")
-        for i, spec in enumerate(todo, 1):
+        for i, spec in enumerate(bar.each(todo), 1):
             if settings.max_runs and len(outcome.trained) + len(outcome.diverged) >= settings.max_runs:
                 break
             claim = _claim_run(settings.runs_dir, spec.run_id) if ctx.is_main else None
@@ -417,29 +419,29 @@ def run_plan(plan_path: str | Path, settings: RunSettings, log: Callable[[str], 
                 if claim is not None:
                     claim.close()
                 if ctx.is_main:
-                    log(f"[{i}/{len(todo)}] {spec.run_id}: taken by another process, skipped")
+                    say(f"[{i}/{len(todo)}] {spec.run_id}: taken by another process, skipped")
                 outcome.taken.append(spec.run_id)
                 continue
             with claim or contextlib.nullcontext():  # the claim is released once the row is written
                 cfg = train_config(spec, settings, ctx.world_size, n_val, ctx.device.type)
-                model_cfg = resolve_model_config(cfg.model, vocab)
+                model_cfg = trainer.resolve_model_config(cfg.model, vocab)
                 if model_cfg != spec.model_config():
                     raise RunError(f"run {spec.run_id}: engine model config {model_cfg} != planned {spec.model_config()}")
                 run_dir = Path(cfg.run_dir)
                 resumed_from = _resume_step(run_dir)
                 if ctx.is_main:
-                    log(f"[{i}/{len(todo)}] {spec.run_id}: d={spec.width} L={spec.layers} B={spec.batch} "
+                    say(f"[{i}/{len(todo)}] {spec.run_id}: d={spec.width} L={spec.layers} B={spec.batch} "
                         f"steps={spec.steps} lr={spec.lr:.4g} N={spec.params:.3e}"
                         + (f" (resuming from step {resumed_from})" if resumed_from else ""))
                 t0 = time.perf_counter()
                 status, val = STATUS_OK, None
                 try:
-                    result = train(cfg)
+                    result = trainer.train(cfg)
                     val = result.val
-                except NonFiniteLossError as e:
+                except trainer.NonFiniteLossError as e:
                     status = STATUS_DIVERGED
                     if ctx.is_main:
-                        log(f"  {spec.run_id} diverged: {e}")
+                        say(f"  {spec.run_id} diverged: {e}")
                 wall = time.perf_counter() - t0
                 if status == STATUS_OK and val is None:
                     # The run had already reached its last step before this invocation.
@@ -452,11 +454,12 @@ def run_plan(plan_path: str | Path, settings: RunSettings, log: Callable[[str], 
                     append_row(settings.results, row)
                     if not settings.keep_checkpoints:
                         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-                    log(f"  {spec.run_id}: val loss {row['loss']:.4f} "
+                    say(f"  {spec.run_id}: val loss {row['loss']:.4f} "
                         + " ".join(f"{t} {row[f'loss_{t}']:.3f}" for t in TOKEN_TYPES if row[f"loss_{t}"] is not None)
                         + f" ({wall:.1f} s)")
                 D.barrier()
                 (outcome.diverged if status == STATUS_DIVERGED else outcome.trained).append(spec.run_id)
+        bar.close()
         return outcome
     finally:
         D.teardown(ctx)
@@ -466,13 +469,7 @@ def _claim_run(runs_dir: Path, run_id: str):
     """An open file holding an exclusive lock on RUNS_DIR/RUN_ID.claim, or None if another process holds it.
     The lock lasts while the file is open and dies with its process, so a crash never strands a run."""
     runs_dir.mkdir(parents=True, exist_ok=True)
-    f = open(runs_dir / f"{run_id}.claim", "a")  # the caller closes it (releasing the lock)
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
-        return None
-    return f
+    return try_exclusive_lock(runs_dir / f"{run_id}.claim")  # the caller closes it (releasing the lock)
 
 
 def default_paths(plan_path: str | Path) -> tuple[Path, Path]:

@@ -1,4 +1,5 @@
-"""`sodakit tokenizer`: train the offline text BPE, export a SODA-style tokenizer, encode/decode strings."""
+"""`sodakit tokenizer`: train the offline text BPE, convert Llama-3's tokenizer.model, export a SODA-style
+tokenizer (a complete Hugging Face directory, as the released one behaves), encode/decode strings."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from sodakit.fileio import atomic_write_text
+from sodakit.tokens.llama3 import llama3_tokenizer
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.text_tokenizer import train_bpe
 
@@ -15,7 +18,7 @@ def _texts(paths: list[str], field: str) -> Iterator[str]:
     for raw in paths:
         path = Path(raw)
         if not path.is_file():
-            raise SystemExit(f"tokenizer: input {path} does not exist")
+            raise FileNotFoundError(f"tokenizer: input {path} does not exist")
         with open(path, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
@@ -23,7 +26,7 @@ def _texts(paths: list[str], field: str) -> Iterator[str]:
                 if path.suffix == ".jsonl":
                     row = json.loads(line)
                     if field not in row:
-                        raise SystemExit(f"{path}:{n}: no field {field!r}")
+                        raise ValueError(f"{path}:{n}: no field {field!r}")
                     yield row[field]
                 else:
                     yield line.rstrip("\n")
@@ -44,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--output", required=True)
     ex.add_argument("--num-codebooks", type=int, default=8)
     ex.add_argument("--codebook-size", type=int, default=2048)
+    tk = sub.add_parser("from-tiktoken", help="convert Meta's Llama-3 tokenizer.model to a tokenizer.json")
+    tk.add_argument("model", help="tokenizer.model (tiktoken format)")
+    tk.add_argument("--output", required=True, help="directory to write tokenizer.json into")
     enc = sub.add_parser("encode", help="print the ids of a SODA string")
     enc.add_argument("tokenizer")
     enc.add_argument("text")
@@ -63,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         tok = SodaTokenizer.from_pretrained(args.tokenizer).with_audio_layout(args.num_codebooks, args.codebook_size)
         tok.save_pretrained(args.output)
         print(f"tokenizer: wrote {args.output} (vocab size {tok.vocab.size}, fingerprint {tok.vocab.fingerprint})")
+    elif args.cmd == "from-tiktoken":
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "tokenizer.json", llama3_tokenizer(args.model).to_str())
+        print(f"tokenizer: wrote {out / 'tokenizer.json'} (Llama-3, 128,256 ids); `sodakit tokenizer export "
+              f"{out} --output DIR` makes the SODA tokenizer")
     elif args.cmd == "encode":
         tok = SodaTokenizer.from_pretrained(args.tokenizer)
         print(",".join(map(str, tok.encode(args.text, add_bos=not args.no_bos).tolist())))

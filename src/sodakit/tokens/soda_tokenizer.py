@@ -27,6 +27,7 @@ import numpy as np
 from tokenizers import AddedToken, Tokenizer
 from tokenizers.processors import TemplateProcessing
 
+from sodakit.fileio import atomic_write_text
 from sodakit.tokens.text_tokenizer import TOKENIZER_FILE, TextTokenizer
 from sodakit.tokens.vocab import MARKERS, PUA_BASE, TEXT_START, Vocab
 
@@ -55,28 +56,26 @@ class SodaTokenizer:
         specials = {m: i for m, i in vocab.marker_ids.items()}
         specials[text.bos_token] = vocab.bos_id
         specials[text.eos_token] = vocab.eos_id
-        self._special_ids = specials
         self._special_arrays = {k: np.array([i], dtype=np.uint32) for k, i in specials.items()}
         self._special_re = re.compile("|".join(re.escape(s) for s in sorted(specials, key=len, reverse=True)))
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path: str | Path, pua_policy: PuaPolicy = "error") -> SodaTokenizer:
+    def from_pretrained(cls, path: str | Path, pua_policy: PuaPolicy = "error", vocab: Vocab | None = None) -> SodaTokenizer:
         """Load a tokenizer.json (or a directory with one): a plain text BPE or a SODA-style tokenizer.
 
-        For a SODA-style file the layout is read from the `sodakit_vocab.json` beside it when present,
-        else inferred (markers after the text ids, 2048 codes per codebook as in the released tokenizer).
+        The layout is `vocab` when given (a checkpoint records its own: a tokenizer file alone can only
+        imply the released 2048-entry codebooks), else the `sodakit_vocab.json` beside the file when
+        present, else inferred for a SODA-style file (markers after the text ids, 2048 codes per codebook).
         """
         path = Path(path)
         text = TextTokenizer.from_file(path)
         directory = path if path.is_dir() else path.parent
         sidecar = directory / VOCAB_SIDECAR
-        if sidecar.is_file():
+        if vocab is None and sidecar.is_file():
             vocab = Vocab.from_dict(json.loads(sidecar.read_text()))
-        elif text.tokenizer.token_to_id(TEXT_START) is not None:
+        elif vocab is None and text.tokenizer.token_to_id(TEXT_START) is not None:
             vocab = _infer_soda_layout(text)
-        else:
-            vocab = None
         return cls(text, vocab, pua_policy)
 
     def with_audio_layout(self, num_codebooks: int, codebook_size: int, semantic_codebooks: Sequence[int] = (0,)) -> SodaTokenizer:
@@ -98,6 +97,12 @@ class SodaTokenizer:
     def encode_texts(self, texts: list[str], where: str = "text") -> list[list[int]]:
         """Plain text runs -> text ids, after the PUA policy (no markers, no BOS/EOS)."""
         return self.text.encode_batch([self.prepare_text(t, f"{where}[{i}]") for i, t in enumerate(texts)])
+
+    def encode_plain_texts(self, texts: list[str], where: str = "text") -> list[list[int]]:
+        """Texts of a text-only corpus -> text ids, after the PUA policy, with every character as text:
+        marker, BOS/EOS and other special-token strings in the text become ordinary BPE pieces, as with
+        the plain Llama-3 tokenizer SODA's text data went through. Adds no BOS/EOS."""
+        return self.text.encode_plain_batch([self.prepare_text(t, f"{where}[{i}]") for i, t in enumerate(texts)])
 
     # ---- SODA strings -------------------------------------------------------------------------
     def encode(self, s: str, add_bos: bool = True) -> np.ndarray:
@@ -164,11 +169,12 @@ class SodaTokenizer:
                 out.append(self.text.decode(ids[a:b].tolist()))
         return "".join(out)
 
-    # ---- Hugging Face tokenizer.json in the released style --------------------------------------
+    # ---- Hugging Face tokenizer in the released style ---------------------------------------------
     def to_hf_tokenizer(self) -> Tokenizer:
-        """The text BPE plus markers and audio characters as added tokens, prepending BOS: the shape of the
-        released SODA tokenizer, usable with `transformers.PreTrainedTokenizerFast`."""
-        tok = Tokenizer.from_str(self.text.tokenizer.to_str())
+        """The text BPE plus the markers and audio characters as *special* added tokens, prepending BOS: the
+        released SODA tokenizer's shape (codec-bpe's extender over Llama-3), so `decode(...,
+        skip_special_tokens=True)` returns the text alone, as the released one does."""
+        tok = Tokenizer.from_str(_text_part(self.text.tokenizer.to_str(), self.vocab.text_vocab_size))
         v = self.vocab
         if tok.get_vocab_size(with_added_tokens=True) != v.text_vocab_size:
             raise ValueError(
@@ -177,28 +183,52 @@ class SodaTokenizer:
             )
         tok.add_special_tokens([AddedToken(m, special=True, normalized=False) for m in MARKERS])
         audio_chars = [chr(PUA_BASE + i) for i in range(v.num_audio_tokens)]
-        tok.add_tokens([AddedToken(c, special=False, normalized=False) for c in audio_chars])
+        tok.add_special_tokens([AddedToken(c, special=True, normalized=False) for c in audio_chars])
         bos = self.text.bos_token
-        tok.post_processor = TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, v.bos_id)])
+        # Llama-3's template: BOS before each sequence of a pair too.
+        tok.post_processor = TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos}:1 $B:1",
+                                                special_tokens=[(bos, v.bos_id)])
         if tok.token_to_id(TEXT_START) != v.text_start_id or tok.token_to_id(audio_chars[-1]) != v.size - 1:
             raise ValueError("added tokens did not land on the layout's ids")
         return tok
 
-    def save_pretrained(self, directory: str | Path) -> None:
-        """tokenizer.json (released style), tokenizer_config.json and the layout sidecar."""
-        from sodakit.config import atomic_write_text
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(directory / TOKENIZER_FILE, self.to_hf_tokenizer().to_str())
-        atomic_write_text(directory / VOCAB_SIDECAR, json.dumps(self.vocab.to_dict(), indent=2))
+    def hf_config(self) -> tuple[dict, dict]:
+        """(tokenizer_config.json, special_tokens_map.json) for `AutoTokenizer`: a fast tokenizer whose BOS /
+        EOS are the layout's, EOS doubling as padding (left, for batched generation), markers special."""
+        specials = {"bos_token": self.text.bos_token, "eos_token": self.text.eos_token,
+                    "pad_token": self.text.eos_token, "additional_special_tokens": list(MARKERS)}
         config = {
             "tokenizer_class": "PreTrainedTokenizerFast",
-            "bos_token": self.text.bos_token,
-            "eos_token": self.text.eos_token,
+            **specials,
+            "padding_side": "left",
+            "clean_up_tokenization_spaces": False,
             "model_max_length": 4096,
+            "model_input_names": ["input_ids", "attention_mask"],
         }
+        return config, specials
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """A complete Hugging Face tokenizer directory: tokenizer.json (released style),
+        tokenizer_config.json, special_tokens_map.json, and the layout sidecar."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config, specials = self.hf_config()
+        atomic_write_text(directory / TOKENIZER_FILE, self.to_hf_tokenizer().to_str())
+        atomic_write_text(directory / VOCAB_SIDECAR, json.dumps(self.vocab.to_dict(), indent=2))
         atomic_write_text(directory / "tokenizer_config.json", json.dumps(config, indent=2))
+        atomic_write_text(directory / "special_tokens_map.json", json.dumps(specials, indent=2))
+
+
+def _text_part(tokenizer_json: str, text_vocab_size: int) -> str:
+    """A tokenizer.json without the added tokens at or above the text vocabulary (the markers and audio
+    characters of a SODA-style file), so exporting a SODA tokenizer again rebuilds it from its text part."""
+    d = json.loads(tokenizer_json)
+    added = d.get("added_tokens") or []
+    kept = [t for t in added if t["id"] < text_vocab_size]
+    if len(kept) == len(added):
+        return tokenizer_json
+    d["added_tokens"] = kept
+    return json.dumps(d)
 
 
 @functools.lru_cache(maxsize=8)

@@ -10,12 +10,15 @@ It can be
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from sodakit.fileio import atomic_write_text
 from sodakit.tokens.vocab import BOS_TEXT, EOS_TEXT, TEXT_START
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -67,12 +70,38 @@ class TextTokenizer:
         encode = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
         return [e.ids for e in encode(texts, add_special_tokens=False)]
 
+    @functools.cached_property
+    def _plain(self) -> tuple[Tokenizer, frozenset[int]]:
+        """This BPE without its added tokens, and the ids those tokens had.
+
+        `tokenizers` matches added tokens (BOS/EOS, Llama-3's reserved specials, the SODA markers and
+        audio characters of a released-style file) in the input text before BPE, whatever
+        `add_special_tokens` says. Without them every character goes through the BPE model, whose
+        pre-tokenizer splits `<|end_of_text|>` into ordinary pieces (`<|`, `end`, ...).
+        """
+        spec = json.loads(self.tokenizer.to_str())
+        added = frozenset(int(t["id"]) for t in spec.get("added_tokens", []))
+        spec["added_tokens"] = []
+        return Tokenizer.from_str(json.dumps(spec)), added
+
+    def encode_plain_batch(self, texts: list[str]) -> list[list[int]]:
+        """Texts -> ids with every character treated as text: a special-token string inside the text
+        (`<|begin_of_text|>`, `<|audio_start|>`, ...) becomes ordinary BPE pieces, never that token."""
+        if not texts:
+            return []
+        plain, added = self._plain
+        encode = getattr(plain, "encode_batch_fast", plain.encode_batch)
+        out = [e.ids for e in encode(texts, add_special_tokens=False)]
+        for i, ids in enumerate(out):
+            hit = added.intersection(ids)
+            if hit:  # a vocabulary whose plain BPE can still spell a special token: refuse, never guess
+                raise ValueError(f"text tokenizer {self.source}: text [{i}] encodes to special token id(s) {sorted(hit)}")
+        return out
+
     def decode(self, ids: Iterable[int]) -> str:
         return self.tokenizer.decode(list(map(int, ids)), skip_special_tokens=False)
 
     def save(self, path: str | Path) -> None:
-        from sodakit.config import atomic_write_text
-
         atomic_write_text(Path(path), self.tokenizer.to_str())
 
 

@@ -1,4 +1,4 @@
-"""The unified vocabulary: text BPE ids, then 4 modality markers, then audio-code ids (SPEC section 3).
+"""The unified vocabulary: text BPE ids, then 4 modality markers, then audio-code ids (docs/soda.md#vocabulary).
 
 Layout, for a text vocabulary of size V (which includes the text tokenizer's own specials such as
 BOS/EOS), K codebooks of C entries each:

@@ -8,37 +8,26 @@ Multi-node:       torchrun --nnodes N --node-rank R --nproc-per-node 8 --rdzv-ba
 
 from __future__ import annotations
 
-import sys
-
-from sodakit.config import ConfigError, parse_config_args
-from sodakit.model.load import CheckpointError
+from sodakit.config import ConfigError, Flag, parse_config_args
 from sodakit.train.config import TrainConfig
-from sodakit.train.trainer import NonFiniteLossError, train
-
-# Exit codes: 1 bad config/input, 3 training diverged (NaN/Inf).
-EXIT_BAD_INPUT, EXIT_DIVERGED = 1, 3
+from sodakit.train.trainer import train
 
 
 def main(argv: list[str]) -> int:
+    """Errors (bad config, refused resume, a run directory in use, divergence) reach sodakit.cli, which
+    prints them as one line with their exit code (2 user error, 3 diverged)."""
     argv = list(argv)
     # `--resume X` is a shorthand for checkpoint.resume=X.
     if "--resume" in argv:
         i = argv.index("--resume")
         if i + 1 >= len(argv):
-            print("sodakit train: --resume needs a value (auto or a checkpoint path)", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            raise ConfigError("--resume needs a value (auto or a checkpoint path)")
         value = argv[i + 1]
         del argv[i : i + 2]
         argv.append(f"checkpoint.resume={value}")
-    try:
-        cfg, _ = parse_config_args(TrainConfig, argv, "sodakit train", __doc__ or "")
-        result = train(cfg)
-    except NonFiniteLossError as e:
-        print(f"sodakit train: stopped: {e}", file=sys.stderr)
-        return EXIT_DIVERGED
-    except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as e:
-        print(f"sodakit train: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    cfg, _ = parse_config_args(TrainConfig, argv, "sodakit train", __doc__ or "",
+                               flags=(Flag("quiet", "no progress output", const=True),))
+    result = train(cfg)
     if result.rank != 0:
         return 0
     loss = f"{result.last_loss:.4f}" if result.last_loss is not None else "n/a"

@@ -1,6 +1,6 @@
 """The training config: one dataclass tree, loaded from YAML plus `key.sub=value` overrides.
 
-Defaults follow SODA (SPEC section 7) except where a CPU-sized default is needed to make
+Defaults follow SODA (docs/soda.md#training-recipe) except where a CPU-sized default is needed to make
 `sodakit train` runnable out of the box (preset, steps, batch); configs/train_*.yaml hold the real recipes.
 """
 
@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from sodakit.config import ConfigError, check_ranges
+
+CHECKPOINT_FORMATS = ("sharded", "full")
 
 
 @dataclass
@@ -74,7 +78,15 @@ class CheckpointConfig:
     keep_last: int = 3  # complete checkpoints kept (older ones deleted after a new one is complete)
     # "none": start fresh (refused if the run directory already holds checkpoints),
     # "auto": newest complete checkpoint of run_dir if any, else fresh; or a checkpoint path.
+    # A checkpoint of either format resumes on any number of ranks that divides the global batch.
     resume: str = "none"
+    # "sharded": every rank writes its own pieces of weights and optimizer state, in parallel
+    # (torch.distributed.checkpoint); "full": rank 0 gathers everything and writes model.safetensors and
+    # optimizer.safetensors alone (the format of checkpoints before sharded ones existed).
+    format: str = "sharded"
+    # Sharded only: copy the state to CPU memory, then write it in a background thread while training
+    # goes on; one save in flight at most (the next save and the end of the run wait for it).
+    async_save: bool = False
 
 
 @dataclass
@@ -82,7 +94,9 @@ class LogConfig:
     every: int = 10  # steps between metric records
     val_every: int = 0  # steps between validations (0: only at the end, when data.val_path is set)
     tensorboard: bool = True
-    progress: bool = True  # progress bar with ETA on rank 0 (stderr)
+    # Progress on rank 0 (stderr): a bar on a terminal, a status line every SODAKIT_PROGRESS_SECONDS
+    # (default 30) in a log; false (or quiet=true) turns it off. Validation losses are printed either way.
+    progress: bool = True
 
 
 @dataclass
@@ -100,9 +114,29 @@ class TrainConfig:
     # fp32 logits per chunk of the fused LM head + cross-entropy (memory vs matmul size);
     # None: 2**27 on GPU, 2**22 on CPU (sodakit.model.qwen3.DEFAULT_CE_CHUNK_ELEMENTS).
     ce_chunk_elements: int | None = None
+    quiet: bool = False  # no progress output (the same as log.progress=false)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelSpec = field(default_factory=ModelSpec)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
+
+
+def validate_train_config(cfg: TrainConfig, prefix: str = "") -> None:
+    """Sizes, counts and fractions that cannot work raise a ConfigError naming the key."""
+    check_ranges(
+        cfg,
+        positive=("steps", "global_batch", "micro_batch", "ce_chunk_elements", "data.seq_len", "data.val_batches",
+                  "optim.lr", "optim.lr_rule_width", "checkpoint.every", "log.every"),
+        non_negative=("optim.eps", "optim.weight_decay", "optim.cautious_eps", "optim.grad_clip", "optim.z_loss",
+                      "schedule.warmup_steps", "checkpoint.keep_last", "log.val_every"),
+        unit_interval=("optim.beta1", "optim.beta2", "schedule.warmup_frac", "schedule.decay_frac",
+                       "schedule.min_lr_ratio"),
+        prefix=prefix,
+    )
+    if cfg.checkpoint.format not in CHECKPOINT_FORMATS:
+        raise ConfigError(f"{prefix}checkpoint.format must be one of {list(CHECKPOINT_FORMATS)}, got {cfg.checkpoint.format!r}")
+    if cfg.checkpoint.async_save and cfg.checkpoint.format != "sharded":
+        raise ConfigError(f"{prefix}checkpoint.async_save=true needs checkpoint.format=sharded (a full-state save "
+                          f"gathers everything to rank 0 first, which is the wait an asynchronous save avoids)")

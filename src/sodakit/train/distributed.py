@@ -13,6 +13,10 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+from sodakit.device import resolve_device
 
 # Generous: the first collective waits for every rank to finish start-up (and compilation).
 TIMEOUT = datetime.timedelta(minutes=30)
@@ -33,11 +37,10 @@ class DistContext:
 
 
 def pick_device(pref: str, local_rank: int) -> torch.device:
+    """`pref` resolved as everywhere (sodakit.device); a CUDA rank takes the GPU of its local rank."""
     if pref not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device {pref!r} unknown; choose 'auto', 'cpu' or 'cuda'")
-    if pref == "cuda" or (pref == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("device=cuda requested but CUDA is not available")
+    if resolve_device(pref).type == "cuda":
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
@@ -70,9 +73,6 @@ def shard_model(model: nn.Module, ctx: DistContext, bf16: bool, compile_blocks: 
     bf16: parameters are all-gathered in bf16 for compute while the sharded masters stay fp32 and
     gradients are reduced in fp32 (FSDP2's MixedPrecisionPolicy).
     """
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-
     mesh = init_device_mesh(ctx.device.type, (ctx.world_size,))
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
     layers = model.layers  # type: ignore[attr-defined]
@@ -91,12 +91,13 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def broadcast_object(obj, src: int = 0):
-    """Broadcast a small JSON-like object from `src` (collective; pickled between our own ranks only)."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
+def broadcast_object(obj, src: int = 0, group: dist.ProcessGroup | None = None):
+    """Broadcast a small JSON-like object from global rank `src` (collective over `group`, default: all
+    ranks; pickled between our own ranks only)."""
+    if not dist.is_initialized() or dist.get_world_size(group) == 1:
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, src=src)
+    dist.broadcast_object_list(box, src=src, group=group)
     return box[0]
 
 

@@ -1,7 +1,7 @@
 """Training observability: per-token-type loss sums, MFU against a device peak, JSONL + TensorBoard.
 
 MFU = achieved model FLOP/s / (peak FLOP/s per device x devices), with model FLOPs per token from
-`train_flops_per_token(cfg, seq_len, "soda")` (SPEC section 8: 3 x forward, attention over the full
+`train_flops_per_token(cfg, seq_len, "soda")` (docs/soda.md#isoflop-sweep: 3 x forward, attention over the full
 sequence, LM head included). GPU peaks are dense bf16 tensor-core numbers from vendor datasheets
 (no sparsity); on a CPU, or a GPU not in the table, the peak is measured at start-up with a large
 matmul in the compute dtype, so MFU there reads "fraction of achievable matmul throughput".
@@ -9,10 +9,12 @@ matmul in the compute dtype, so MFU there reads "fraction of achievable matmul t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +61,14 @@ def table_peak(device_name: str) -> float | None:
 
 
 def measure_matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, seconds: float = 0.5) -> float:
-    """Achieved FLOP/s of an n x n matmul in `dtype` on `device` (best of repeated timings)."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
+    """Achieved FLOP/s of an n x n matmul in `dtype` on `device` (best of repeated timings).
+
+    The operands come from a private generator: drawing from the global one here would move the RNG
+    state a resumed run restored from its checkpoint, so it would differ from an uninterrupted run's.
+    """
+    gen = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
+    b = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
 
     def sync() -> None:
         if device.type == "cuda":
@@ -120,6 +127,39 @@ def type_losses(sums: Tensor, prefix: str = "loss") -> dict[str, float]:
         if count > 0:
             res[f"{prefix}_{kind}"] = total / count
     return res
+
+
+class ThroughputWindow:
+    """Input tokens and optimizer steps since the last log record, and the training time they took.
+
+    Validation and checkpoint writing run inside `paused()`, so their time is not training time; the
+    window keeps its steps and tokens across them.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.t0 = time.perf_counter()
+        self.steps = 0
+        self.tokens = 0
+
+    def add(self, tokens: int) -> None:
+        self.tokens += tokens
+
+    def step_done(self) -> None:
+        self.steps += 1
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.t0 += time.perf_counter() - t
 
 
 class MetricsWriter:

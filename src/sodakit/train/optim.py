@@ -1,4 +1,4 @@
-"""Cautious AdamW with AdamC-scaled decoupled weight decay (SPEC section 7), FSDP2-aware.
+"""Cautious AdamW with AdamC-scaled decoupled weight decay (docs/soda.md#training-recipe), FSDP2-aware.
 
 Per parameter, with bias-corrected moments m_hat, v_hat and u = m_hat / (sqrt(v_hat) + eps):
 - Cautious (Liang et al. 2024): keep u only where sign(u) == sign(g), rescaled by 1 / (mean(mask) + eps_c)
@@ -11,24 +11,39 @@ With `cautious=False` and `wd_lr_scaling=False` this is plain AdamW.
 
 The math runs on the local shards of DTensor parameters (no per-op DTensor dispatch); optimizer state
 tensors are DTensors like their parameters, so `torch.distributed.checkpoint.state_dict` gathers them.
+`clip_grad_norm` clips the sharded gradients by their global norm before the step.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.distributed.tensor import DTensor
 
+from sodakit.train import distributed as D
 from sodakit.train.config import OptimConfig
-
-try:
-    from torch.distributed.tensor import DTensor
-except ImportError:  # pragma: no cover - torch < 2.4
-    DTensor = ()  # type: ignore[assignment,misc]
 
 
 def _local(t: Tensor) -> Tensor:
     return t.to_local() if isinstance(t, DTensor) else t
+
+
+@torch.no_grad()
+def clip_grad_norm(params: Iterable[nn.Parameter], max_norm: float) -> Tensor:
+    """Global L2 norm of the (sharded) gradients, then scale them down to max_norm (0: no clipping)."""
+    grads = [_local(p.grad) for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    sq = torch.stack(torch._foreach_norm(grads)).float().square().sum()
+    D.all_reduce_sum(sq)
+    norm = sq.sqrt()
+    if max_norm > 0:
+        coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+        torch._foreach_mul_(grads, coef.to(grads[0].dtype))
+    return norm
 
 
 class CautiousAdamW(torch.optim.Optimizer):

@@ -15,7 +15,7 @@ SCHEDULES = ("wsd", "cosine", "constant")
 
 
 def soda_peak_lr(global_batch: int, width: int) -> float:
-    """SPEC section 7: 3e-3 * sqrt(B / 256) * sqrt(1024 / width), B in sequences."""
+    """docs/soda.md#training-recipe: 3e-3 * sqrt(B / 256) * sqrt(1024 / width), B in sequences."""
     if global_batch <= 0 or width <= 0:
         raise ValueError(f"peak-LR rule needs a positive batch and width, got {global_batch}, {width}")
     return 3e-3 * math.sqrt(global_batch / 256) * math.sqrt(1024 / width)

@@ -43,6 +43,7 @@ class WhisperASR:
             "judge": self.name,
             "kind": "asr",
             "model_path": str(self.path),
+            "device": str(self.device),
             "num_parameters": sum(p.numel() for p in self.model.parameters()),
             "language": self.language,
             "decoding": "greedy",

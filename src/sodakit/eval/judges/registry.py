@@ -34,7 +34,7 @@ class SpeakerJudge(Protocol):
         ...
 
 
-def _pocketsphinx(path: str | None) -> ASRJudge:
+def _pocketsphinx(path: str | None, device: str) -> ASRJudge:
     if path:
         raise ValueError("asr judge 'pocketsphinx' takes no path (it uses the model bundled with the package)")
     from sodakit.eval.judges.asr_pocketsphinx import PocketSphinxASR
@@ -42,15 +42,15 @@ def _pocketsphinx(path: str | None) -> ASRJudge:
     return PocketSphinxASR()
 
 
-def _whisper(path: str | None) -> ASRJudge:
+def _whisper(path: str | None, device: str) -> ASRJudge:
     if not path:
         raise ValueError("asr judge 'whisper' needs a local model directory: whisper:/path/to/whisper-large-v3")
     from sodakit.eval.judges.asr_whisper import WhisperASR
 
-    return WhisperASR(path)
+    return WhisperASR(path, device=device)
 
 
-def _classical(path: str | None) -> SpeakerJudge:
+def _classical(path: str | None, device: str) -> SpeakerJudge:
     if path:
         raise ValueError("speaker judge 'classical' takes no path")
     from sodakit.eval.judges.speaker_classical import ClassicalSpeakerEmbedding
@@ -58,16 +58,18 @@ def _classical(path: str | None) -> SpeakerJudge:
     return ClassicalSpeakerEmbedding()
 
 
-def _wavlm(path: str | None) -> SpeakerJudge:
+def _wavlm(path: str | None, device: str) -> SpeakerJudge:
     if not path:
         raise ValueError("speaker judge 'wavlm' needs a local model directory: wavlm:/path/to/wavlm-base-plus-sv")
     from sodakit.eval.judges.speaker_wavlm import WavLMSpeaker
 
-    return WavLMSpeaker(path)
+    return WavLMSpeaker(path, device=device)
 
 
-ASR_JUDGES: dict[str, Callable[[str | None], ASRJudge]] = {"pocketsphinx": _pocketsphinx, "whisper": _whisper}
-SPEAKER_JUDGES: dict[str, Callable[[str | None], SpeakerJudge]] = {"classical": _classical, "wavlm": _wavlm}
+# name -> constructor(path, device); the neural judges run on the device (the evaluated model's), the
+# classical ones on the CPU whatever it is.
+ASR_JUDGES: dict[str, Callable[[str | None, str], ASRJudge]] = {"pocketsphinx": _pocketsphinx, "whisper": _whisper}
+SPEAKER_JUDGES: dict[str, Callable[[str | None, str], SpeakerJudge]] = {"classical": _classical, "wavlm": _wavlm}
 
 
 def _split(spec: str) -> tuple[str, str | None]:
@@ -75,17 +77,17 @@ def _split(spec: str) -> tuple[str, str | None]:
     return name.strip().lower(), (path if sep else None)
 
 
-def make_asr_judge(spec: str = "pocketsphinx") -> ASRJudge:
+def make_asr_judge(spec: str = "pocketsphinx", device: str = "cpu") -> ASRJudge:
     name, path = _split(spec)
     if name not in ASR_JUDGES:
         raise ValueError(f"unknown ASR judge {name!r}; known: {sorted(ASR_JUDGES)} (spec 'name' or 'name:path')")
-    return ASR_JUDGES[name](path)
+    return ASR_JUDGES[name](path, device)
 
 
-def make_speaker_judge(spec: str = "classical") -> SpeakerJudge:
+def make_speaker_judge(spec: str = "classical", device: str = "cpu") -> SpeakerJudge:
     name, path = _split(spec)
     if name not in SPEAKER_JUDGES:
         raise ValueError(
             f"unknown speaker judge {name!r}; known: {sorted(SPEAKER_JUDGES)} (spec 'name' or 'name:path')"
         )
-    return SPEAKER_JUDGES[name](path)
+    return SPEAKER_JUDGES[name](path, device)

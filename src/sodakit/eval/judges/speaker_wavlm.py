@@ -38,6 +38,7 @@ class WavLMSpeaker:
             "judge": self.name,
             "kind": "speaker",
             "model_path": str(self.path),
+            "device": str(self.device),
             "num_parameters": sum(p.numel() for p in self.model.parameters()),
             "similarity": "cosine of x-vector embeddings",
             "batching": "one clip per forward (padding would change the embedding)",

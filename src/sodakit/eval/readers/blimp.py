@@ -12,7 +12,7 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from sodakit.eval.items import DataSource, ItemError, PairItem, ReadResult
+from sodakit.eval.items import DataProvenance, ItemError, PairItem, ReadResult
 from sodakit.eval.readers.checksum import files_checksum
 from sodakit.eval.readers.zerospeech import LayoutError
 
@@ -53,10 +53,11 @@ def read_blimp(path: Path, phenomena: list[str] | None = None) -> ReadResult:
             except json.JSONDecodeError as e:
                 errors.append(ItemError(item=where, file=str(path), reason=f"not JSON ({e})"))
                 continue
-            good, bad = (rec.get("sentence_good") or "").strip(), (rec.get("sentence_bad") or "").strip()
+            # Kept as given: stripping is the task protocol's decision (the SODA authors score text unstripped).
+            good, bad = rec.get("sentence_good") or "", rec.get("sentence_bad") or ""
             uid = rec.get("UID") or stem
             item = f"{uid}/{rec.get('pairID', n - 1)}"
-            if not good or not bad:
+            if not good.strip() or not bad.strip():
                 errors.append(ItemError(item=item, file=f"{path}:{name}:{n}", reason="empty sentence_good or sentence_bad"))
                 continue
             items.append(PairItem(id=item, pos=good, neg=bad, group=item, meta={
@@ -66,4 +67,4 @@ def read_blimp(path: Path, phenomena: list[str] | None = None) -> ReadResult:
         raise LayoutError(f"{path}: no .jsonl files found")
     checksum, method = files_checksum(path.parent if path.is_file() else path,
                                       [path] if path.is_file() else sorted(path.rglob("*.jsonl")))
-    return ReadResult(items, errors, DataSource(str(path), "blimp-jsonl", checksum, method, {"files": files}))
+    return ReadResult(items, errors, DataProvenance(str(path), "blimp-jsonl", checksum, method, {"files": files}))

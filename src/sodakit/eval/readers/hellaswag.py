@@ -1,4 +1,4 @@
-"""HellaSwag validation in the 6-lines-per-item text format (../shared/data/hellaswag):
+"""HellaSwag validation in the 6-lines-per-item text format (hellaswag_val_full.txt.bz2):
 
     activity_label: context
     gold index (0-3)
@@ -7,7 +7,12 @@
     ending 2
     ending 3
 
-already preprocessed as lm-evaluation-harness does. `.bz2` files are read directly.
+with the context built from the dataset's `ctx` field rather than lm-evaluation-harness's
+`activity_label: ctx_a + " " + ctx_b.capitalize()` (where `ctx_b` is non-empty its first letter is
+lower-case here and capitalised in lm-eval), and text cleaned by the extraction's own rules, close to
+lm-eval's but not identical (a few bracketed spans lm-eval deletes are kept). Scores on this layout are
+lm-eval-like, not lm-eval-exact. `.bz2` files are read directly. `read_hellaswag_auto` picks this reader
+or the one for the dataset's own records (`hellaswag_original`, exact lm-eval context) from the path.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from __future__ import annotations
 import bz2
 from pathlib import Path
 
-from sodakit.eval.items import ChoiceItem, DataSource, ItemError, ReadResult
+from sodakit.eval.items import ChoiceItem, DataProvenance, ItemError, ReadResult
 from sodakit.eval.readers.checksum import files_checksum
+from sodakit.eval.readers.hellaswag_original import read_hellaswag_original
 from sodakit.eval.readers.zerospeech import LayoutError
 
 LINES_PER_ITEM = 6
@@ -49,9 +55,28 @@ def read_hellaswag(path: Path) -> ReadResult:
         if not ctx.strip() or any(not e.strip() for e in endings):
             errors.append(ItemError(item=item, file=f"{path}:{k * LINES_PER_ITEM + 1}", reason="empty context or ending"))
             continue
-        # The context keeps its "activity_label: " prefix, as lm-evaluation-harness scores it.
+        # The context keeps its "activity_label: " prefix, as lm-evaluation-harness's does.
         label, sep, _ = ctx.partition(": ")
         meta = {"activity_label": label if sep else ""}
         items.append(ChoiceItem(id=item, context=ctx, endings=endings, gold=int(gold_s), meta=meta))
     checksum, method = files_checksum(path.parent, [path])
-    return ReadResult(items, errors, DataSource(str(path), "hellaswag-text", checksum, method))
+    return ReadResult(items, errors, DataProvenance(str(path), "hellaswag-text", checksum, method))
+
+
+TEXT_SUFFIXES = (".txt", ".txt.bz2")
+RECORD_SUFFIXES = (".jsonl", ".parquet")
+
+
+def read_hellaswag_auto(path: Path) -> ReadResult:
+    """The dataset's records (JSONL / Parquet, lm-eval's exact context) or the 6-lines text layout,
+    chosen by the file's suffix; a directory with JSONL or Parquet files is read as records."""
+    path = Path(path)
+    if path.is_dir():
+        records = any(p.name.endswith(RECORD_SUFFIXES) for p in path.rglob("*"))
+        return read_hellaswag_original(path) if records else read_hellaswag(path)
+    if path.name.endswith(RECORD_SUFFIXES):
+        return read_hellaswag_original(path)
+    if path.name.endswith(TEXT_SUFFIXES):
+        return read_hellaswag(path)
+    raise LayoutError(f"{path}: expected HellaSwag as .jsonl or .parquet (the dataset's records) or as the "
+                      f"6-lines-per-item .txt / .txt.bz2 text file")

@@ -30,7 +30,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import yaml
 
-from sodakit.eval.items import AudioRef, DataSource, ItemError, PairItem, ReadResult
+from sodakit.eval.items import AudioRef, DataProvenance, ItemError, PairItem, ReadResult
 from sodakit.eval.readers.checksum import dataset_checksum
 from sodakit.eval.readers.zerospeech import LayoutError
 
@@ -159,7 +159,7 @@ def read_hf_pairs(root: Path, config: str | None = None, split: str = "train", l
         if seen[it.id] > 1:
             it.id = f"{it.id}@{it.meta['row']}"
     checksum, method = dataset_checksum(root if root.is_dir() else root.parent, files, [])
-    source = DataSource(path=str(root), layout=layout, checksum=checksum,
+    source = DataProvenance(path=str(root), layout=layout, checksum=checksum,
                         checksum_method=method.replace("index files", "Parquet files"),
                         extra={"config": config or "default", "split": split, "files": [f.name for f in files]})
     return ReadResult(items=items, errors=errors, source=source)

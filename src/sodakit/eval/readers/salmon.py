@@ -4,7 +4,8 @@ Two layouts:
 - the release folder (Google Drive zip of github.com/slp-rl/salmon): `{root}/{part}/sample_{i}_{k}.wav`,
   where option k=0 is the positive (consistent / aligned) and k=1 the negative;
 - the Hugging Face dataset: one config per part, split `train`, columns positive_audio / negative_audio
-  (read with `hf_parquet.read_hf_pairs`).
+  (read with `hf_parquet.read_hf_pairs`); or a copy holding only the `all` config (every part in one
+  table, the part named in its `task` column), which is what the SODA authors load.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sodakit.eval.items import AudioRef, DataSource, ItemError, PairItem, ReadResult
+from sodakit.eval.items import AudioRef, DataProvenance, ItemError, PairItem, ReadResult
 from sodakit.eval.readers.checksum import dataset_checksum
 from sodakit.eval.readers.hf_parquet import read_hf_pairs
 from sodakit.eval.readers.zerospeech import LayoutError
@@ -58,7 +59,7 @@ def read_salmon_folder(root: Path, part: str) -> ReadResult:
         raise LayoutError(f"{folder}: no sample_<i>_<k>.wav files")
     index = [p for p in (folder / "metadata.json",) if p.is_file()]
     checksum, method = dataset_checksum(folder, index, wavs)
-    return ReadResult(items, errors, DataSource(str(folder), "salmon-release", checksum, method, {"part": part}))
+    return ReadResult(items, errors, DataProvenance(str(folder), "salmon-release", checksum, method, {"part": part}))
 
 
 def read_salmon(root: Path, part: str) -> ReadResult:
@@ -68,9 +69,34 @@ def read_salmon(root: Path, part: str) -> ReadResult:
     root = Path(root)
     if (root / part).is_dir() and any((root / part).glob("*.wav")):
         return read_salmon_folder(root, part)
-    result = read_hf_pairs(root, config=part, split="train", layout="salmon-hf")
+    try:
+        result = read_hf_pairs(root, config=part, split="train", layout="salmon-hf")
+    except LayoutError as per_part:
+        result = _read_salmon_all(root, part, per_part)
     for it in result.items:
         it.meta["part"] = part
         it.id = f"{part}/{it.id}"
         it.group = it.id
     return result
+
+
+def _read_salmon_all(root: Path, part: str, per_part_error: LayoutError) -> ReadResult:
+    """One part out of a copy that holds only the `all` config (rows of every part, `task` column)."""
+    last = per_part_error
+    for config in ("all", None):
+        try:
+            result = read_hf_pairs(root, config=config, split="train", layout="salmon-hf-all")
+        except LayoutError as e:
+            last = e
+            continue
+        if result.items and "task" not in result.items[0].meta:
+            raise LayoutError(f"{root}: SALMon table without a per-part config has no 'task' column to select "
+                              f"part {part} by; columns are {sorted(result.items[0].meta)}")
+        tasks = {it.meta.get("task") for it in result.items}
+        keep = [it for it in result.items if it.meta.get("task") == part]
+        if not keep:
+            raise LayoutError(f"{root}: the all-parts SALMon table has no rows with task={part!r}; its tasks are "
+                              f"{sorted(map(str, tasks))}")
+        result.source.extra["task"] = part
+        return ReadResult(keep, result.errors, result.source)
+    raise LayoutError(f"{root}: neither a config {part!r} nor an 'all' config with a task column ({last})")

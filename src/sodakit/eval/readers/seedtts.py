@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sodakit.eval.items import AudioRef, DataSource, ItemError, ReadResult, TTSItem
+from sodakit.eval.items import AudioRef, DataProvenance, ItemError, ReadResult, TTSItem
 from sodakit.eval.readers.checksum import dataset_checksum
 from sodakit.eval.readers.zerospeech import LayoutError
 
@@ -51,4 +51,4 @@ def read_seedtts(path: Path) -> ReadResult:
         items.append(TTSItem(id=utt, prompt_audio=AudioRef(path=wav), prompt_text=prompt_text,
                              target_text=target_text, meta=extra))
     checksum, method = dataset_checksum(root, [meta], audio_files)
-    return ReadResult(items, errors, DataSource(str(meta), "seed-tts-eval", checksum, method))
+    return ReadResult(items, errors, DataProvenance(str(meta), "seed-tts-eval", checksum, method))

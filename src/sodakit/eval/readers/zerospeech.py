@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from sodakit.eval.items import AudioRef, DataSource, ItemError, PairItem, ReadResult
+from sodakit.eval.items import AudioRef, DataProvenance, ItemError, PairItem, ReadResult
 from sodakit.eval.readers.checksum import dataset_checksum
 
 REQUIRED = {
@@ -112,6 +112,6 @@ def read_zr2021(path: Path, kind: str, split: str = "dev") -> ReadResult:
         # Not fatal (the pairs are defined by gold.csv) but worth knowing: ids may not match files.
         extra["unlisted_examples"] = [u + ".wav" for u in unlisted[:5]]
     checksum, method = dataset_checksum(folder, [gold], wavs.values())
-    source = DataSource(path=str(folder), layout=f"zerospeech2021-{kind}", checksum=checksum,
+    source = DataProvenance(path=str(folder), layout=f"zerospeech2021-{kind}", checksum=checksum,
                         checksum_method=method, extra=extra)
     return ReadResult(items=items, errors=errors, source=source)

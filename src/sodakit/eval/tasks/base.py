@@ -14,68 +14,63 @@ from pathlib import Path
 
 import numpy as np
 
-from sodakit.eval.items import DataSource, ItemError
+from sodakit.audio.codec import Codec
+from sodakit.audio.registry import CodecMismatchError, check_codec_fits
+from sodakit.errors import UserError
+from sodakit.eval.config import EvalConfig
+from sodakit.eval.items import ItemError
 from sodakit.eval.lm import ScoringLM, VocabularyError
-from sodakit.eval.spans import AudioSelection
+from sodakit.generate.tasks import SodaGenerator
+from sodakit.progress import Progress
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 
 
-class TaskError(RuntimeError):
+class TaskError(UserError, RuntimeError):
     """A task that cannot run at all (no data, a model that does not fit the task, ...)."""
 
 
 @dataclass
 class EvalContext:
+    """What a task runs with: the scorer, its tokenizer and codec, and the run's settings."""
+
     lm: ScoringLM
     tokenizer: SodaTokenizer
-    batch_size: int = 8
-    codec: object | None = None  # sodakit.audio.codec.Codec, needed by spoken tasks
-    audio: AudioSelection = field(default_factory=AudioSelection)
-    limit: int | None = None
-    log_items: bool = False
-    dtype: str = "float32"
-    device: str = "cpu"
-    progress: bool = False
-    # Generation tasks (ASR / TTS): the model behind `lm`, the codec it was trained with, the judges.
-    codec_record: dict | None = None
-    generator: object | None = None  # a sodakit.generate SodaGenerator (built on first use)
-    asr_judge: str = "pocketsphinx"
-    speaker_judge: str = "classical"
-    asr_shots: int = 3
-    asr_max_new_tokens: int = 448  # sodakit.generate's ASR default: far above any LibriSpeech transcript
-    tts_max_new_tokens: int = 1500  # SPEC section 9
-    audio_out: Path | None = None  # where generated TTS audio is written (optional)
-    seed: int = 0
+    codec: Codec | None = None  # needed by spoken tasks
+    cfg: EvalConfig = field(default_factory=EvalConfig)
+    codec_record: dict | None = None  # the codec the model was trained with, as recorded
+    generator: SodaGenerator | None = None  # for generation tasks; built on first use
+    device: str = "cpu"  # where the model runs (resolved); neural judges (Whisper, WavLM) run there too
 
     @property
     def vocab(self):
         return self.tokenizer.vocab
 
-    def require_codec(self, task: str):
+    def progress(self, task: str, total: int, unit: str = "item") -> Progress:
+        """The progress of one task (a bar on a terminal, a status line now and then in a log)."""
+        return Progress(f"eval {task}", total=total, unit=unit, quiet=self.cfg.quiet)
+
+    def require_codec(self, task: str) -> Codec:
         if self.codec is None:
             raise TaskError(
                 f"task {task} scores speech and needs a codec: pass --codec (a Mimi directory such as ./mimi, "
                 "or an offline codec directory), or use a model whose sodakit.json records its codec source"
             )
-        v, c = self.vocab, self.codec
-        if c.codebook_size != v.codebook_size or c.num_codebooks < v.num_codebooks:
-            raise TaskError(
-                f"task {task}: codec {c.name} gives {c.num_codebooks} codebooks of {c.codebook_size} but the "
-                f"model's vocabulary expects {v.num_codebooks} of {v.codebook_size}"
-            )
-        return c
+        try:
+            check_codec_fits(self.codec, self.vocab)
+        except CodecMismatchError as e:
+            raise TaskError(f"task {task}: {e}") from e
+        return self.codec
 
-    def get_generator(self, task: str):
-        """The generator for ASR/TTS prompting; needs the project's model (sodakit backend)."""
+    def get_generator(self, task: str) -> SodaGenerator:
+        """The generator for ASR/TTS/S2ST prompting; needs the project's model (sodakit backend)."""
         if self.generator is None:
             model = getattr(self.lm, "model", None)
             if model is None or not hasattr(model, "hidden_states"):
                 raise TaskError(f"task {task} generates with sodakit.generate, which needs the project's Qwen3 "
                                 "model: load the checkpoint with --backend sodakit (or auto)")
-            from sodakit.generate.tasks import SodaGenerator
-
             codec = self.require_codec(task)
-            self.generator = SodaGenerator(model, self.vocab, self.tokenizer, codec, self.codec_record, self.batch_size)
+            self.generator = SodaGenerator(model, self.vocab, self.tokenizer, codec, self.codec_record,
+                                           self.cfg.batch_size)
         return self.generator
 
     def require_ids(self, task: str, ids: list[int], what: str) -> None:
@@ -138,8 +133,6 @@ def register(spec: TaskSpec) -> TaskSpec:
 
 
 def get_task(name: str) -> TaskSpec:
-    from sodakit.eval import tasks as _  # noqa: F401  (registers the built-in tasks)
-
     if name not in TASKS:
         raise KeyError(f"unknown task {name!r}; available: {', '.join(sorted(TASKS))}")
     return TASKS[name]
@@ -179,7 +172,3 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.t0
-
-
-def source_dict(source: DataSource) -> dict:
-    return source.to_dict()

@@ -1,11 +1,23 @@
-"""HellaSwag: 4-way multiple choice by continuation log-likelihood (lm-evaluation-harness protocol).
+"""HellaSwag: 4-way multiple choice by continuation log-likelihood, scored as lm-evaluation-harness
+0.4 scores its `hellaswag` task (0-shot `acc` and `acc_norm`).
 
-Each ending is scored as a continuation of its context: BOS {context} {" " + ending}, summing the
-log-probs of the ending's tokens (context and ending tokenized separately, so every ending is
-conditioned on exactly the same context tokens). `acc` picks the highest sum; `acc_norm` the highest
-sum divided by the ending's length in characters (with its leading space), as lm-eval's acc_norm.
-The text is plain (no text markers), like SODA's text-only training documents; `markers=True`
-wraps context and ending in <|text_start|> ... <|text_end|> instead.
+Each ending is scored as a continuation of its context: BOS {context}{" " + ending}, summing the
+log-probs of the tokens of " " + ending (the separating space belongs to the continuation; context
+and continuation are tokenized separately, so every ending is conditioned on exactly the same context
+tokens). Per item, with `ending` the choice text without that space:
+
+- `acc`: the ending with the highest sum;
+- `acc_norm`: the highest sum / len(ending), the ending's length in characters (Python `len`);
+- `acc_bytes`: the highest sum / len(ending.encode("utf-8")), its length in UTF-8 bytes.
+
+On a tie the first tied ending is the prediction (numpy.argmax, as lm-eval). `acc_ties_split` and
+`acc_norm_ties_split` give a tied item 1/(number tied) when gold is among the tied endings instead,
+the expected accuracy of a random tie-break (a constant scorer gets 0.25 there).
+
+The dataset's records (JSONL / Parquet) give lm-eval's exact context and choices; the 6-lines text
+layout carries the dataset's `ctx`, which differs from lm-eval's context where `ctx_b` is non-empty
+(see `sodakit.eval.readers.hellaswag`). The text is plain (no text markers), like SODA's text-only
+training documents; `markers=True` wraps context and ending in <|text_start|> ... <|text_end|> instead.
 """
 
 from __future__ import annotations
@@ -14,15 +26,41 @@ from pathlib import Path
 
 import numpy as np
 
+from sodakit.eval.data_dir import HELLASWAG_FILE, data_hint, default_data
 from sodakit.eval.items import ChoiceItem, ItemError
-from sodakit.eval.metrics import choice_outcome
-from sodakit.eval.readers.hellaswag import read_hellaswag
+from sodakit.eval.metrics import choice_argmax_outcome, choice_outcome
+from sodakit.eval.readers.hellaswag import read_hellaswag_auto
 from sodakit.eval.scoring import check_request, score_requests
 from sodakit.eval.spans import continuation_request
 from sodakit.eval.tasks.base import EvalContext, TaskError, TaskResult, TaskSpec, Timer, counts, register
-from sodakit.eval.tasks.likelihood import _need, shared_data
+from sodakit.eval.tasks.likelihood import _need
 
-HELP = "HellaSwag validation in the 6-lines-per-item text format (default: ../shared/data/hellaswag)"
+HELP = ("HellaSwag validation: the dataset's hellaswag_val.jsonl or Rowan/hellaswag Parquet (lm-eval's exact context), "
+        f"or the 6-lines-per-item text file ({data_hint(HELLASWAG_FILE)}; lm-eval-like context)")
+
+# What the context is, per layout read, and whether it is lm-eval's exactly (recorded in the protocol).
+LM_EVAL_CONTEXT = ("lm-evaluation-harness's: clean(activity_label + ': ' + ctx_a + ' ' + ctx_b.capitalize()), endings "
+                   "clean(ending); clean = strip, ' [title]' -> '. ', drop '[...]' markers, '  ' -> ' '")
+CONTEXT_RULES = {
+    "hellaswag-jsonl": (LM_EVAL_CONTEXT, True),
+    "hellaswag-parquet": (LM_EVAL_CONTEXT, True),
+    "hellaswag-text": ("the text file's 'activity_label: ctx', the dataset's ctx as given (ctx_b not capitalised): "
+                       "lm-eval-like, not lm-eval-exact", False),
+}
+
+
+def choice_metrics(sums: list[float], endings: list[str], gold: int) -> dict[str, float]:
+    """One item's outcomes from its endings' summed log-likelihoods (definitions in the module docstring)."""
+    by_chars = [s / len(e) for s, e in zip(sums, endings, strict=True)]
+    by_bytes = [s / len(e.encode("utf-8")) for s, e in zip(sums, endings, strict=True)]
+    return {
+        "acc": choice_argmax_outcome(sums, gold),
+        "acc_norm": choice_argmax_outcome(by_chars, gold),
+        "acc_bytes": choice_argmax_outcome(by_bytes, gold),
+        "acc_ties_split": choice_outcome(sums, gold),
+        "acc_norm_ties_split": choice_outcome(by_chars, gold),
+    }
+
 
 
 def choice_requests(ctx: EvalContext, items: list[ChoiceItem], errors: list[ItemError], markers: bool = False):
@@ -51,38 +89,47 @@ def choice_requests(ctx: EvalContext, items: list[ChoiceItem], errors: list[Item
 
 
 def run_hellaswag(ctx: EvalContext, path: Path | None, markers: bool = False) -> TaskResult:
-    path = path or (shared_data() / "hellaswag" / "hellaswag_val_full.txt.bz2")
-    read = read_hellaswag(_need(path, "hellaswag", HELP)).limited(ctx.limit)
+    path = path or default_data(HELLASWAG_FILE)
+    read = read_hellaswag_auto(_need(path, "hellaswag", HELP)).limited(ctx.cfg.limit)
     if markers:
         ctx.require_ids("hellaswag", [ctx.vocab.text_start_id, ctx.vocab.text_end_id], "the text markers")
     errors: list[ItemError] = []
     with Timer() as t:
         built = choice_requests(ctx, read.items, errors, markers)
         flat = [r for _, reqs in built for r in reqs]
-        scores = score_requests(ctx.lm, flat, batch_size=ctx.batch_size)
+        with ctx.progress("hellaswag", len(flat), unit="seq") as bar:
+            scores = score_requests(ctx.lm, flat, batch_size=ctx.cfg.batch_size, progress=bar.update)
     if not built:
         raise TaskError(f"task hellaswag: no item could be scored ({len(read.items)} read, {len(errors)} excluded)")
-    acc, acc_norm, records, k = [], [], [], 0
+    outcomes: list[dict[str, float]] = []
+    records, k = [], 0
     for it, reqs in built:
         s = scores[k : k + len(reqs)]
         k += len(reqs)
         sums = [x.sum_logprob for x in s]
-        norm = [x.sum_logprob / len(" " + e) for x, e in zip(s, it.endings)]
-        acc.append(choice_outcome(sums, it.gold))
-        acc_norm.append(choice_outcome(norm, it.gold))
-        if ctx.log_items:
+        outcomes.append(choice_metrics(sums, it.endings, it.gold))
+        if ctx.cfg.log_items:
             records.append({"id": it.id, "gold": it.gold, "sum_logprob": sums, "tokens": [x.num_tokens for x in s],
-                            "norm_logprob": norm, "acc": acc[-1], "acc_norm": acc_norm[-1]})
+                            "chars": [len(e) for e in it.endings],
+                            "bytes": [len(e.encode("utf-8")) for e in it.endings], **outcomes[-1]})
+    context_rule, lm_eval_exact = CONTEXT_RULES[read.source.layout]
     return TaskResult(
         task="hellaswag",
-        metrics={"acc": float(np.mean(acc)), "acc_norm": float(np.mean(acc_norm))},
+        metrics={name: float(np.mean([o[name] for o in outcomes])) for name in outcomes[0]},
         counts=counts(len(read.items) + len(read.errors), len(read.errors), len(built), len(errors)),
         protocol={
             "template": ("BOS <|text_start|>{context} {ending}<|text_end|>" if markers else "BOS {context} {ending}"),
-            "score": "sum of the ending's token log-probs; context and ' ' + ending tokenized separately",
-            "acc_norm": "sum divided by len(' ' + ending) in characters (lm-evaluation-harness acc_norm)",
-            "ties": "split evenly between the tied endings (a constant scorer gets 0.25)",
-            "batch_size": ctx.batch_size, "dtype": ctx.dtype,
+            "context": context_rule,
+            "context_is_lm_eval_exact": lm_eval_exact,
+            "score": "sum of the log-probs of the tokens of ' ' + ending; context and ' ' + ending tokenized separately",
+            "acc": "argmax of the sums",
+            "acc_norm": "argmax of sum / len(ending), the ending without the leading space, in characters "
+                        "(lm-evaluation-harness 0.4 acc_norm)",
+            "acc_bytes": "argmax of sum / len(ending.encode('utf-8')), without the leading space "
+                         "(lm-evaluation-harness 0.4 acc_bytes)",
+            "ties": "the first tied ending is the prediction (numpy.argmax, as lm-evaluation-harness); "
+                    "*_ties_split give a tied item 1/(number tied) when gold is among them",
+            "batch_size": ctx.cfg.batch_size, "dtype": ctx.cfg.dtype,
         },
         data=read.source.to_dict(), excluded=read.errors + errors, items=records, seconds=t.seconds,
     )
@@ -90,4 +137,4 @@ def run_hellaswag(ctx: EvalContext, path: Path | None, markers: bool = False) ->
 
 register(TaskSpec("hellaswag", "HellaSwag 4-way choice: acc and length-normalised acc", HELP,
                   lambda ctx, path: run_hellaswag(ctx, path),
-                  default_data=lambda: shared_data() / "hellaswag" / "hellaswag_val_full.txt.bz2"))
+                  default_data=lambda: default_data(HELLASWAG_FILE)))

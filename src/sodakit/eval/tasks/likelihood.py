@@ -1,4 +1,4 @@
-"""The likelihood tasks of SPEC section 9 as declarations: reader + template + aggregation."""
+"""The likelihood tasks of docs/soda.md#evaluation-protocol as declarations: reader + template + aggregation."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sodakit.eval.data_dir import BLIMP_FILE, data_hint, default_data
 from sodakit.eval.items import PairItem, ReadResult
 from sodakit.eval.readers.blimp import read_blimp
 from sodakit.eval.readers.hf_parquet import read_hf_pairs
@@ -13,16 +14,6 @@ from sodakit.eval.readers.salmon import SALMON_PARTS, read_salmon
 from sodakit.eval.readers.zerospeech import LayoutError, read_zr2021
 from sodakit.eval.tasks.base import EvalContext, TaskError, TaskResult, TaskSpec, counts, register
 from sodakit.eval.tasks.pairs import run_speech_pairs, run_text_pairs
-
-
-def shared_data() -> Path:
-    """../shared/data next to the checkout (or $SODAKIT_SHARED_DATA), where BLiMP and HellaSwag live."""
-    import os
-
-    env = os.environ.get("SODAKIT_SHARED_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[4].parent / "shared" / "data"
 
 
 def _need(path: Path | None, task: str, help_text: str) -> Path:
@@ -47,7 +38,8 @@ def read_zr_or_hf(path: Path, kind: str) -> ReadResult:
 SWUGGY_HELP = "ZeroSpeech 2021 root/lexical/dev (gold.csv + wavs) or a local copy of the speed/sWUGGY dataset"
 SBLIMP_HELP = "ZeroSpeech 2021 root/syntactic/dev (gold.csv + wavs) or a local copy of the speed/sBLIMP dataset"
 SALMON_HELP = "the SALMon release folder ({part}/sample_<i>_<k>.wav) or a local copy of slprl/SALMon (Parquet)"
-BLIMP_HELP = "BLiMP JSONL files or blimp_data_jsonl.tar.xz (default: ../shared/data/blimp)"
+BLIMP_HELP = (f"BLiMP JSONL files or blimp_data_jsonl.tar.xz ({data_hint(BLIMP_FILE)}), or an sBLIMP copy "
+              "(ZeroSpeech syntactic/dev or speed/sBLIMP) whose transcriptions are the text, as the SODA authors score")
 
 
 def _swuggy(ctx: EvalContext, path: Path | None) -> TaskResult:
@@ -75,8 +67,17 @@ def _twuggy(ctx: EvalContext, path: Path | None) -> TaskResult:
 
 
 def _tblimp(ctx: EvalContext, path: Path | None) -> TaskResult:
-    path = path or (shared_data() / "blimp" / "blimp_data_jsonl.tar.xz")
-    read = read_blimp(_need(path, "tblimp", BLIMP_HELP))
+    path = _need(path or default_data(BLIMP_FILE), "tblimp", BLIMP_HELP)
+    try:
+        read = read_blimp(path)
+    except LayoutError as blimp_error:
+        try:
+            read = read_zr_or_hf(path, "syntactic")
+        except TaskError as sblimp_error:
+            raise TaskError(f"{path}: neither BLiMP JSONL ({blimp_error}) nor an sBLIMP copy:\n{sblimp_error}") from None
+        # The SODA authors' tBLIMP: the sBLIMP transcriptions, lowercased.
+        return run_text_pairs("tblimp", ctx, read, _meta_texts, breakdown_keys=("type",),
+                              lowercase=ctx.cfg.rules.lowercase_sblimp_text)
     return run_text_pairs("tblimp", ctx, read, lambda it: (it.pos, it.neg), breakdown_keys=("phenomenon", "field"))
 
 
@@ -93,10 +94,17 @@ def _salmon(ctx: EvalContext, path: Path | None) -> TaskResult:
     if not parts:
         raise TaskError("task salmon: no part could be scored:\n  " + "\n  ".join(f"{k}: {v}" for k, v in failed.items()))
     n = {k: r.counts["scored"] for k, r in parts.items()}
-    acc = {k: r.metrics["accuracy_all_pairs"] for k, r in parts.items()}
+    acc = {k: r.metrics["accuracy_all_pairs"] for k, r in parts.items()}  # the protocol's tie rule
+    half = {k: r.metrics["accuracy_ties_half"] for k, r in parts.items()}
+    macro = float(np.mean(list(acc.values())))
+    micro = float(sum(acc[k] * n[k] for k in acc) / sum(n.values()))
     metrics = {
-        "macro_accuracy": float(np.mean(list(acc.values()))),
-        "micro_accuracy": float(sum(acc[k] * n[k] for k in acc) / sum(n.values())),
+        # soda: the authors' "overall score" over all items; sodakit: the mean of the parts
+        "accuracy": micro if ctx.cfg.rules.salmon_headline == "micro" else macro,
+        "macro_accuracy": macro,
+        "micro_accuracy": micro,
+        "macro_accuracy_ties_half": float(np.mean(list(half.values()))),
+        "micro_accuracy_ties_half": float(sum(half[k] * n[k] for k in half) / sum(n.values())),
         **{f"{k}": v for k, v in acc.items()},
         "parts_scored": len(parts),
         "parts_expected": len(SALMON_PARTS),
@@ -107,6 +115,7 @@ def _salmon(ctx: EvalContext, path: Path | None) -> TaskResult:
         task="salmon", metrics=metrics,
         counts=counts(total["items_read"], total["read_errors"], total["scored"], total["excluded_after_read"]),
         protocol={**first.protocol, "parts": SALMON_PARTS,
+                  "headline": f"accuracy = the {ctx.cfg.rules.salmon_headline} average",
                   "macro": "mean of the per-part accuracies over the parts scored",
                   "micro": "accuracy over all pairs of the parts scored"},
         data={k: r.data for k, r in parts.items()},
@@ -130,4 +139,4 @@ register(TaskSpec("salmon", "SALMon: 8 acoustic consistency/alignment parts, mic
                   needs_codec=True))
 register(TaskSpec("twuggy", "sWUGGY pairs as text (text score)", SWUGGY_HELP, _twuggy))
 register(TaskSpec("tblimp", "BLiMP pairs as text (text score)", BLIMP_HELP, _tblimp,
-                  default_data=lambda: shared_data() / "blimp" / "blimp_data_jsonl.tar.xz"))
+                  default_data=lambda: default_data(BLIMP_FILE)))

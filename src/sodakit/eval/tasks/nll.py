@@ -1,4 +1,4 @@
-"""The six validation NLLs of SPEC section 8 on an interleaved dev set (e.g. LibriSpeech dev-clean).
+"""The six validation NLLs of docs/soda.md#isoflop-sweep on an interleaved dev set (e.g. LibriSpeech dev-clean).
 
 Data: a segment-shard directory (`sodakit tokenize` output: codes + transcripts per utterance, grouped
 into recordings), optionally followed by `,TEXT_FILE` with one text-only document per line. Documents
@@ -23,10 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from sodakit.data.segments import SegmentFormatError, group_recordings, read_segments_dir
 from sodakit.eval.items import ItemError
 from sodakit.eval.readers.checksum import files_checksum
 from sodakit.eval.scoring import ScoreRequest, position_logprobs
 from sodakit.eval.tasks.base import EvalContext, TaskError, TaskResult, TaskSpec, Timer, counts, register
+from sodakit.tokens.documents import recording_documents, text_document_ids
 
 VARIANTS = ("all", "audio", "semantic", "audio_only", "text_interleaved", "text_only")
 DEFAULT_WINDOW = 4096  # SODA's training sequence length
@@ -48,9 +50,6 @@ def _text_mask(v, t: np.ndarray) -> np.ndarray:
 
 
 def run_nll(ctx: EvalContext, path: Path | None) -> TaskResult:
-    from sodakit.data.segments import SegmentFormatError, group_recordings, read_segments_dir
-    from sodakit.tokens.documents import recording_documents, text_document_ids
-
     if path is None:
         raise TaskError(f"task val_nll needs data: pass --data val_nll=PATH ({HELP})")
     seg_dir, _, text_file = str(path).partition(",")
@@ -66,8 +65,8 @@ def run_nll(ctx: EvalContext, path: Path | None) -> TaskResult:
                         f"({codec.name}), the model's vocabulary expects {v.num_codebooks}x{v.codebook_size}")
     ctx.require_ids("val_nll", [v.size - 1], "audio codes")
     recordings = group_recordings(segs)
-    if ctx.limit is not None:
-        recordings = recordings[: ctx.limit]
+    if ctx.cfg.limit is not None:
+        recordings = recordings[: ctx.cfg.limit]
     width = min(ctx.lm.max_positions or DEFAULT_WINDOW, DEFAULT_WINDOW)
     errors: list[ItemError] = []
     docs: list[tuple[str, str, np.ndarray]] = []  # (kind, item id, ids)
@@ -82,8 +81,8 @@ def run_nll(ctx: EvalContext, path: Path | None) -> TaskResult:
     text_docs = 0
     if text_file:
         lines = [ln for ln in Path(text_file).read_text(encoding="utf-8").splitlines() if ln.strip()]
-        if ctx.limit is not None:
-            lines = lines[: ctx.limit]
+        if ctx.cfg.limit is not None:
+            lines = lines[: ctx.cfg.limit]
         for n, line in enumerate(lines, start=1):
             try:
                 docs.append(("text_only", f"text:{n}", text_document_ids(line, ctx.tokenizer)))
@@ -98,7 +97,8 @@ def run_nll(ctx: EvalContext, path: Path | None) -> TaskResult:
             reqs.append(w)
             owner.append(j)
     with Timer() as t:
-        rows = position_logprobs(ctx.lm, reqs, batch_size=ctx.batch_size)
+        with ctx.progress("val_nll", len(reqs), unit="window") as bar:
+            rows = position_logprobs(ctx.lm, reqs, batch_size=ctx.cfg.batch_size, progress=bar.update)
     sums = dict.fromkeys(VARIANTS, 0.0)
     nums = dict.fromkeys(VARIANTS, 0)
     for req, lp, j in zip(reqs, rows, owner):
@@ -130,11 +130,11 @@ def run_nll(ctx: EvalContext, path: Path | None) -> TaskResult:
                       "interleaved docs, text BPE tokens (no markers/BOS/EOS)",
                       "text-only docs, text BPE tokens (no BOS/EOS)"))},
                   "documents": "per recording: text_first + audio_first (interleaved) and audio_only",
-                  "window": width, "units": "nats per token", "batch_size": ctx.batch_size, "dtype": ctx.dtype},
+                  "window": width, "units": "nats per token", "batch_size": ctx.cfg.batch_size, "dtype": ctx.cfg.dtype},
         data={"path": str(path), "layout": "sodakit-segments", "checksum": checksum, "checksum_method": method,
               "codec": {"name": codec.name, "config_hash": codec.config_hash}},
         excluded=errors, seconds=t.seconds, notes=notes,
     )
 
 
-register(TaskSpec("val_nll", "the six validation NLLs of SPEC section 8 on an interleaved dev set", HELP, run_nll))
+register(TaskSpec("val_nll", "the six validation NLLs of docs/soda.md#isoflop-sweep on an interleaved dev set", HELP, run_nll))

@@ -184,6 +184,158 @@ class _RowTracker:
         return codes
 
 
+class _Decoding:
+    """The state of one batched decoding: the rows still in the cache, their span states, and what each
+    prompt has produced so far. `generate` drives it step by step."""
+
+    def __init__(self, model, prompts: Sequence[Sequence[int]], vocab: Vocab, cfg: GenerationConfig,
+                 on_frame: Callable[[FrameEvent], None] | None, silence: SilenceDetector | None) -> None:
+        self.model, self.vocab, self.cfg = model, vocab, cfg
+        self.on_frame, self.silence = on_frame, silence
+        self.device = model.embed.weight.device
+        self.constraints = ModalityConstraints(vocab, model.cfg.vocab_size, cfg.span_codebooks, cfg.constrain,
+                                               self.device, cfg.span_plan)
+        for i, p in enumerate(prompts):
+            vocab.check_ids(np.asarray(p, dtype=np.int64), f"prompt {i}")
+        self.ids, self.mask = _left_pad(prompts, pad_id=vocab.eos_id)
+        self.total = self.ids.shape[1] + cfg.max_new_tokens
+        if self.total > model.cfg.max_seq_len and not cfg.allow_longer_than_trained:
+            raise ValueError(
+                f"prompt ({self.ids.shape[1]} tokens) + max_new_tokens ({cfg.max_new_tokens}) = {self.total} exceeds "
+                f"the model's max_seq_len {model.cfg.max_seq_len}; shorten the prompt or lower max_new_tokens"
+            )
+        self.state = self.constraints.initial_state(prompts)
+        self.head = _Head(model, self.constraints, cfg.restricted_head)
+        self.gen = cfg.sampling.generator(self.device)
+        self.stop_ids = torch.tensor(sorted(set(cfg.stop_ids)), dtype=torch.long, device=self.device)
+        track = on_frame is not None or silence is not None
+        self.tracker = _RowTracker(prompts, self.constraints, self.state) if track else None
+        self.k = self.constraints.frame_size
+
+        b = len(prompts)
+        self.out = torch.full((b, cfg.max_new_tokens), -1, dtype=torch.long)
+        self.lengths = [0] * b
+        self.reasons = [STOP_BUDGET] * b
+        self.frames = torch.zeros(b, dtype=torch.long)
+        self.silent_tail = [0] * b
+        self.rows = torch.arange(b)  # original row of each cache row
+        self.done_in_cache = torch.zeros(b, dtype=torch.bool)
+        self.cache = None
+
+    def prefill(self) -> Tensor:
+        """Run the prompts through the model into a fresh cache; the last hidden state of every row."""
+        self.cache = self.model.new_cache(len(self.rows), self.total)
+        mask = None if self.mask is None else self.mask.to(self.device)
+        return self.model.hidden_states(self.ids.to(self.device), attention_mask=mask, cache=self.cache)[:, -1]
+
+    def forced_tokens(self, remaining: int) -> tuple[Tensor, dict[int, str]]:
+        """The guards: a forced token per cache row (-1 = none) and, for rows that end with it, the reason."""
+        cfg, vocab, state = self.cfg, self.vocab, self.state
+        forced = torch.full((len(self.rows),), -1, dtype=torch.long)
+        finish: dict[int, str] = {}
+        if not self.constraints.enabled:
+            return forced, finish
+        live = ~self.done_in_cache
+        boundary = self.constraints.at_frame_boundary(state).cpu()
+        opening = ((state.mode == MODE_AUDIO) & (state.pos == 0)).cpu()
+        # Not enough budget for another whole frame plus <|audio_end|>: close the span now.
+        if cfg.close_audio_at_budget and remaining < self.k + 1:
+            for i in torch.nonzero((boundary | opening) & live).flatten().tolist():
+                forced[i], finish[i] = vocab.audio_end_id, STOP_BUDGET
+        if cfg.max_audio_frames is not None:
+            capped = boundary & live & (self.frames[self.rows] >= cfg.max_audio_frames)
+            for i in torch.nonzero(capped).flatten().tolist():
+                forced[i], finish[i] = vocab.audio_end_id, STOP_DURATION
+        if cfg.silence_stop_frames is not None:
+            for i in torch.nonzero(boundary & live).flatten().tolist():
+                if self.silent_tail[int(self.rows[i])] >= cfg.silence_stop_frames:
+                    forced[i], finish[i] = vocab.audio_end_id, STOP_SILENCE
+        if cfg.max_text_tokens is not None:
+            long_text = ((state.mode == MODE_TEXT) & (state.pos >= cfg.max_text_tokens)).cpu() & live
+            forced = torch.where(long_text, torch.full_like(forced, vocab.text_end_id), forced)
+        return forced, finish
+
+    def choose(self, h: Tensor, forced: Tensor) -> Tensor:
+        """The next token of every cache row: sampled under the constraints, or the guard's forced one."""
+        nxt = self.head.choose(h, self.constraints.state_index(self.state), self.cfg.sampling, self.gen)
+        if (forced >= 0).any():
+            nxt = torch.where((forced >= 0).to(self.device), forced.to(self.device), nxt)
+        return nxt
+
+    def record(self, nxt: Tensor, forced: Tensor, finish: dict[int, str]) -> None:
+        """Append the chosen tokens to the unfinished rows, count frames, feed the streaming and silence
+        bookkeeping, and finish the rows a guard or a stop id ended."""
+        vocab, k = self.vocab, self.k
+        live = ~self.done_in_cache
+        nxt_cpu = nxt.cpu()
+        new_state = self.constraints.advance(self.state, nxt)
+        completed = (new_state.mode == MODE_AUDIO) & (new_state.pos > 0) & (new_state.pos % k == 0)
+        completed = (completed & vocab.is_audio(nxt)).cpu()
+        stop_hit = (torch.isin(nxt, self.stop_ids).cpu() if self.stop_ids.numel()
+                    else torch.zeros(len(self.rows), dtype=torch.bool))
+        for i in torch.nonzero(live).flatten().tolist():
+            r = int(self.rows[i])
+            tok = int(nxt_cpu[i])
+            self.out[r, self.lengths[r]] = tok
+            self.lengths[r] += 1
+            if completed[i]:
+                self.frames[r] += 1
+            if self.tracker is not None:
+                self.track(r, tok, int(new_state.mode[i]))
+            if i in finish:
+                self.reasons[r] = finish[i]
+                self.done_in_cache[i] = True
+            elif stop_hit[i]:
+                self.reasons[r] = STOP_TEXT_CAP if forced[i] == vocab.text_end_id else STOP_TOKEN
+                self.done_in_cache[i] = True
+        self.state = new_state
+
+    def track(self, r: int, tok: int, mode: int) -> None:
+        """Streaming and silence bookkeeping of prompt row r for its new token."""
+        tracker, vocab, cfg = self.tracker, self.vocab, self.cfg
+        assert tracker is not None
+        if tok == vocab.audio_start_id:
+            tracker.opened(r)
+        elif vocab.is_audio(tok) and mode == MODE_AUDIO:
+            codes = tracker.token(r, tok)
+            if codes is not None:
+                if self.on_frame is not None:
+                    self.on_frame(FrameEvent(r, tracker.span[r], tracker.frame_in_span[r] - 1, codes))
+                if self.silence is not None and cfg.silence_stop_frames is not None:
+                    span_frames = np.stack(tracker.frames[r])
+                    self.silent_tail[r] = self.silence.trailing_silence(span_frames, cfg.silence_stop_frames)
+
+    def all_done(self) -> bool:
+        return bool(self.done_in_cache.all())
+
+    def drop_finished(self, nxt: Tensor) -> Tensor:
+        """Drop finished rows once they are a quarter of the batch (compaction copies the whole cache);
+        returns the tokens of the rows that stay."""
+        n_done = int(self.done_in_cache.sum())
+        if not n_done or n_done * 4 < len(self.rows):
+            return nxt
+        keep = torch.nonzero(~self.done_in_cache).flatten()
+        self.cache.reorder(keep.to(self.device))
+        self.rows, self.state = self.rows[keep], self.state.select(keep.to(self.device))
+        self.done_in_cache = torch.zeros(len(self.rows), dtype=torch.bool)
+        return nxt.index_select(0, keep.to(self.device))
+
+    def feed(self, nxt: Tensor) -> Tensor:
+        """Run the chosen tokens through the cache; the new last hidden state of every row."""
+        return self.model.hidden_states(nxt[:, None], cache=self.cache)[:, -1]
+
+    def results(self) -> list[Generation]:
+        return [
+            Generation(
+                tokens=self.out[r, : self.lengths[r]].tolist(),
+                stop_reason=self.reasons[r],
+                audio_frames=int(self.frames[r]),
+                trailing_silence=self.silent_tail[r] if self.reasons[r] == STOP_SILENCE else 0,
+            )
+            for r in range(len(self.lengths))
+        ]
+
+
 @torch.inference_mode()
 def generate(
     model,
@@ -200,127 +352,27 @@ def generate(
         return []
     if cfg.silence_stop_frames is not None and silence is None:
         raise ValueError("silence_stop_frames is set but no silence detector was given")
-    device = model.embed.weight.device
-    mcfg = model.cfg
-    constraints = ModalityConstraints(vocab, mcfg.vocab_size, cfg.span_codebooks, cfg.constrain, device, cfg.span_plan)
-    b = len(prompts)
-    for i, p in enumerate(prompts):
-        vocab.check_ids(np.asarray(p, dtype=np.int64), f"prompt {i}")
-    ids, mask = _left_pad(prompts, pad_id=vocab.eos_id)
-    total = ids.shape[1] + cfg.max_new_tokens
-    if total > mcfg.max_seq_len and not cfg.allow_longer_than_trained:
-        raise ValueError(
-            f"prompt ({ids.shape[1]} tokens) + max_new_tokens ({cfg.max_new_tokens}) = {total} exceeds the model's "
-            f"max_seq_len {mcfg.max_seq_len}; shorten the prompt or lower max_new_tokens"
-        )
-    state = constraints.initial_state(prompts)
-    head = _Head(model, constraints, cfg.restricted_head)
-    gen = cfg.sampling.generator(device)
-    stop_ids = torch.tensor(sorted(set(cfg.stop_ids)), dtype=torch.long, device=device)
-    track = on_frame is not None or silence is not None
-    tracker = _RowTracker(prompts, constraints, state) if track else None
-    k = constraints.frame_size
-
+    run = _Decoding(model, prompts, vocab, cfg, on_frame, silence)
     was_training = model.training
     model.eval()
     t0 = time.perf_counter()
-    cache = model.new_cache(b, total)
-    h = model.hidden_states(ids.to(device), attention_mask=None if mask is None else mask.to(device), cache=cache)[:, -1]
+    h = run.prefill()
     t1 = time.perf_counter()
-
-    out = torch.full((b, cfg.max_new_tokens), -1, dtype=torch.long)
-    lengths = [0] * b
-    reasons = [STOP_BUDGET] * b
-    frames = torch.zeros(b, dtype=torch.long)
-    silent_tail = [0] * b
-    rows = torch.arange(b)  # original row of each cache row
-    done_in_cache = torch.zeros(b, dtype=torch.bool)
     step = 0
     for step in range(cfg.max_new_tokens):
-        remaining = cfg.max_new_tokens - step
-        live = ~done_in_cache
-        boundary = constraints.at_frame_boundary(state).cpu()
-        opening = ((state.mode == MODE_AUDIO) & (state.pos == 0)).cpu()
-        # Guards: a forced token per row (-1 = none) and, for rows that end with it, the reason.
-        forced = torch.full((len(rows),), -1, dtype=torch.long)
-        finish: dict[int, str] = {}
-        if constraints.enabled:
-            # Not enough budget for another whole frame plus <|audio_end|>: close the span now.
-            if cfg.close_audio_at_budget and remaining < k + 1:
-                for i in torch.nonzero((boundary | opening) & live).flatten().tolist():
-                    forced[i], finish[i] = vocab.audio_end_id, STOP_BUDGET
-            if cfg.max_audio_frames is not None:
-                capped = boundary & live & (frames[rows] >= cfg.max_audio_frames)
-                for i in torch.nonzero(capped).flatten().tolist():
-                    forced[i], finish[i] = vocab.audio_end_id, STOP_DURATION
-            if cfg.silence_stop_frames is not None:
-                for i in torch.nonzero(boundary & live).flatten().tolist():
-                    if silent_tail[int(rows[i])] >= cfg.silence_stop_frames:
-                        forced[i], finish[i] = vocab.audio_end_id, STOP_SILENCE
-            if cfg.max_text_tokens is not None:
-                long_text = ((state.mode == MODE_TEXT) & (state.pos >= cfg.max_text_tokens)).cpu() & live
-                forced = torch.where(long_text, torch.full_like(forced, vocab.text_end_id), forced)
-        nxt = head.choose(h, constraints.state_index(state), cfg.sampling, gen)
-        if (forced >= 0).any():
-            nxt = torch.where((forced >= 0).to(device), forced.to(device), nxt)
-        nxt_cpu = nxt.cpu()
-        new_state = constraints.advance(state, nxt)
-        completed = (new_state.mode == MODE_AUDIO) & (new_state.pos > 0) & (new_state.pos % k == 0)
-        completed = (completed & vocab.is_audio(nxt)).cpu()
-        stop_hit = torch.isin(nxt, stop_ids).cpu() if stop_ids.numel() else torch.zeros(len(rows), dtype=torch.bool)
-        for i in torch.nonzero(live).flatten().tolist():
-            r = int(rows[i])
-            tok = int(nxt_cpu[i])
-            out[r, lengths[r]] = tok
-            lengths[r] += 1
-            if completed[i]:
-                frames[r] += 1
-            if tracker is not None:
-                if tok == vocab.audio_start_id:
-                    tracker.opened(r)
-                elif vocab.is_audio(tok) and int(new_state.mode[i]) == MODE_AUDIO:
-                    codes = tracker.token(r, tok)
-                    if codes is not None:
-                        if on_frame is not None:
-                            on_frame(FrameEvent(r, tracker.span[r], tracker.frame_in_span[r] - 1, codes))
-                        if silence is not None and cfg.silence_stop_frames is not None:
-                            span_frames = np.stack(tracker.frames[r])
-                            silent_tail[r] = silence.trailing_silence(span_frames, cfg.silence_stop_frames)
-            if i in finish:
-                reasons[r] = finish[i]
-                done_in_cache[i] = True
-            elif stop_hit[i]:
-                reasons[r] = STOP_TEXT_CAP if forced[i] == vocab.text_end_id else STOP_TOKEN
-                done_in_cache[i] = True
-        state = new_state
-        if bool(done_in_cache.all()) or step == cfg.max_new_tokens - 1:
+        forced, finish = run.forced_tokens(remaining=cfg.max_new_tokens - step)
+        nxt = run.choose(h, forced)
+        run.record(nxt, forced, finish)
+        if run.all_done() or step == cfg.max_new_tokens - 1:
             break
-        # Drop finished rows once they are a quarter of the batch (compaction copies the whole cache).
-        n_done = int(done_in_cache.sum())
-        if n_done and n_done * 4 >= len(rows):
-            keep = torch.nonzero(~done_in_cache).flatten()
-            cache.reorder(keep.to(device))
-            rows, state = rows[keep], state.select(keep.to(device))
-            nxt = nxt.index_select(0, keep.to(device))
-            done_in_cache = torch.zeros(len(rows), dtype=torch.bool)
-        h = model.hidden_states(nxt[:, None], cache=cache)[:, -1]
+        h = run.feed(run.drop_finished(nxt))
     t2 = time.perf_counter()
     if was_training:
         model.train()
     if stats is not None:
         stats.prompt_tokens += int(sum(len(p) for p in prompts))
-        stats.new_tokens += int(sum(lengths))
+        stats.new_tokens += int(sum(run.lengths))
         stats.steps += step + 1
         stats.prefill_s += t1 - t0
         stats.decode_s += t2 - t1
-    results = []
-    for r in range(b):
-        results.append(
-            Generation(
-                tokens=out[r, : lengths[r]].tolist(),
-                stop_reason=reasons[r],
-                audio_frames=int(frames[r]),
-                trailing_silence=silent_tail[r] if reasons[r] == STOP_SILENCE else 0,
-            )
-        )
-    return results
+    return run.results()

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from sodakit.generate.constraints import ModalityConstraints, PromptStateError
-from sodakit.generate.prompts import split_spans
-from sodakit.generate.sampler import (
+from sodakit.generate.decoding import (
     STOP_BUDGET,
     STOP_DURATION,
     STOP_SILENCE,
@@ -16,6 +15,7 @@ from sodakit.generate.sampler import (
     GenerationConfig,
     generate,
 )
+from sodakit.generate.prompts import split_spans
 from sodakit.generate.sampling import SamplingConfig, filter_logits
 from sodakit.generate.silence import CodeSetSilence, RepeatSilence
 
