@@ -73,15 +73,15 @@ PEOPLE: list[Noun] = (
        _n("person", "people", "person")]
     + _regular("teacher farmer doctor baker sailor student friend neighbor singer driver", "person")
 )
-ANIMALS: list[Noun] = (
-    _regular("dog cat bird horse fox cow duck rabbit bear frog lion monkey", "animal")
-    + [_n("mouse", "mice", "animal"), _n("goose", "geese", "animal"), _n("wolf", "wolves", "animal")]
-)
-THINGS: list[Noun] = (
-    _regular("book ball box cup letter key hat coat chair table window door basket bottle picture "
-             "flower stone boat car bag shoe candle map clock lamp", "thing")
-    + [_n("knife", "knives", "thing"), _n("leaf", "leaves", "thing")]
-)
+ANIMALS: list[Noun] = [
+    *_regular("dog cat bird horse fox cow duck rabbit bear frog lion monkey", "animal"),
+    _n("mouse", "mice", "animal"), _n("goose", "geese", "animal"), _n("wolf", "wolves", "animal"),
+]
+THINGS: list[Noun] = [
+    *_regular("book ball box cup letter key hat coat chair table window door basket bottle picture "
+              "flower stone boat car bag shoe candle map clock lamp", "thing"),
+    _n("knife", "knives", "thing"), _n("leaf", "leaves", "thing"),
+]
 FOODS: list[Noun] = _regular("apple cake egg orange cookie sandwich potato carrot", "food")
 # potato -> potatos is wrong; fix the one irregular spelling
 FOODS = [Noun(n.sg, "potatoes", n.kind) if n.sg == "potato" else n for n in FOODS]
@@ -241,7 +241,7 @@ def s_transitive(rng: random.Random) -> list[str]:
 
 
 def s_copula(rng: random.Random) -> list[str]:
-    subj = _subject(rng, BEINGS + ("thing",))
+    subj = _subject(rng, (*BEINGS, "thing"))
     past = rng.random() < 0.4
     be = ("were" if subj.plural else "was") if past else ("are" if subj.plural else "is")
     if rng.random() < 0.6:
@@ -249,7 +249,7 @@ def s_copula(rng: random.Random) -> list[str]:
         rest = [rng.choice(adjs)]
     else:
         rest = place_phrase(rng)
-    return subj.words + [be] + rest
+    return [*subj.words, be, *rest]
 
 
 def s_reflexive(rng: random.Random) -> list[str]:
@@ -264,9 +264,9 @@ def s_negation(rng: random.Random) -> list[str]:
     aux = "did" if past else ("do" if subj.plural else "does")
     if rng.random() < 0.5:
         verb = rng.choice(intransitive_verbs())
-        return subj.words + [aux, "not", verb.base] + _tail(rng, 0.2, 0.2)
+        return [*subj.words, aux, "not", verb.base, *_tail(rng, 0.2, 0.2)]
     verb = rng.choice(transitive_verbs())
-    return subj.words + [aux, "not", verb.base] + noun_phrase(rng, OBJECT_KINDS[verb.frame], name=0.3).words
+    return [*subj.words, aux, "not", verb.base, *noun_phrase(rng, OBJECT_KINDS[verb.frame], name=0.3).words]
 
 
 def s_question(rng: random.Random) -> list[str]:
@@ -274,17 +274,17 @@ def s_question(rng: random.Random) -> list[str]:
     past = rng.random() < 0.3
     aux = "did" if past else ("do" if subj.plural else "does")
     verb = rng.choice(transitive_verbs())
-    return [aux] + subj.words + [verb.base] + noun_phrase(rng, OBJECT_KINDS[verb.frame], name=0.3).words + ["?"]
+    return [aux, *subj.words, verb.base, *noun_phrase(rng, OBJECT_KINDS[verb.frame], name=0.3).words, "?"]
 
 
 def s_distractor(rng: random.Random) -> list[str]:
     """Agreement across a prepositional phrase: the dog near the boys sleeps."""
     subj = noun_phrase(rng, BEINGS, name=0.0, adjective=0.15)
-    other = noun_phrase(rng, BEINGS + ("thing",), name=0.0, adjective=0.0, det="the")
+    other = noun_phrase(rng, (*BEINGS, "thing"), name=0.0, adjective=0.0, det="the")
     prep = rng.choice(("near", "with", "behind"))
     verb = rng.choice(intransitive_verbs())
     tense = "present" if rng.random() < 0.7 else "progressive"
-    return subj.words + [prep] + other.words + verb_form(verb, subj.plural, tense) + _tail(rng, 0.2, 0.0)
+    return [*subj.words, prep, *other.words, *verb_form(verb, subj.plural, tense), *_tail(rng, 0.2, 0.0)]
 
 
 def s_relative(rng: random.Random) -> list[str]:
@@ -293,13 +293,13 @@ def s_relative(rng: random.Random) -> list[str]:
     verb = rng.choice([v for v in transitive_verbs() if v.frame in ("being", "thing")])
     obj = noun_phrase(rng, OBJECT_KINDS[verb.frame], name=0.0, adjective=0.0)
     main = rng.choice(intransitive_verbs())
-    return subj.words + ["who"] + verb_form(verb, subj.plural, "present") + obj.words + [main.present(subj.plural)]
+    return [*subj.words, "who", *verb_form(verb, subj.plural, "present"), *obj.words, main.present(subj.plural)]
 
 
 def s_coordination(rng: random.Random) -> list[str]:
     a = s_intransitive(rng) if rng.random() < 0.5 else s_copula(rng)
     b = s_intransitive(rng)
-    return a + [rng.choice(("and", "but", "because"))] + b
+    return [*a, rng.choice(("and", "but", "because")), *b]
 
 
 FRAMES: list[tuple[float, Callable[[random.Random], list[str]]]] = [
@@ -368,7 +368,7 @@ def _pair_subject_verb(rng: random.Random, plural: bool, irregular: bool) -> tup
     subj = noun_phrase(rng, BEINGS, plural=plural, name=0.0, noun=rng.choice(pool), adjective=0.2)
     verb = rng.choice(intransitive_verbs())
     tail = _tail(rng, 0.3, 0.3)
-    return subj.words + [verb.present(plural)] + tail, subj.words + [verb.present(not plural)] + tail
+    return [*subj.words, verb.present(plural), *tail], [*subj.words, verb.present(not plural), *tail]
 
 
 def pair_regular_sv(rng: random.Random, plural: bool):
@@ -385,7 +385,7 @@ def pair_aux(rng: random.Random, plural: bool):
     forms = ("were", "was") if past else ("are", "is")
     good, bad = (forms[0], forms[1]) if plural else (forms[1], forms[0])
     rest = [rng.choice(ADJ_BEING)] if rng.random() < 0.6 else place_phrase(rng)
-    return subj.words + [good] + rest, subj.words + [bad] + rest
+    return [*subj.words, good, *rest], [*subj.words, bad, *rest]
 
 
 def pair_det_noun(rng: random.Random, plural: bool):
@@ -395,7 +395,7 @@ def pair_det_noun(rng: random.Random, plural: bool):
     noun = rng.choice(_NOUNS[OBJECT_KINDS[verb.frame][0]])
     tense = rng.choice(("past", "present"))
     head = subj.words + verb_form(verb, subj.plural, tense) + [det]
-    return head + [noun.form(plural)], head + [noun.form(not plural)]
+    return [*head, noun.form(plural)], [*head, noun.form(not plural)]
 
 
 def pair_anaphor_gender(rng: random.Random, plural: bool):
@@ -406,9 +406,9 @@ def pair_anaphor_gender(rng: random.Random, plural: bool):
         noun = rng.choice([n for n in PEOPLE if n.gender == ("f" if female else "m")])
         subj = noun_phrase(rng, ("person",), plural=False, noun=noun, adjective=0.2).words
     verb = rng.choice([v for v in VERBS if v.reflexive])
-    head = subj + [verb.past if rng.random() < 0.6 else verb.s3]
+    head = [*subj, verb.past if rng.random() < 0.6 else verb.s3]
     good, bad = ("herself", "himself") if female else ("himself", "herself")
-    return head + [good], head + [bad]
+    return [*head, good], [*head, bad]
 
 
 def pair_anaphor_number(rng: random.Random, plural: bool):
@@ -429,8 +429,8 @@ def pair_distractor(rng: random.Random, plural: bool):
     subj = noun_phrase(rng, BEINGS, plural=plural, name=0.0, adjective=0.0)
     other = noun_phrase(rng, BEINGS, plural=not plural, name=0.0, adjective=0.0, det="the")
     verb = rng.choice(intransitive_verbs())
-    head = subj.words + [rng.choice(("near", "with", "behind"))] + other.words
-    return head + [verb.present(plural)], head + [verb.present(not plural)]
+    head = [*subj.words, rng.choice(("near", "with", "behind")), *other.words]
+    return [*head, verb.present(plural)], [*head, verb.present(not plural)]
 
 
 # Intransitive verbs that take no object in ordinary English either ("walk the dog", "sing a song" do).
@@ -443,7 +443,7 @@ def pair_transitive(rng: random.Random, plural: bool):
     intr = rng.choice([v for v in intransitive_verbs() if v.base in STRICTLY_INTRANSITIVE])
     obj = noun_phrase(rng, OBJECT_KINDS[verb.frame], plural=plural, adjective=0.2).words
     if rng.random() < 0.5:
-        return subj.words + [verb.past] + obj, subj.words + [intr.past] + obj
+        return [*subj.words, verb.past, *obj], [*subj.words, intr.past, *obj]
     return (subj.words + verb_form(verb, subj.plural, "present") + obj,
             subj.words + verb_form(intr, subj.plural, "present") + obj)
 
@@ -477,7 +477,7 @@ def minimal_pairs(n_per_phenomenon: int, seed: int, exclude: Iterable[str] = ())
     for uid, (term, make) in PHENOMENA.items():
         seen: set[str] = set()
         out: list[MinimalPair] = []
-        for k in range(200 * n_per_phenomenon):
+        for _k in range(200 * n_per_phenomenon):
             if len(out) == n_per_phenomenon:
                 break
             good, bad = (render(w) for w in make(rng, len(out) % 2 == 1))
@@ -507,9 +507,9 @@ def _trigrams(word: str) -> set[str]:
 
 def _attested_trigrams() -> tuple[frozenset[str], frozenset[str]]:
     """Letter trigrams of common English words, and a large list of real words (to refuse as pseudo-words)."""
-    from wordfreq import top_n_list
-
     from collections import Counter
+
+    from wordfreq import top_n_list
 
     # Words of 4+ letters: short entries of the list are often abbreviations ("tv", "pw") with odd clusters.
     common = [w for w in top_n_list("en", ORTHOGRAPHY_WORDS) if w.isalpha() and len(w) >= 4]
@@ -562,9 +562,9 @@ def _word_classes() -> dict[str, str]:
     put(("is", "are", "was", "were", "do", "does", "did", "not"), "aux")
     put(set(SG_DETS) | set(PL_DETS) | {"an"}, "det")
     put(set(ADJ_BEING) | set(ADJ_THING) | set(ADJ_FOOD), "adj")
-    put(PREPOSITIONS + ("with",), "prep")
+    put((*PREPOSITIONS, "with"), "prep")
     put(("who", "and", "but", "because"), "conj")
-    put(("he", "she", "they", "himself", "herself", "itself", "themselves") + FEMALE_NAMES + MALE_NAMES, "pron")
+    put(("he", "she", "they", "himself", "herself", "itself", "themselves", *FEMALE_NAMES, *MALE_NAMES), "pron")
     put((f for v in VERBS for f in (v.base, v.s3, v.past, v.ing)), "verb")
     put(ADVERBS, "adv")
     put([f for n in (*PEOPLE, *ANIMALS, *THINGS, *FOODS, *TEXTS) for f in (n.sg, n.pl)] + PLACES, "noun")

@@ -223,7 +223,9 @@ def demo_summary(cfg: DemoConfig, p: Paths, done: dict[str, Any], timings: dict[
                      f"evaluation sentence is held out. Total {seconds:.0f}s (this run; skipped stages count 0)."),
         "data": {
             "speech corpus": {k: v for k, v in corpus_info.items() if not isinstance(v, list | dict)},
-            "model size from the IsoFLOP fit": choice.report_rows(),
+            "model size from the IsoFLOP fit": {
+                **choice.report_rows(),
+                **({"steps trained (set by steps=, not by C)": train_info["steps"]} if cfg.steps else {})},
             "codec": done["codec"],
             "tokenizer": done["tokenizer"],
             **{f"packed {name}": {"documents": m["num_documents"], "tokens": m["num_tokens"],

@@ -14,6 +14,7 @@ to one call per sentence. flite has no usable break, so it always reads sentence
 
 from __future__ import annotations
 
+import itertools
 import random
 import shutil
 import subprocess
@@ -152,7 +153,7 @@ def _espeak_batch(sentences: list[str], voice: DemoVoice, sample_rate: int) -> l
     if len(cuts) != len(sentences) - 1:
         return None
     bounds = [0, *cuts, len(wav)]
-    pieces = [_trim(wav[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    pieces = [_trim(wav[a:b]) for a, b in itertools.pairwise(bounds)]
     if any(p.size < sr // 10 for p in pieces):
         return None
     return [resample(p, sr, sample_rate) for p in pieces]
