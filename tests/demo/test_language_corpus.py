@@ -79,3 +79,24 @@ def test_bench_sets_read_back_through_the_eval_readers(toy_corpus, tmp_path):
     assert len(tts.items) == 3 and rec["sets"]["tts"]["items"] == 3
     for it in tts.items:
         assert len(it.prompt_text.split()) <= cfg.tts_prompt_max_words and it.target_text in held["test"]
+
+
+def test_blimp_groups_short_of_matched_pairs_are_made_up_from_the_others(monkeypatch):
+    import numpy as np
+    import pytest
+
+    from sodakit.demo import language_bench
+    from sodakit.demo.voices import DemoVoice
+
+    # A stand-in voice: 0.1 s per character, so equally long texts match and "b"'s pairs never do.
+    monkeypatch.setattr(language_bench, "render_sentences",
+                        lambda texts, voice, sr: [np.zeros(len(t) * sr // 10, np.float32) for t in texts])
+    cands = [(f"aa{i}", f"bb{i}", {"k": "a"}, "a") for i in range(6)] + \
+            [(f"c{i}", f"dddddddd{i}", {"k": "b"}, "b") for i in range(6)]
+    cfg = language_bench.LanguageBenchConfig(voices_per_pair=1, voice_tries=2)
+    voices = [DemoVoice("espeak:en-us"), DemoVoice("espeak:en-gb")]
+    with pytest.raises(ValueError, match="length-matched pairs"):
+        language_bench._matched_pairs(cands, voices, cfg, 2, 16_000)
+    out = language_bench._matched_pairs(cands, voices, cfg, 2, 16_000, total=4)
+    assert [sp.id for sp in out] == ["0", "1", "2", "3"] and {sp.meta["k"] for sp in out} == {"a"}
+    assert all(len(sp.pos_wav) == len(sp.neg_wav) for sp in out)

@@ -40,7 +40,9 @@ TTS_PROMPT_VOICES = ("flite:slt", "flite:rms", "flite:awb")
 @dataclass
 class LanguageBenchConfig:
     words: int = 200  # WUGGY pairs
-    blimp_pairs: int = 128  # BLiMP-like pairs, the same number per phenomenon (from the corpus's candidates)
+    # BLiMP-like pairs, the same number per phenomenon (from the corpus's candidates) where enough of them
+    # are length-matched, the rest made up from the other phenomena
+    blimp_pairs: int = 128
     voices_per_pair: int = 2
     candidate_factor: int = 3  # WUGGY candidates per wanted pair (length-matching drops some)
     voice_tries: int = 12  # voices tried per candidate pair for length matching
@@ -82,13 +84,17 @@ def build_language_bench(out_dir: str | Path, heldout: dict, voices: list[DemoVo
     mp = heldout["pairs"]
     per = cfg.blimp_pairs // len({p["phenomenon"] for p in mp})
     chosen = _matched_pairs([(p["good"], p["bad"], {"type": p["term"], "subtype": p["phenomenon"]}, p["phenomenon"])
-                             for p in mp], espeak, cfg, per, sr)
+                             for p in mp], espeak, cfg, per, sr, total=cfg.blimp_pairs)
     write_zr2021(out / "zerospeech2021", "syntactic", chosen, sr)
     used = {int(sp.id): sp for sp in chosen}
     records = [{"sentence_good": sp.pos_text, "sentence_bad": sp.neg_text, "UID": sp.meta["subtype"], "pairID": str(i),
                 "field": "sodakit.demo.language", "linguistics_term": sp.meta["type"]} for i, sp in sorted(used.items())]
     atomic_write_text(out / "blimp" / "pairs.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-    info["blimp"] = {"pairs": len(records), "voices_per_pair": cfg.voices_per_pair, "candidates": len(mp)}
+    by_phenomenon: dict[str, int] = {}
+    for r in records:
+        by_phenomenon[r["UID"]] = by_phenomenon.get(r["UID"], 0) + 1
+    info["blimp"] = {"pairs": len(records), "voices_per_pair": cfg.voices_per_pair, "candidates": len(mp),
+                     "by_phenomenon": by_phenomenon}
     log(f"[bench] blimp: {len(records)} minimal pairs x {cfg.voices_per_pair} voices (of {len(mp)} candidates)")
 
     # ASR: held-out sentences, each by one voice of the pool (flite and espeak-ng as in training).
@@ -146,26 +152,35 @@ MATCH_CHUNK = 64  # candidate pairs spoken per round of length matching
 
 
 def _matched_pairs(candidates: list[tuple[str, str, dict, str]], voices: list[DemoVoice], cfg: LanguageBenchConfig,
-                   per_group: int, sr: int) -> list[SpokenPair]:
+                   per_group: int, sr: int, total: int | None = None) -> list[SpokenPair]:
     """Spoken pairs whose two members last the same number of codec frames, by up to `voices_per_pair` voices.
 
     A model's mean log-probability favours the longer of two utterances (later frames have more context),
     which would decide many pairs whatever the model knows; pairs are therefore kept only with voices that
     say both members in the same number of 80 ms frames (a pair needs one such voice). `candidates` are
     (pos, neg, meta, group):
-    `per_group` pairs are taken from each group, in candidate order; ids number the kept pairs."""
+    `per_group` pairs are taken from each group, in candidate order; ids number the kept pairs. With
+    `total`, groups short of `per_group` (some rules change a word's length more often than others) are
+    made up to `total` pairs with the other groups' further matched pairs."""
     frame = round(sr * cfg.frame_seconds)
     tries = min(len(voices), cfg.voice_tries)
     taken: dict[str, int] = {}
     out: list[SpokenPair] = []
+    spare: list[tuple[str, str, dict, list[tuple[DemoVoice, np.ndarray, np.ndarray]]]] = []
+    groups = {c[3] for c in candidates}
+
+    def enough() -> bool:
+        if all(taken.get(g, 0) >= per_group for g in groups):
+            return True
+        return total is not None and sum(taken.values()) + len(spare) >= total
     # Candidates are spoken a chunk at a time (one espeak-ng call per voice and chunk) until every group
     # has its pairs: most sets are full long before the last candidate.
     for start in range(0, len(candidates), MATCH_CHUNK):
+        if enough():
+            break
         chunk = [(i, c) for i, c in enumerate(candidates[start : start + MATCH_CHUNK], start)
-                 if taken.get(c[3], 0) < per_group]
+                 if taken.get(c[3], 0) < per_group or total is not None]
         if not chunk:
-            if all(taken.get(c[3], 0) >= per_group for c in candidates):
-                break
             continue
         plan = {i: [voices[(i * 7 + j) % len(voices)] for j in range(tries)] for i, _ in chunk}
         jobs: dict[DemoVoice, list[str]] = {}
@@ -174,17 +189,22 @@ def _matched_pairs(candidates: list[tuple[str, str, dict, str]], voices: list[De
                 jobs.setdefault(v, []).extend(c[:2])
         audio = {v: dict(zip(texts, render_sentences(texts, v, sr))) for v, texts in jobs.items()}
         for i, (pos, neg, meta, group) in chunk:
-            if taken.get(group, 0) >= per_group:
-                continue
             same = [v for v in plan[i] if -(-len(audio[v][pos]) // frame) == -(-len(audio[v][neg]) // frame)]
             if not same:
+                continue
+            if taken.get(group, 0) >= per_group:
+                spare.append((pos, neg, meta, [(v, audio[v][pos], audio[v][neg]) for v in same[: cfg.voices_per_pair]]))
                 continue
             n = sum(taken.values())
             taken[group] = taken.get(group, 0) + 1
             out += [SpokenPair(id=str(n), voice=_vname(v), pos_wav=audio[v][pos], neg_wav=audio[v][neg], pos_text=pos,
                                neg_text=neg, meta=meta) for v in same[: cfg.voices_per_pair]]
     short = {g: k for g, k in taken.items() if k < per_group}
-    groups = {c[3] for c in candidates}
+    if (short or len(taken) < len(groups)) and total is not None and sum(taken.values()) + len(spare) >= total:
+        for n, (pos, neg, meta, spoken) in enumerate(spare[: total - sum(taken.values())], sum(taken.values())):
+            out += [SpokenPair(id=str(n), voice=_vname(v), pos_wav=pw, neg_wav=nw, pos_text=pos, neg_text=neg, meta=meta)
+                    for v, pw, nw in spoken]
+        return out
     if short or len(taken) < len(groups):
         raise ValueError(f"only {taken} length-matched pairs of the {per_group} wanted per group "
                          f"({len(candidates)} candidates); raise candidate_factor")

@@ -75,7 +75,7 @@ class DemoConfig:
     text_sentences: int = 20_000  # text-only sentences (the 5% text part of the mixture)
     val_sentences: int = 120  # held out: validation loss
     test_sentences: int = 160  # held out: ASR sentences, TTS targets and prompts
-    pairs_per_phenomenon: int = 40  # BLiMP-like candidates per phenomenon (8); the bench keeps length-matched ones
+    pairs_per_phenomenon: int = 100  # BLiMP-like candidates per phenomenon (8); the bench keeps length-matched ones
     espeak_voices: int = 4  # espeak-ng voices (accent x variant x pitch x rate)
     flite_share: float = 0.15  # share of the recordings read by flite voices
     # Shares of the espeak-ng recordings read phrase by phrase / word by word (a segment each): short
