@@ -103,6 +103,34 @@ def test_sodakit_report_of_a_demo_output(demo_out, tmp_path):
     assert "per-item records" in page
 
 
+# A smaller setting than `make demo` that still learns (about 2 minutes on 2 cores): 1,500 training
+# sentences, 200 steps of the IsoFLOP-sized model, 100 sWUGGY/tWUGGY pairs.
+LEARN = ["train_sentences=1500", "text_sentences=5000", "val_sentences=40", "test_sentences=60",
+         "pairs_per_phenomenon=20", "espeak_voices=4", "flite_share=0", "codebook_size=64", "flops=2.5e13",
+         "steps=200", "batch=16", "seq_len=512", "bench_words=100", "bench_blimp_pairs=16", "asr_utterances=4",
+         "tts_items=2", "gen_max_seconds=2", "asr_max_new_tokens=16"]
+
+
+@needs_flite
+@pytest.mark.slow
+def test_the_demo_model_learns_and_the_control_falls_to_chance(tmp_path, monkeypatch):
+    """A pipeline bug that scrambles audio against the model's conventions (codebooks in the wrong
+    slots, text shifted against audio) leaves sWUGGY at chance; this floor catches it, and the negative
+    control shows what chance looks like on the same pairs."""
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["demo", f"out={tmp_path / 'demo'}", *LEARN]) == 0
+    scores = json.loads((tmp_path / "demo" / "summary.json").read_text())["evaluation"]["scores"]
+    assert scores["sWUGGY pairs"] == 100 and scores["tWUGGY pairs"] == 100
+    # held-out words vs pseudo-words: clearly above chance, spoken and written
+    assert scores["sWUGGY 95% interval"][0] > 50, scores
+    assert scores["tWUGGY 95% interval"][0] > 50, scores
+    # the same spoken pairs with the codebooks permuted: chance-ish, and well below the real reading
+    control = scores["sWUGGY, control: codebooks permuted"]
+    lo, hi = scores["sWUGGY, control 95% interval"]
+    assert 35 <= control <= 65 and lo <= 50 <= hi, scores
+    assert scores["sWUGGY"] >= control + 10, scores
+
+
 def test_isoflop_lookup_order_and_missing_sweep(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     docs = tmp_path / "shipped"
