@@ -1,4 +1,4 @@
-"""`sodakit demo`: the embedded default end to end on a CPU, in about 13 minutes on 2 cores.
+"""`sodakit demo`: the embedded default end to end on a CPU, in about 12 minutes on 2 cores.
 
     corpus -> codec -> tokenizer -> tokenize -> pack -> train -> bench-data -> eval -> samples -> report
 
