@@ -199,10 +199,7 @@ def test_the_checks_catch_what_they_should():
 # built upward from __file__ (into a checkout), no hard-coded outside folders.
 OUTSIDE_PATHS = re.compile(r"__file__\)?(?:\.resolve\(\))?\.parents\[|__file__\)?(?:\.resolve\(\))?\.parent\.parent|"
                            r"shared/data|\.\./shared|/work/")
-KNOWN_OUTSIDE = {
-    # the demo copies the repository's IsoFLOP figures from docs/ (the demo's own rework moves them)
-    "sodakit/demo/pipeline.py",
-}
+KNOWN_OUTSIDE: set[str] = set()
 
 
 def test_installed_code_reads_nothing_outside_the_package():

@@ -15,16 +15,16 @@ from ..report.browser import load_media, needs_chromium
 
 needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="the demo corpus needs Debian's flite")
 
-TOY = ["max_paragraphs=6", "holdout_paragraphs=2", "voices_per_paragraph=1", "voices=[flite:slt,flite:rms]",
-       "codebook_size=64", "steps=6", "batch=4", "seq_len=128", "bench_words=2", "bench_blimp_pairs=2",
-       "bench_salmon_pairs=1", "asr_utterances=1", "tts_items=1", "workers=1", "text_vocab_size=300",
-       "gen_max_seconds=1", "asr_max_new_tokens=8"]
+TOY = ["train_sentences=40", "text_sentences=200", "val_sentences=8", "test_sentences=40", "pairs_per_phenomenon=12",
+       "espeak_voices=4", "codebook_size=64", "flops=1e10", "steps=6", "batch=4", "seq_len=128", "bench_words=4",
+       "bench_blimp_pairs=8", "asr_utterances=2", "tts_items=1", "workers=1", "gen_max_seconds=1",
+       "asr_max_new_tokens=8"]
 
 
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory):
     """One toy demo run shared by this module's tests. The working directory is an empty folder, so the
-    default IsoFLOP lookup skips ./runs/isoflop-mini and takes the repository's docs/isoflop."""
+    default IsoFLOP lookup skips ./runs/isoflop-mini and takes the study shipped with sodakit."""
     if shutil.which("flite") is None:
         pytest.skip("the demo corpus needs Debian's flite")
     root = tmp_path_factory.mktemp("demo")
@@ -39,27 +39,34 @@ def test_demo_runs_end_to_end_and_resumes(demo_out, capsys):
     out = demo_out
     summary = json.loads((out / "summary.json").read_text())
     scores = summary["evaluation"]["scores"]
-    for column in ("sBLIMP", "sWUGGY", "SALMon", "tBLIMP", "tWUGGY", "ASR WER", "TTS WER", "TTS SIM"):
+    for column in ("sBLIMP", "sWUGGY", "tBLIMP", "tWUGGY", "ASR WER", "TTS WER", "TTS SIM"):
         assert isinstance(scores.get(column), float), (column, scores)
+        lo, hi = scores[f"{column} 95% interval"] if column != "TTS SIM" else (0, 0)
+        assert lo <= hi
     assert scores["TTS WER"] >= 0 and -1 <= scores["TTS SIM"] <= 1, scores
+    assert scores["sWUGGY pairs"] == 4 and scores["sBLIMP pairs"] == 8 and scores["tBLIMP pairs"] == 8
+    assert isinstance(scores["TTS WER, codec resynthesis of the targets"], float)
+    # the negative control: the spoken pair tasks again, codebooks permuted, recorded as such
+    control = json.loads((out / "eval" / "control.json").read_text())
+    assert control["settings"]["control"] == "permute-codebooks" and set(control["tasks"]) == {"swuggy", "sblimp"}
+    assert "permuted" in control["codec"]["name"]
+    for column in ("sWUGGY", "sBLIMP"):
+        assert scores[f"{column}, control: codebooks permuted"] == round(
+            100 * control["tasks"][column.lower()]["metrics"]["accuracy"], 3)
+    # the model's size and steps come from the shipped IsoFLOP fit for the budget
+    sizing = summary["data"]["model size from the IsoFLOP fit"]
+    assert sizing["compute budget C (FLOPs, SODA convention)"] == "1e+10" and "N* ~ C^0.454" in sizing["fitted laws"]
     assert summary["training"]["info"]["steps"] == 6
     assert {s["task"] for s in summary["samples"]} == {"asr", "tts", "continue"}
     page = (out / "report" / "index.html").read_text()
     assert "Loss per token type" in page and "<audio" in page
+    assert "model size from the IsoFLOP fit" in page and "codebooks permuted" in page
     record = json.loads((out / "report" / "report.json").read_text())
     assert record["evaluation"]["scores"] == scores
-    # SALMon-like: the toy bench data has some of the 8 parts, and the table's label says how many
-    salmon = json.loads((out / "eval" / "results.json").read_text())["tasks"]["salmon"]["metrics"]
-    scored, expected = salmon["parts_scored"], salmon["parts_expected"]
-    assert summary["evaluation"]["coverage"]["SALMon"]["scored"] == scored and expected == 8
-    assert (f"SALMon ({scored}/{expected} parts)" in page) == (scored < expected)
-    # IsoFLOP: the repository's copy of the laptop study, with its exponents beside SODA's
+    # IsoFLOP: the study shipped inside the package, with its exponents beside SODA's
     iso = summary["isoflop"]
-    if pipeline.REPO_ISOFLOP_DOCS.is_dir():
-        assert iso["source"] == str(pipeline.REPO_ISOFLOP_DOCS) and iso["plots"] and iso["exponents"]
-        assert page.count("<img") == 1 + len(iso["plots"]) and "0.367" in page and str(iso["source"]) in page
-    else:
-        assert "scripts/isoflop_mini_study.py" in iso["message"]
+    assert iso["source"] == str(pipeline.SHIPPED_ISOFLOP) and iso["plots"] and iso["exponents"]
+    assert page.count("<img") == 1 + len(iso["plots"]) and "0.367" in page and str(iso["source"]) in page
     capsys.readouterr()
     # A rerun with the same settings skips every stage; changing the training settings redoes training on.
     assert cli_main(["demo", f"out={out}", *TOY]) == 0
@@ -96,15 +103,43 @@ def test_sodakit_report_of_a_demo_output(demo_out, tmp_path):
     assert "per-item records" in page
 
 
+# A smaller setting than `make demo` that still learns (about 2 minutes on 2 cores): 1,500 training
+# sentences, 200 steps of the IsoFLOP-sized model, 100 sWUGGY/tWUGGY pairs.
+LEARN = ["train_sentences=1500", "text_sentences=5000", "val_sentences=40", "test_sentences=60",
+         "pairs_per_phenomenon=20", "espeak_voices=4", "flite_share=0", "codebook_size=64", "flops=2.5e13",
+         "steps=200", "batch=16", "seq_len=512", "bench_words=100", "bench_blimp_pairs=16", "asr_utterances=4",
+         "tts_items=2", "gen_max_seconds=2", "asr_max_new_tokens=16"]
+
+
+@needs_flite
+@pytest.mark.slow
+def test_the_demo_model_learns_and_the_control_falls_to_chance(tmp_path, monkeypatch):
+    """A pipeline bug that scrambles audio against the model's conventions (codebooks in the wrong
+    slots, text shifted against audio) leaves sWUGGY at chance; this floor catches it, and the negative
+    control shows what chance looks like on the same pairs."""
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["demo", f"out={tmp_path / 'demo'}", *LEARN]) == 0
+    scores = json.loads((tmp_path / "demo" / "summary.json").read_text())["evaluation"]["scores"]
+    assert scores["sWUGGY pairs"] == 100 and scores["tWUGGY pairs"] == 100
+    # held-out words vs pseudo-words: clearly above chance, spoken and written
+    assert scores["sWUGGY 95% interval"][0] > 50, scores
+    assert scores["tWUGGY 95% interval"][0] > 50, scores
+    # the same spoken pairs with the codebooks permuted: chance-ish, and well below the real reading
+    control = scores["sWUGGY, control: codebooks permuted"]
+    lo, hi = scores["sWUGGY, control 95% interval"]
+    assert 35 <= control <= 65 and lo <= 50 <= hi, scores
+    assert scores["sWUGGY"] >= control + 10, scores
+
+
 def test_isoflop_lookup_order_and_missing_sweep(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    docs = tmp_path / "repo_docs"
-    monkeypatch.setattr(pipeline, "REPO_ISOFLOP_DOCS", docs)
+    docs = tmp_path / "shipped"
+    monkeypatch.setattr(pipeline, "SHIPPED_ISOFLOP", docs)
     logs: list[str] = []
     # nothing anywhere: the report says how to produce a sweep
     sec = pipeline._isoflop(pipeline.DemoConfig(), logs.append)
     assert "python scripts/isoflop_mini_study.py" in sec["message"] and str(docs) in sec["message"]
-    # the repository's docs copy, then ./runs/isoflop-mini ahead of it
+    # the shipped copy, then ./runs/isoflop-mini ahead of it
     docs.mkdir()
     (docs / "loss_vs_steps.png").write_bytes(b"png")
     assert pipeline._isoflop(pipeline.DemoConfig(), logs.append)["source"] == str(docs)

@@ -97,3 +97,15 @@ def test_bad_settings_exit_2_before_anything_runs(model_dir, tmp_path, capsys):
         EvalConfig(backend="onnx")
     assert EvalConfig(tasks="tblimp, hellaswag").tasks == TASKS  # a comma-separated string is a list
     assert EvalConfig(input_codebooks="4").input_codebooks == 4
+
+
+def test_control_is_recorded_and_leaves_text_tasks_alone(model_dir, data):
+    bundle = load_bundle(model_dir, device="cpu", need_tokenizer=True)
+    plain = evaluate(bundle, EvalConfig(model=str(model_dir), tasks=["tblimp"], data=data, limit=4, out=None))
+    ctl = evaluate(bundle, EvalConfig(model=str(model_dir), tasks=["tblimp"], data=data, limit=4, out=None,
+                                      control="permute-codebooks"))
+    assert ctl["settings"]["control"] == "permute-codebooks" and plain["settings"]["control"] == "none"
+    assert "control=permute-codebooks" in ctl["command"]
+    assert ctl["tasks"]["tblimp"]["metrics"] == plain["tasks"]["tblimp"]["metrics"]
+    lo, hi = plain["tasks"]["tblimp"]["metrics"]["accuracy_ci95"]
+    assert lo <= plain["tasks"]["tblimp"]["metrics"]["accuracy"] <= hi

@@ -1,4 +1,6 @@
-"""The demo's offline corpus: shipped English paragraphs read aloud by several TTS voices, plus text.
+"""An offline corpus of shipped English paragraphs read aloud by several TTS voices, plus text: the data
+of the laptop IsoFLOP study (scripts/isoflop_mini_study.py). The demo speaks its own language instead
+(`sodakit.demo.language_corpus`).
 
 Each (paragraph, voice) pair is one recording: its sentences are synthesised one by one and joined with
 short pauses into one WAV, and a JSONL manifest lists every sentence as a segment of that recording with

@@ -1,6 +1,13 @@
-"""`sodakit demo`: the embedded default end to end on a CPU, in about five minutes on 2 cores.
+"""`sodakit demo`: the embedded default end to end on a CPU, in about 12 minutes on 2 cores.
 
     corpus -> codec -> tokenizer -> tokenize -> pack -> train -> bench-data -> eval -> samples -> report
+
+The data is the demo's own English (`sodakit.demo.language`): a lexicon of a few hundred words and a
+grammar with agreement, read by many offline voices. Every evaluation sentence is held out from
+training but made of trained words, so the scores measure generalisation. The model size and step
+count come from the project's IsoFLOP fit for the configured compute budget (`sodakit.demo.sizing`),
+and the spoken tasks are scored a second time with the codebooks permuted: a negative control that
+must fall to chance.
 
 Every stage calls the same library function as its `sodakit` command (printed as it starts), records
 what it produced in `<out>/.stages/<stage>.json` with a key hashing its settings and the key of the
@@ -10,13 +17,14 @@ where the underlying job supports it (tokenize, pack, train) and redone otherwis
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +34,14 @@ import torch
 from sodakit import __version__
 from sodakit.audio.io import load_audio, save_wav
 from sodakit.audio.offline_codec import OfflineCodec, OfflineCodecConfig
+from sodakit.audio.registry import load_codec
 from sodakit.audio.tokenize import TokenizeConfig
 from sodakit.audio.tokenize import tokenize as run_tokenize
 from sodakit.config import ConfigError, atomic_write_text, parse_config_args, to_dict
 from sodakit.data.pack import PackConfig, pack
-from sodakit.demo.corpus import build_corpus
-from sodakit.eval.bench_data import BenchDataConfig, build_bench_data
+from sodakit.demo.language_bench import LanguageBenchConfig, build_language_bench, resynthesis_reference
+from sodakit.demo.language_corpus import LanguageCorpusConfig, build_language_corpus, demo_voices
+from sodakit.demo.sizing import SHIPPED_STUDY, ModelChoice, choose_model, shipped_path
 from sodakit.eval.config import EvalConfig
 from sodakit.eval.evaluator import evaluate, open_model
 from sodakit.eval.results import soda_scores
@@ -41,36 +51,50 @@ from sodakit.report.builder import build_report
 from sodakit.report.isoflop import isoflop_section, missing_section
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.text_tokenizer import train_bpe
-from sodakit.train.config import CheckpointConfig, DataConfig, DataSource, LogConfig, ModelSpec, TrainConfig
+from sodakit.train.config import (
+    CheckpointConfig,
+    DataConfig,
+    DataSource,
+    LogConfig,
+    ModelSpec,
+    OptimConfig,
+    TrainConfig,
+)
 from sodakit.train.trainer import train
 
-# Four flite and four espeak-ng voices: varied speakers are what keeps a tiny model from memorising ~50
-# paragraphs (measured: with 2 voices per paragraph validation loss turns up after ~150 steps).
-DEMO_VOICES = ["flite:slt", "flite:rms", "flite:awb", "flite:kal16",
-               "espeak:en-us", "espeak:en-gb+m3", "espeak:en-us+f3", "espeak:en-us+m7"]
-# Generation prompts (voice prompt + text + up to 8 s of audio) outgrow the tiny preset's 1024 positions.
-MODEL_OVERRIDES = {"max_seq_len": 2048}
+# Spoken tasks scored again with the codebooks permuted (the negative control; text tasks do not read audio).
+CONTROL_TASKS = ("swuggy", "sblimp")
 
 
 @dataclass
 class DemoConfig:
     out: str = "demo_out"
     seed: int = 0
-    # --- data: shipped paragraphs read by offline voices; more voices per paragraph = more speech
-    voices: list[str] = field(default_factory=lambda: list(DEMO_VOICES))
-    voices_per_paragraph: int = 6  # 6 -> ~50 min of training speech
-    holdout_paragraphs: int = 3
-    max_paragraphs: int = 0  # 0 = all 50 shipped paragraphs; fewer for quick checks
-    text_vocab_size: int = 1024  # the shipped text has ~1,700 distinct words
-    # --- codec: Mimi-shaped (8 codebooks, 12.5 Hz); 256 entries rather than 2048 because a tiny model
-    # on minutes of speech cannot learn 2048-way distributions, and the LM head dominates CPU cost.
+    # --- data: the demo's own English (sodakit.demo.language) read by offline voices
+    train_sentences: int = 3000  # distinct training sentences, each read once
+    text_sentences: int = 20_000  # text-only sentences (the 5% text part of the mixture)
+    val_sentences: int = 120  # held out: validation loss
+    test_sentences: int = 160  # held out: ASR sentences, TTS targets and prompts
+    pairs_per_phenomenon: int = 100  # BLiMP-like candidates per phenomenon (8); the bench keeps length-matched ones
+    espeak_voices: int = 4  # espeak-ng voices (accent x variant x pitch x rate)
+    flite_share: float = 0.15  # share of the recordings read by flite voices
+    # Shares of the espeak-ng recordings read phrase by phrase / word by word (a segment each): short
+    # segments teach which sounds make which words (measured: sWUGGY 64% -> 78% at 300 steps).
+    phrase_share: float = 0.3
+    word_share: float = 0.3
+    # Byte-level text tokens (no BPE merges): the language has a few hundred words, and pseudo-words
+    # (tWUGGY) are then spelled with the same tokens as words.
+    text_vocab_size: int = 258
+    # --- codec: Mimi-shaped (8 codebooks, 12.5 Hz); a small codebook because a tiny model on an hour of
+    # speech cannot learn 2048-way distributions, and the LM head dominates CPU cost.
     num_codebooks: int = 8
-    codebook_size: int = 256
-    # --- model and training (the 95/5 speech/text mixture of SODA)
-    preset: str = "tiny"
-    steps: int = 600  # ~4 epochs of the speech part; validation loss still falls at the end
+    codebook_size: int = 128
+    # --- model and training: the size and steps come from the IsoFLOP fit for this budget (sodakit.demo.sizing)
+    flops: float = 2.5e13  # training compute C, SODA convention (3 x forward FLOPs per token x tokens)
+    steps: int = 0  # 0: the steps that spend `flops` on the chosen model; else this many (C is then not spent exactly)
     batch: int = 16
-    seq_len: int = 384
+    seq_len: int = 512
+    lr: float | None = None  # None: SODA's peak-LR rule for the chosen width
     speech_weight: float = 0.95
     device: str = "auto"  # "cuda" to train/evaluate on a GPU
     # CPU threads (0: torch's default, one per core). A tiny model runs many small parallel ops, and
@@ -78,21 +102,34 @@ class DemoConfig:
     # measured on 2 cores, 20k -> 1.3k tokens/s. On a busy machine, threads=1 is the faster choice.
     threads: int = 0
     precision: str = "bf16"
-    # --- evaluation (offline look-alike benchmarks, offline judges)
-    bench_words: int = 24
-    bench_blimp_pairs: int = 24
-    bench_salmon_pairs: int = 10
-    asr_utterances: int = 8
-    tts_items: int = 4
+    # --- evaluation: look-alike sets built from the held-out part of the language, offline judges
+    bench_words: int = 100  # sWUGGY/tWUGGY word vs pseudo-word pairs
+    bench_blimp_pairs: int = 104  # sBLIMP/tBLIMP minimal pairs (a multiple of the 8 phenomena)
+    bench_voices_per_pair: int = 1
+    asr_utterances: int = 40
+    tts_items: int = 10
+    control: bool = True  # also score the spoken pair tasks with permuted codebooks
     eval_limit: int = 0  # 0 = every item
-    # Generation caps: held-out sentences take 2-4 s and ~15 text tokens; an untrained model never stops.
-    gen_max_seconds: float = 8.0
+    # Generation caps: held-out sentences take 1-4 s and ~60 byte tokens; an untrained model never stops.
+    gen_max_seconds: float = 6.0
     asr_max_new_tokens: int = 96
     workers: int = 2
     # --- report: the IsoFLOP plots and fitted exponents to show. A fit directory (`sodakit isoflop fit
-    # RESULTS --out DIR`) or a study directory (scripts/isoflop_mini_study.py, its docs copy); "" looks for
-    # ./runs/isoflop-mini, then the repository's docs/isoflop. Only files are read: no sweep is run.
+    # RESULTS --out DIR`) or a study directory (scripts/isoflop_mini_study.py); "" looks for
+    # ./runs/isoflop-mini, then the study shipped with sodakit. Only files are read: no sweep is run.
     isoflop: str = ""
+
+    def corpus_config(self) -> LanguageCorpusConfig:
+        return LanguageCorpusConfig(
+            train_sentences=self.train_sentences, text_sentences=self.text_sentences, val_sentences=self.val_sentences,
+            test_sentences=self.test_sentences, pairs_per_phenomenon=self.pairs_per_phenomenon, voices=self.espeak_voices,
+            flite_share=self.flite_share, phrase_share=self.phrase_share, word_share=self.word_share,
+            val_voices=max(1, self.espeak_voices), seed=self.seed)
+
+    def bench_config(self) -> LanguageBenchConfig:
+        return LanguageBenchConfig(words=self.bench_words, blimp_pairs=self.bench_blimp_pairs,
+                                   voices_per_pair=self.bench_voices_per_pair, asr_utterances=self.asr_utterances,
+                                   tts_items=self.tts_items, seed=self.seed)
 
 
 class StageRunner:
@@ -149,17 +186,21 @@ def run_demo(cfg: DemoConfig, log: Log = print) -> Path:
     t_start = time.time()
     p = {name: out / name for name in STAGE_DIRS}
 
-    done = {
+    done: dict[str, Any] = {
         "corpus": corpus_stage(st, p, cfg, log),
         "codec": codec_stage(st, p, cfg, log),
         "tokenizer": tokenizer_stage(st, p, cfg),
         "tokenize": tokenize_stage(st, p, cfg, log),
         "pack": pack_stage(st, p),
-        "train": train_stage(st, p, cfg),
-        "bench-data": bench_data_stage(st, p, cfg, log),
-        "eval": eval_stage(st, p, cfg),
-        "samples": samples_stage(st, p, cfg, log),
     }
+    choice, model = choose_model(cfg.flops, done["tokenizer"]["vocab_size"], cfg.batch, cfg.seq_len)
+    log(f"[demo] IsoFLOP fit: C = {cfg.flops:.3g} -> N* = {choice.n_opt:,.0f}; width {choice.width}, {choice.layers} "
+        f"layer(s), {choice.params:,} parameters, {cfg.steps or choice.steps} steps")
+    done["sizing"] = choice
+    done["train"] = train_stage(st, p, cfg, choice, choice.overrides(model))
+    done["bench-data"] = bench_data_stage(st, p, cfg, log)
+    done["eval"] = eval_stage(st, p, cfg)
+    done["samples"] = samples_stage(st, p, cfg, log)
     summary = demo_summary(cfg, p, done, st.timings, time.time() - t_start)
     summary["isoflop"] = _isoflop(cfg, log)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
@@ -171,28 +212,35 @@ def run_demo(cfg: DemoConfig, log: Log = print) -> Path:
 def demo_summary(cfg: DemoConfig, p: Paths, done: dict[str, Any], timings: dict[str, float], seconds: float) -> dict:
     """The report's summary (see report/builder.py) from what each stage recorded."""
     corpus_info, pack_info, train_info = done["corpus"], done["pack"], done["train"]
+    choice: ModelChoice = done["sizing"]
+    minutes = corpus_info["speech_hours"] * 60
+    model = f"{choice.params:,}-parameter model (width {choice.width}, {choice.layers} layer(s))"
     return {
         "title": "sodakit demo: the embedded default, end to end on a CPU",
-        "subtitle": (f"{corpus_info['speech_hours'] * 60:.0f} min of synthetic speech ({len(cfg.voices)} offline voices), "
-                     f"offline codec {cfg.num_codebooks}x{cfg.codebook_size} at 12.5 Hz, '{cfg.preset}' model, "
-                     f"{cfg.steps} steps of {cfg.batch}x{cfg.seq_len} tokens. Total {seconds:.0f}s "
-                     "(this run; skipped stages count 0)."),
+        "subtitle": (f"{minutes:.0f} min of synthetic speech in the demo's own English ({corpus_info['voices']} offline "
+                     f"voices), offline codec {cfg.num_codebooks}x{cfg.codebook_size} at 12.5 Hz, a {model} sized by "
+                     f"the IsoFLOP fit, {train_info['steps']} steps of {cfg.batch}x{cfg.seq_len} tokens. Every "
+                     f"evaluation sentence is held out. Total {seconds:.0f}s (this run; skipped stages count 0)."),
         "data": {
-            "speech corpus": {k: v for k, v in corpus_info.items() if not isinstance(v, list)},
+            "speech corpus": {k: v for k, v in corpus_info.items() if not isinstance(v, list | dict)},
+            "model size from the IsoFLOP fit": {
+                **choice.report_rows(),
+                **({"steps trained (set by steps=, not by C)": train_info["steps"]} if cfg.steps else {})},
             "codec": done["codec"],
             "tokenizer": done["tokenizer"],
             **{f"packed {name}": {"documents": m["num_documents"], "tokens": m["num_tokens"],
                                   **{f"{k} tokens": v for k, v in m["counts"].items()}} for name, m in pack_info.items()},
             "tokenize": {f"{part} {k}": d.get(k) for part, d in done["tokenize"].items()
                          for k in ("segments", "errors", "audio_hours", "wall_seconds")},
+            "benchmark sets": done["bench-data"]["sets"],
         },
         "training": {"metrics": str(p["train"] / "metrics.jsonl"), "config": str(p["train"] / "config.yaml"),
-                     "info": {"preset": cfg.preset, "steps": train_info["steps"], "global batch": cfg.batch,
+                     "info": {"model": model, "steps": train_info["steps"], "global batch": cfg.batch,
                               "sequence length": cfg.seq_len, "mixture": f"{cfg.speech_weight:.2f} speech / "
                               f"{1 - cfg.speech_weight:.2f} text", "final train loss": train_info["last_loss"],
                               **{f"final {k}": v for k, v in (train_info.get("val") or {}).items()}}},
-        "evaluation": {"scale": f"'{cfg.preset}' model, ~{corpus_info['speech_hours'] * 60:.0f} min of synthetic speech, "
-                                "look-alike benchmarks",
+        "evaluation": {"scale": f"{model}, ~{minutes:.0f} min of synthetic speech, look-alike benchmarks from the "
+                                "demo's held-out sentences",
                        "scores": done["eval"]["scores"],
                        "judges": "pocketsphinx (ASR) and an MFCC-statistics speaker embedding: offline judges, "
                                  "not comparable to the paper's Whisper-large-v3 / WavLM-large",
@@ -207,14 +255,15 @@ def demo_summary(cfg: DemoConfig, p: Paths, done: dict[str, Any], timings: dict[
 # The stages, in order: each runs its library call through the StageRunner and returns what it records.
 # ---------------------------------------------------------------------------------------------------
 def corpus_stage(st: StageRunner, p: Paths, cfg: DemoConfig, log: Log) -> dict:
-    """1. The shipped paragraphs read by offline voices -> corpus/manifest.jsonl (+ held-out part)."""
-    def corpus(_: bool) -> dict:
-        return build_corpus(p["corpus"], cfg.voices, cfg.voices_per_paragraph, cfg.holdout_paragraphs,
-                            workers=cfg.workers, max_paragraphs=cfg.max_paragraphs, log=log)
+    """1. The demo's language read by offline voices -> corpus/manifest.jsonl (+ held-out part, heldout.json)."""
+    ccfg = cfg.corpus_config()
 
-    return st.run("corpus", {"voices": cfg.voices, "vpp": cfg.voices_per_paragraph, "holdout": cfg.holdout_paragraphs,
-                             "max": cfg.max_paragraphs},
-                  corpus, [p["corpus"]], "(built in: shipped paragraphs read by flite/espeak-ng voices -> manifest.jsonl)")
+    def corpus(_: bool) -> dict:
+        info = build_language_corpus(p["corpus"], ccfg, workers=cfg.workers, log=log)
+        return {k: v for k, v in info.items() if k != "config"}
+
+    return st.run("corpus", to_dict(ccfg), corpus, [p["corpus"]],
+                  "(built in: sodakit.demo.language sentences read by flite/espeak-ng voices -> manifest.jsonl)")
 
 
 def codec_stage(st: StageRunner, p: Paths, cfg: DemoConfig, log: Log) -> dict:
@@ -274,49 +323,53 @@ def pack_stage(st: StageRunner, p: Paths) -> dict:
                   f"sodakit pack inputs=[{p['segments'] / 'train'}] output={p['packed'] / 'speech'} tokenizer={p['tokenizer']}")
 
 
-def train_stage(st: StageRunner, p: Paths, cfg: DemoConfig) -> dict:
-    """6. The model trained on the 95/5 speech/text mixture (resumes an interrupted run)."""
+def train_stage(st: StageRunner, p: Paths, cfg: DemoConfig, choice: ModelChoice, model: dict) -> dict:
+    """6. The IsoFLOP-sized model trained on the 95/5 speech/text mixture (resumes an interrupted run)."""
+    steps = cfg.steps or choice.steps
+
     def train_model(resume: bool) -> dict:
         tcfg = TrainConfig(
-            run_dir=str(p["train"]), seed=cfg.seed, steps=cfg.steps, global_batch=cfg.batch, micro_batch=cfg.batch,
+            run_dir=str(p["train"]), seed=cfg.seed, steps=steps, global_batch=cfg.batch, micro_batch=cfg.batch,
             precision=cfg.precision, device=cfg.device,
             data=DataConfig(sources=[DataSource(str(p["packed"] / "speech"), cfg.speech_weight),
                                      DataSource(str(p["packed"] / "text"), round(1 - cfg.speech_weight, 6))],
                             seq_len=cfg.seq_len, val_path=str(p["packed"] / "val"), val_batches=4,
                             tokenizer=str(p["tokenizer"] / "tokenizer.json")),
-            model=ModelSpec(preset=cfg.preset, overrides=dict(MODEL_OVERRIDES)),
-            checkpoint=CheckpointConfig(every=max(50, cfg.steps // 4), keep_last=1, resume="auto" if resume else "none"),
-            log=LogConfig(every=10, val_every=max(10, cfg.steps // 8), tensorboard=False, progress=True),
+            # Generation prompts (voice prompt + text + audio) may outgrow the training sequence length.
+            model=ModelSpec(overrides={**model, "max_seq_len": max(2048, cfg.seq_len)}),
+            optim=OptimConfig(lr=cfg.lr),
+            checkpoint=CheckpointConfig(every=max(50, steps // 4), keep_last=1, resume="auto" if resume else "none"),
+            log=LogConfig(every=10, val_every=max(10, steps // 8), tensorboard=False, progress=True),
         )
         result = train(tcfg)
         return {"steps": result.step, "last_loss": result.last_loss, "val": result.val,
                 "checkpoint": str(result.last_checkpoint), "metrics": str(result.metrics_path)}
 
-    return st.run("train", {"preset": cfg.preset, "steps": cfg.steps, "batch": cfg.batch, "seq": cfg.seq_len,
-                            "w": cfg.speech_weight, "precision": cfg.precision, "seed": cfg.seed,
-                            "model": MODEL_OVERRIDES, "device": cfg.device},
+    return st.run("train", {"model": model, "steps": steps, "batch": cfg.batch, "seq": cfg.seq_len, "lr": cfg.lr,
+                            "w": cfg.speech_weight, "precision": cfg.precision, "seed": cfg.seed, "device": cfg.device},
                   train_model, [p["train"]],
-                  f"sodakit train data.sources=[...speech 0.95, text 0.05] model.preset={cfg.preset} "
-                  f"steps={cfg.steps} global_batch={cfg.batch} data.seq_len={cfg.seq_len}")
+                  "sodakit train data.sources=[...speech 0.95, text 0.05] "
+                  + " ".join(f"model.overrides.{k}={v}" for k, v in model.items())
+                  + f" steps={steps} global_batch={cfg.batch} data.seq_len={cfg.seq_len}")
 
 
 def bench_data_stage(st: StageRunner, p: Paths, cfg: DemoConfig, log: Log) -> dict:
-    """7. Offline look-alike benchmark sets in the real layouts."""
-    def bench(_: bool) -> dict:
-        rec = build_bench_data(BenchDataConfig(out=str(p["bench"]), words=cfg.bench_words, blimp_pairs=cfg.bench_blimp_pairs,
-                                               salmon_pairs=cfg.bench_salmon_pairs, asr_utterances=cfg.asr_utterances,
-                                               tts_items=cfg.tts_items, seed=cfg.seed, hf_layout=False), log=log)
-        return {"sets": list(rec["sets"]), "seconds": rec["seconds"]}
+    """7. Look-alike benchmark sets from the held-out part of the language, in the real layouts."""
+    bcfg = cfg.bench_config()
 
-    return st.run("bench-data", {"w": cfg.bench_words, "b": cfg.bench_blimp_pairs, "s": cfg.bench_salmon_pairs,
-                                 "a": cfg.asr_utterances, "t": cfg.tts_items}, bench, [p["bench"]],
-                  f"sodakit bench-data {p['bench']} --words {cfg.bench_words} --blimp-pairs {cfg.bench_blimp_pairs}")
+    def bench(_: bool) -> dict:
+        heldout = json.loads((p["corpus"] / "heldout.json").read_text())
+        rec = build_language_bench(p["bench"], heldout, demo_voices(cfg.corpus_config()), bcfg, log=log)
+        return {"sets": rec["sets"], "seconds": rec["seconds"]}
+
+    return st.run("bench-data", to_dict(bcfg), bench, [p["bench"]],
+                  f"(built in: sodakit.demo.language_bench {p['corpus'] / 'heldout.json'} -> {p['bench']})")
 
 
 def eval_stage(st: StageRunner, p: Paths, cfg: DemoConfig) -> dict:
-    """8. The benchmark battery on the trained model."""
+    """8. The benchmark battery on the trained model; the negative control; the codec's resynthesis floor."""
     tasks = {
-        "swuggy": p["bench"] / "zerospeech2021", "sblimp": p["bench"] / "zerospeech2021", "salmon": p["bench"] / "salmon",
+        "swuggy": p["bench"] / "zerospeech2021", "sblimp": p["bench"] / "zerospeech2021",
         "twuggy": p["bench"] / "zerospeech2021", "tblimp": p["bench"] / "blimp",
         "asr": p["bench"] / "librispeech" / "test-clean", "tts": p["bench"] / "seedtts" / "en",
         "val_nll": p["segments"] / "val",
@@ -327,15 +380,48 @@ def eval_stage(st: StageRunner, p: Paths, cfg: DemoConfig) -> dict:
         seed=cfg.seed, log_items=True, tts_max_new_tokens=_audio_tokens(cfg, cfg.gen_max_seconds),
         asr_max_new_tokens=cfg.asr_max_new_tokens, limit=cfg.eval_limit or None, out=str(p["eval"] / "results.json"),
     )
+    control_cfg = dataclasses.replace(eval_cfg, tasks=list(CONTROL_TASKS), control="permute-codebooks", save_audio=None,
+                                      log_items=False, out=str(p["eval"] / "control.json"))
 
     def evaluate_stage(_: bool) -> dict:
         p["eval"].mkdir(parents=True, exist_ok=True)
-        results = evaluate(open_model(eval_cfg), eval_cfg, log=st.log)
-        return {"scores": soda_scores(results), "results": eval_cfg.out}
+        bundle = open_model(eval_cfg)
+        results = evaluate(bundle, eval_cfg, log=st.log)
+        control = evaluate(bundle, control_cfg, log=st.log) if cfg.control else None
+        resynth = resynthesis_reference(tasks["tts"], load_codec(str(p["codec"])))
+        atomic_write_text(p["eval"] / "resynthesis.json", json.dumps(resynth, indent=1))
+        return {"scores": demo_scores(results, control, resynth), "results": eval_cfg.out,
+                "control": control_cfg.out if control else None}
 
-    return st.run("eval", {"tasks": sorted(tasks), "limit": cfg.eval_limit, "caps": [cfg.gen_max_seconds,
-                           cfg.asr_max_new_tokens]}, evaluate_stage, [p["eval"]],
-                  " ".join(eval_cfg.command_line()))
+    return st.run("eval", {"tasks": sorted(tasks), "limit": cfg.eval_limit, "control": cfg.control,
+                           "caps": [cfg.gen_max_seconds, cfg.asr_max_new_tokens]}, evaluate_stage, [p["eval"]],
+                  " ".join(eval_cfg.command_line()) + (" && " + " ".join(control_cfg.command_line()) if cfg.control else ""))
+
+
+# The report's extra score lines: (column, task, metric) with the interval metric beside it.
+_INTERVALS = (("sBLIMP", "sblimp", "accuracy_ci95", 100), ("sWUGGY", "swuggy", "accuracy_ci95", 100),
+              ("tBLIMP", "tblimp", "accuracy_ci95", 100), ("tWUGGY", "twuggy", "accuracy_ci95", 100),
+              ("ASR WER", "asr", "wer_ci95", 100), ("TTS WER", "tts", "wer_ci95", 100))
+
+
+def demo_scores(results: dict, control: dict | None, resynth: dict) -> dict:
+    """The SODA columns, each with its 95% interval and pair count, the negative control's scores and the
+    judge's WER on the codec's resynthesis of the TTS targets (the floor TTS can reach with this codec)."""
+    scores: dict[str, Any] = dict(soda_scores(results))
+    for column, task, key, scale in _INTERVALS:
+        m = ((results.get("tasks") or {}).get(task) or {}).get("metrics") or {}
+        if isinstance(m.get(key), list):
+            scores[f"{column} 95% interval"] = [round(scale * v, 1) for v in m[key]]
+        if "pairs" in m:
+            scores[f"{column} pairs"] = m["pairs"]
+    if control is not None:
+        for column, value in soda_scores(control).items():
+            scores[f"{column}, control: codebooks permuted"] = value
+            m = control["tasks"][dict((c, t) for c, t, _, _ in _INTERVALS)[column]]["metrics"]
+            scores[f"{column}, control 95% interval"] = [round(100 * v, 1) for v in m["accuracy_ci95"]]
+    scores["TTS WER, codec resynthesis of the targets"] = round(100 * resynth["wer_resynthesis"], 3)
+    scores["TTS WER, original target audio"] = round(100 * resynth["wer_original"], 3)
+    return scores
 
 
 def samples_stage(st: StageRunner, p: Paths, cfg: DemoConfig, log: Log) -> list[dict]:
@@ -347,14 +433,14 @@ def samples_stage(st: StageRunner, p: Paths, cfg: DemoConfig, log: Log) -> list[
                   f"sodakit generate tts|asr|continue model={p['train']} ...")
 
 
-# The repository's copy of the laptop IsoFLOP study (absent from an installed wheel).
-REPO_ISOFLOP_DOCS = Path(__file__).resolve().parents[3] / "docs" / "isoflop"
+# The laptop IsoFLOP study shipped with sodakit (plots, summary and the fit that sizes the demo's model).
+SHIPPED_ISOFLOP = shipped_path(SHIPPED_STUDY)
 
 
 def _isoflop(cfg: DemoConfig, log: Callable[[str], None]) -> dict:
-    """The report's IsoFLOP section: cfg.isoflop, else ./runs/isoflop-mini, else the repository's
-    docs/isoflop; a note on how to produce a sweep when none holds plots or a fit."""
-    candidates = [Path(cfg.isoflop)] if cfg.isoflop else [Path("runs") / "isoflop-mini", REPO_ISOFLOP_DOCS]
+    """The report's IsoFLOP section: cfg.isoflop, else ./runs/isoflop-mini, else the study shipped with
+    sodakit; a note on how to produce a sweep when none holds plots or a fit."""
+    candidates = [Path(cfg.isoflop)] if cfg.isoflop else [Path("runs") / "isoflop-mini", SHIPPED_ISOFLOP]
     for c in candidates:
         section = isoflop_section(c) if c.exists() else None
         if section:

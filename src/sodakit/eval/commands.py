@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 
 from sodakit.config import ConfigError, Flag, parse_config_args
-from sodakit.eval.config import EvalConfig
+from sodakit.eval.config import CONTROLS, EvalConfig
 from sodakit.eval.evaluator import check_tasks, evaluate, exit_code, open_model
 from sodakit.eval.protocols import PROTOCOLS
 from sodakit.eval.tasks import TASKS
@@ -37,6 +37,7 @@ FLAGS = (
     Flag("dtype"),
     Flag("input_codebooks"),
     Flag("score_codebooks"),
+    Flag("control", choices=CONTROLS),
     Flag("asr_judge"),
     Flag("speaker_judge"),
     Flag("shots"),

@@ -16,6 +16,7 @@ from sodakit.generate.tasks import S2ST_MAX_TEXT_TOKENS, TTS_MAX_NEW_TOKENS, TTS
 from sodakit.model.bundle import BACKENDS
 
 CODEBOOK_CHOICES = ("all", "semantic")
+CONTROLS = ("none", "permute-codebooks")
 
 
 @dataclass
@@ -37,6 +38,7 @@ class EvalConfig:
     batch_size: int = 8  # sequences per forward pass (scores do not depend on it)
     input_codebooks: str | int = "all"  # audio codebooks put in the prompt: all, semantic or the first k
     score_codebooks: str | int = "all"  # audio codebooks scored: all, semantic or the first k of the input
+    control: str = "none"  # none | permute-codebooks: a negative control, spoken tasks should fall to chance
     # --- generation tasks (asr, asr_fewshot, tts, s2st)
     asr_judge: str = "pocketsphinx"  # or whisper:/local/whisper-large-v3
     speaker_judge: str = "classical"  # or wavlm:/local/wavlm-xvector-dir
@@ -66,6 +68,8 @@ class EvalConfig:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+        if self.control not in CONTROLS:
+            raise ConfigError(f"control must be one of {', '.join(CONTROLS)}, got {self.control!r}")
         self.input_codebooks = _codebooks("input_codebooks", self.input_codebooks)
         self.score_codebooks = _codebooks("score_codebooks", self.score_codebooks)
         check_ranges(self, positive=("limit", "batch_size", "shots", "asr_max_new_tokens", "s2st_max_new_tokens",

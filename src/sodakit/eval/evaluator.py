@@ -18,6 +18,7 @@ from sodakit import storage
 from sodakit.config import ConfigError
 from sodakit.errors import EXIT_BUG, EXIT_USER, classify
 from sodakit.eval.config import EvalConfig
+from sodakit.eval.controls import with_control
 from sodakit.eval.lm import as_scoring_lm
 from sodakit.eval.results import run_header, write_item_log, write_results
 from sodakit.eval.tasks import TASKS, EvalContext, get_task
@@ -62,14 +63,15 @@ def evaluate(bundle: Bundle, cfg: EvalConfig, log: Callable[[str], None] = _stde
     names = check_tasks(cfg)
     if bundle.tokenizer is None:
         raise ModelLoadError(f"{bundle.info.path}: no tokenizer.json; pass --tokenizer PATH (a SODA-style tokenizer.json)")
-    ctx = EvalContext(lm=as_scoring_lm(bundle.model), tokenizer=bundle.tokenizer, codec=bundle.codec, cfg=cfg,
+    codec = with_control(bundle.codec, cfg.control)
+    ctx = EvalContext(lm=as_scoring_lm(bundle.model), tokenizer=bundle.tokenizer, codec=codec, cfg=cfg,
                       codec_record=bundle.info.codec_record, device=bundle.info.device or "cpu")
     tok = bundle.tokenizer
     results = run_header(
         command or cfg.command_line(),
         model=bundle.info.to_dict(),
         tokenizer={"source": tok.text.source, "sha256": tok.text.sha256, "vocab": tok.vocab.to_dict()},
-        codec=(bundle.codec.info().__dict__ if bundle.codec is not None else None),
+        codec=(codec.info().__dict__ if codec is not None else None),
         settings=cfg.settings(),
     )
     log(f"[eval] model {bundle.info.source or bundle.info.path} on {bundle.info.device or 'its own device'} "

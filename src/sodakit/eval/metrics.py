@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 import jiwer
+import numpy as np
 import sacrebleu
 
 NORMALIZATION_VERSION = "sodakit-norm-1"
@@ -259,3 +260,40 @@ def choice_accuracy(score_rows: Sequence[Sequence[float]], golds: Sequence[int])
     if not golds:
         raise ValueError("choice_accuracy: no items")
     return sum(choice_outcome(s, g) for s, g in zip(score_rows, golds)) / len(golds)
+
+
+# Bootstrap resamples for the 95% intervals reported next to accuracies and WERs. Seeded: the same
+# outcomes always give the same interval.
+BOOTSTRAP_SAMPLES = 2000
+
+
+def bootstrap_ratio_ci(numerators: Sequence[float], denominators: Sequence[float], level: float = 0.95,
+                       samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of sum(numerators) / sum(denominators), resampling items.
+
+    With unit denominators this is the interval of a mean (an accuracy over pair groups); with word
+    counts it is the interval of a corpus WER over utterances."""
+    num, den = np.asarray(numerators, dtype=np.float64), np.asarray(denominators, dtype=np.float64)
+    if num.shape != den.shape or num.ndim != 1 or num.size == 0:
+        raise ValueError(f"bootstrap: need equally long non-empty sequences, got {num.shape} and {den.shape}")
+    idx = np.random.default_rng(seed).integers(0, num.size, size=(samples, num.size))
+    ratios = num[idx].sum(1) / np.maximum(den[idx].sum(1), 1e-12)
+    lo, hi = np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def mean_ci95(values: Sequence[float], groups: Sequence[str] | None = None) -> list[float]:
+    """95% interval of a mean; with `groups`, of the mean over groups of each group's mean (resampling groups)."""
+    if groups is not None:
+        by: dict[str, list[float]] = {}
+        for v, g in zip(values, groups):
+            by.setdefault(g, []).append(float(v))
+        values = [sum(v) / len(v) for v in by.values()]
+    return list(bootstrap_ratio_ci(values, [1.0] * len(values)))
+
+
+def wer_ci95(refs: Sequence[str], hyps: Sequence[str], normalizer: Callable[[str], str] | None = None) -> list[float]:
+    """95% interval of the corpus WER of `wer_details`, resampling utterances."""
+    per = [wer_details([r], [h], normalizer=normalizer) for r, h in zip(refs, hyps)]
+    errors = [p.substitutions + p.deletions + p.insertions for p in per]
+    return list(bootstrap_ratio_ci(errors, [p.ref_words for p in per]))

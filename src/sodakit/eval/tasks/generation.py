@@ -26,7 +26,7 @@ import numpy as np
 from sodakit.eval.items import ItemError, SpeechTextItem, TTSItem
 from sodakit.eval.judges import make_asr_judge, make_speaker_judge
 from sodakit.eval.layouts import write_wav_atomic
-from sodakit.eval.metrics import NORMALIZATION_VERSION, utterance_wers, wer_details
+from sodakit.eval.metrics import NORMALIZATION_VERSION, mean_ci95, utterance_wers, wer_ci95, wer_details
 from sodakit.eval.protocols import NORMALIZERS
 from sodakit.eval.readers.librispeech import read_librispeech
 from sodakit.eval.readers.seedtts import read_seedtts
@@ -144,7 +144,7 @@ def run_asr(ctx: EvalContext, path: Path | None, shots_n: int = 0, task: str = "
                  + (" or EOS" if rules.asr_stop_at_eos else " only")
                  + ("; text ids only inside the span" if rules.asr_constrain else "; no modality constraint"))
     return TaskResult(
-        task=task, metrics={"wer": d.wer, "wer_percent": 100 * d.wer, **by_norm,
+        task=task, metrics={"wer": d.wer, "wer_percent": 100 * d.wer, "wer_ci95": wer_ci95(refs, hyps, norm), **by_norm,
                             **{k: v for k, v in d.to_dict().items() if k != "wer"}},
         counts=counts(len(read.items) + len(read.errors), len(read.errors), len(done), len(errors)),
         protocol={"template": "[N x BOS <|audio_start|>{shot audio}<|audio_end|><|text_start|>{shot text}<|text_end|> EOS] "
@@ -207,10 +207,12 @@ def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
     per_utt = utterance_wers(targets, hyps, NORMALIZERS[rules.tts_normalizer][0])
     mean_utt = float(np.mean(per_utt))
     headline = mean_utt if rules.tts_wer == "mean_utterance" else corpus.wer
+    headline_ci = (mean_ci95(per_utt) if rules.tts_wer == "mean_utterance"
+                   else wer_ci95(targets, hyps, NORMALIZERS[NORMALIZATION_VERSION][0]))
     have = [s for s in sims if s is not None]
     stops = Counter(s for _, _, _, s in done)
     comparable = bool(asr.comparable_to_paper and speaker.comparable_to_paper)
-    metrics = {"wer": headline, "wer_percent": 100 * headline, "wer_mean_utterance": mean_utt,
+    metrics = {"wer": headline, "wer_percent": 100 * headline, "wer_ci95": headline_ci, "wer_mean_utterance": mean_utt,
                "wer_corpus": corpus.wer, "sim": float(np.mean(have)) if have else None,
                "sim_items": len(have), "sim_missing": len(sims) - len(have),
                # Known failure of flattened models: never emitting <|audio_end|> (docs/soda.md#evaluation-protocol).

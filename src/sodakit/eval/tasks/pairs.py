@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from sodakit.eval.items import ItemError, PairItem, ReadResult
-from sodakit.eval.metrics import TIE_VALUE, TIE_WRONG, pair_outcomes
+from sodakit.eval.metrics import TIE_VALUE, TIE_WRONG, mean_ci95, pair_outcomes
 from sodakit.eval.scoring import ScoreRequest, SpanScore, check_request, score_requests
 from sodakit.eval.spans import speech_request, text_request
 from sodakit.eval.tasks.base import (
@@ -166,8 +166,13 @@ def pair_result(task: str, ctx: EvalContext, read: ReadResult, scored, errors: l
     groups = [it.group or it.id for it, _, _ in scored]
     sums = pair_outcomes([p.sum_logprob for _, p, _ in scored], [n.sum_logprob for _, _, n in scored], rules.tie_value)
     grouped_half = grouped_mean(half, groups)
+    by_groups = rules.pair_average == "groups"
     metrics = {
-        "accuracy": grouped_half if rules.pair_average == "groups" else float(np.mean(outcomes)),
+        "accuracy": grouped_half if by_groups else float(np.mean(outcomes)),
+        # 95% percentile-bootstrap interval of `accuracy` (resampling pair groups, or pairs)
+        "accuracy_ci95": mean_ci95(half, groups) if by_groups else mean_ci95(outcomes),
+        "pairs": len(outcomes),
+        "groups": len(set(groups)),
         # the protocol's tie rule over all pairs (no grouping)
         "accuracy_all_pairs": float(np.mean(outcomes)),
         "accuracy_strict": float(np.mean(strict)),
