@@ -1,4 +1,4 @@
-"""`sodakit demo`: the embedded default end to end on a CPU, in about 12 minutes on 2 cores.
+"""`sodakit demo`: the embedded default end to end on a CPU, in about 8 minutes on 2 idle cores.
 
     corpus -> codec -> tokenizer -> tokenize -> pack -> train -> bench-data -> eval -> samples -> report
 
@@ -90,7 +90,9 @@ class DemoConfig:
     num_codebooks: int = 8
     codebook_size: int = 128
     # --- model and training: the size and steps come from the IsoFLOP fit for this budget (sodakit.demo.sizing)
-    flops: float = 2.5e13  # training compute C, SODA convention (3 x forward FLOPs per token x tokens)
+    # training compute C, SODA convention (3 x forward FLOPs per token x tokens); 5e13 trains in ~7 min on
+    # 2 idle cores (make demo ~10 min of its 15) and is where sWUGGY clears 75% (2.5e13 gave 62%)
+    flops: float = 5e13
     steps: int = 0  # 0: the steps that spend `flops` on the chosen model; else this many (C is then not spent exactly)
     batch: int = 16
     seq_len: int = 512
