@@ -37,6 +37,7 @@ from typing import IO, Any
 
 from sodakit.errors import UserError
 from sodakit.fileio import (
+    atomic_file,
     atomic_write_bytes,
     hub_offline,
     looks_like_hub_id,
@@ -262,18 +263,8 @@ def put_file(source: str | os.PathLike, location: str | os.PathLike) -> None:
     """Copy a local file to `location` atomically (a local destination: temp file + rename; an object
     store: one upload, multipart for large files, visible only once complete)."""
     if not is_remote(location):
-        dest = local_path(location)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = temp_file(dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out, builtins.open(source, "rb") as src:
-                shutil.copyfileobj(src, out, 1 << 22)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(local_path(location)) as out, builtins.open(source, "rb") as src:
+            shutil.copyfileobj(src, out, 1 << 22)
         return
     fs, path = _fs(os.fspath(location))
     fs.put_file(os.fspath(source), path)
