@@ -16,19 +16,23 @@ from sodakit.eval.config import EvalConfig
 from sodakit.eval.tasks import EvalContext, get_task
 
 VARIANTS = ("all", "audio", "semantic", "audio_only", "text_interleaved", "text_only")
+# the interleaved tokens again, split by document order
+ORDER_VARIANTS = ("text_after_audio", "text_before_audio", "audio_after_text", "audio_before_text")
 TEXT_LINES = ["a dog barks at the moon", "who did you see"]
 
 
 class _IdScorer:
-    """log p(x_t | x_<t) = -x_t / 100, minus 0.5 once a text-start marker is in the row's context x_<t.
+    """log p(x_t | x_<t) = -x_t / 100, minus 0.5 once a text-start marker is in the row's context x_<t,
+    minus 0.25 once an audio-start marker is.
 
-    The id term makes every variant's NLL the mean id of the tokens it selects; the context term makes
+    The id term makes every variant's NLL the mean id of the tokens it selects; the context terms make
     the audio of interleaved documents score differently from the same audio in audio-only documents,
-    and it sees only what a window holds (as a model would).
+    and a document's first text (audio) differently in the two document orders; they see only what a
+    window holds (as a model would).
     """
 
-    def __init__(self, vocab_size: int, text_start_id: int, max_positions: int | None = None):
-        self.vocab_size, self.max_positions, self.ts = vocab_size, max_positions, text_start_id
+    def __init__(self, vocab_size: int, text_start_id: int, audio_start_id: int, max_positions: int | None = None):
+        self.vocab_size, self.max_positions, self.ts, self.as_ = vocab_size, max_positions, text_start_id, audio_start_id
         self.rows_seen = 0
 
     def token_logprobs(self, input_ids):
@@ -36,7 +40,8 @@ class _IdScorer:
 
         self.rows_seen += input_ids.shape[0]
         seen_ts = torch.cumsum((input_ids == self.ts).long(), dim=1)[:, :-1] > 0
-        return -input_ids[:, 1:].double() / 100.0 - 0.5 * seen_ts.double()
+        seen_as = torch.cumsum((input_ids == self.as_).long(), dim=1)[:, :-1] > 0
+        return -input_ids[:, 1:].double() / 100.0 - 0.5 * seen_ts.double() - 0.25 * seen_as.double()
 
 
 def _segments():
@@ -86,9 +91,12 @@ def _documents(tok, segs):
         assert all(0 <= t < v.text_vocab_size and t not in (v.bos_id, v.eos_id) for x in texts for t in x)
         tf, af, ao = [(v.bos_id, set())], [(v.bos_id, set())], [(v.bos_id, set())]
         for s, t in zip(rec, texts):
-            text = [(i, {"all", "text_interleaved"}) for i in t]
-            tf += [(ts, {"all"}), *text, (te, {"all"}), (as_, {"all"}), *audio(s.codes, "all", "audio"), (ae, {"all"})]
-            af += [(as_, {"all"}), *audio(s.codes, "all", "audio"), (ae, {"all"}), (ts, {"all"}), *text, (te, {"all"})]
+            def text(order):
+                return [(i, {"all", "text_interleaved", order}) for i in t]
+            tf += [(ts, {"all"}), *text("text_before_audio"), (te, {"all"}), (as_, {"all"}),
+                   *audio(s.codes, "all", "audio", "audio_after_text"), (ae, {"all"})]
+            af += [(as_, {"all"}), *audio(s.codes, "all", "audio", "audio_before_text"), (ae, {"all"}), (ts, {"all"}),
+                   *text("text_after_audio"), (te, {"all"})]
             ao += [(as_, set()), *audio(s.codes, "audio_only"), (ae, set())]
         docs += [[*tf, (v.eos_id, {"all"})], [*af, (v.eos_id, {"all"})], [*ao, (v.eos_id, set())]]
     for line in TEXT_LINES:
@@ -97,11 +105,11 @@ def _documents(tok, segs):
     return docs
 
 
-def _expected(docs, ts: int, width: int):
+def _expected(docs, ts: int, as_: int, width: int):
     """(sum of log-probs, count) per variant: windows of `width` advancing by width - 1, so each token
     after the first is predicted once, seeing only its window."""
-    sums = dict.fromkeys(VARIANTS, 0.0)
-    nums = dict.fromkeys(VARIANTS, 0)
+    sums = dict.fromkeys(VARIANTS + ORDER_VARIANTS, 0.0)
+    nums = dict.fromkeys(VARIANTS + ORDER_VARIANTS, 0)
     n_windows = 0
     for doc in docs:
         ids = [i for i, _ in doc]
@@ -111,7 +119,8 @@ def _expected(docs, ts: int, width: int):
             window = doc[start : start + width]
             for p in range(1, len(window)):
                 tok, tags = window[p]
-                lp = -tok / 100.0 - (0.5 if ts in ids[start : start + p] else 0.0)
+                context = ids[start : start + p]
+                lp = -tok / 100.0 - (0.5 if ts in context else 0.0) - (0.25 if as_ in context else 0.0)
                 for k in tags:
                     sums[k] += lp
                     nums[k] += 1
@@ -119,16 +128,17 @@ def _expected(docs, ts: int, width: int):
     return sums, nums, n_windows
 
 
-@pytest.mark.parametrize("max_positions", [None, 16], ids=["whole_docs", "windows_of_16"])
-def test_val_nll_each_variant_selects_its_tokens(dev_set, tiny_tokenizer, max_positions):
+@pytest.mark.parametrize(("max_positions", "nll_window"), [(None, 0), (16, 0), (None, 16), (64, 16)],
+                         ids=["whole_docs", "windows_of_16", "nll_window_16", "nll_window_under_positions"])
+def test_val_nll_each_variant_selects_its_tokens(dev_set, tiny_tokenizer, max_positions, nll_window):
     d, text, segs = dev_set
     v = tiny_tokenizer.vocab
     docs = _documents(tiny_tokenizer, segs)
-    width = max_positions or 4096
-    sums, nums, n_windows = _expected(docs, v.text_start_id, width)
-    nll = {k: -sums[k] / nums[k] for k in VARIANTS}
-    # the six expected values are distinct, so one variant's selection cannot pass for another's
-    assert len({round(x, 9) for x in nll.values()}) == 6, nll
+    width = nll_window or max_positions or 4096
+    sums, nums, n_windows = _expected(docs, v.text_start_id, v.audio_start_id, width)
+    nll = {k: -sums[k] / nums[k] for k in VARIANTS + ORDER_VARIANTS}
+    # the expected values are distinct, so one variant's selection cannot pass for another's
+    assert len({round(x, 9) for x in nll.values()}) == len(nll), nll
     # ... and plausible wrong selections give other values than the right one
     for variant, wrong_tags in [
         ("text_interleaved", lambda t, tags: "all" in tags and t < v.audio_offset),  # + markers and EOS
@@ -139,14 +149,21 @@ def test_val_nll_each_variant_selects_its_tokens(dev_set, tiny_tokenizer, max_po
         ("audio", lambda t, tags: "audio" in tags or "audio_only" in tags),  # audio of every document
     ]:
         wrong = [[(t, {variant} if wrong_tags(t, tags) else set()) for t, tags in doc] for doc in docs]
-        ws, wn, _ = _expected(wrong, v.text_start_id, width)
+        ws, wn, _ = _expected(wrong, v.text_start_id, v.audio_start_id, width)
         assert -ws[variant] / wn[variant] != pytest.approx(nll[variant], rel=1e-6), variant
 
-    lm = _IdScorer(v.size, v.text_start_id, max_positions)
-    res = get_task("val_nll").run(EvalContext(lm=lm, tokenizer=tiny_tokenizer, cfg=EvalConfig(batch_size=3)), f"{d},{text}")
-    for k in VARIANTS:
+    lm = _IdScorer(v.size, v.text_start_id, v.audio_start_id, max_positions)
+    res = get_task("val_nll").run(EvalContext(lm=lm, tokenizer=tiny_tokenizer, cfg=EvalConfig(batch_size=3, nll_window=nll_window)),
+                                     f"{d},{text}")
+    for k in VARIANTS + ORDER_VARIANTS:
         assert res.metrics[f"nll_{k}"] == pytest.approx(nll[k], rel=1e-9), k
     assert res.counts["tokens"] == nums
+    # the order split covers the interleaved tokens exactly once
+    assert nums["text_after_audio"] + nums["text_before_audio"] == nums["text_interleaved"]
+    assert nums["audio_after_text"] + nums["audio_before_text"] == nums["audio"]
+    # the gains are what hearing the audio (reading the text) first saves per token
+    assert res.metrics["gain_text_from_audio"] == pytest.approx(nll["text_before_audio"] - nll["text_after_audio"])
+    assert res.metrics["gain_audio_from_text"] == pytest.approx(nll["audio_before_text"] - nll["audio_after_text"])
     # concrete counts: 4 segments with 3 + 4 + 2 + 5 = 14 frames of 4 codebooks, in tf and af documents
     text_ids = [len(tiny_tokenizer.encode_texts([s.text])[0]) for s in segs]
     assert nums["audio"] == 2 * 14 * 4
@@ -161,7 +178,7 @@ def test_val_nll_each_variant_selects_its_tokens(dev_set, tiny_tokenizer, max_po
     # every document is covered exactly once: windows of width w advance by w - 1 tokens
     assert n_windows == sum(-(-(len(doc) - 1) // (width - 1)) for doc in docs)
     assert res.counts["windows"] == n_windows == lm.rows_seen
-    if max_positions:
+    if width < 4096:
         assert n_windows > len(docs)
     else:
         assert n_windows == len(docs)

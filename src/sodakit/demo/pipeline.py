@@ -131,7 +131,7 @@ class DemoConfig:
     def bench_config(self) -> LanguageBenchConfig:
         return LanguageBenchConfig(words=self.bench_words, blimp_pairs=self.bench_blimp_pairs,
                                    voices_per_pair=self.bench_voices_per_pair, asr_utterances=self.asr_utterances,
-                                   tts_items=self.tts_items, seed=self.seed)
+                                   asr_flite_share=self.flite_share, tts_items=self.tts_items, seed=self.seed)
 
 
 class StageRunner:
@@ -381,6 +381,7 @@ def eval_stage(st: StageRunner, p: Paths, cfg: DemoConfig) -> dict:
         device="cpu" if cfg.device == "auto" else cfg.device, batch_size=8, save_audio=str(p["eval"] / "tts_audio"),
         seed=cfg.seed, log_items=True, tts_max_new_tokens=_audio_tokens(cfg, cfg.gen_max_seconds),
         asr_max_new_tokens=cfg.asr_max_new_tokens, limit=cfg.eval_limit or None, out=str(p["eval"] / "results.json"),
+        nll_window=cfg.seq_len,  # the windows the model trained on (its positions reach 2048 for generation)
     )
     control_cfg = dataclasses.replace(eval_cfg, tasks=list(CONTROL_TASKS), control="permute-codebooks", save_audio=None,
                                       log_items=False, out=str(p["eval"] / "control.json"))
@@ -421,6 +422,12 @@ def demo_scores(results: dict, control: dict | None, resynth: dict) -> dict:
             scores[f"{column}, control: codebooks permuted"] = value
             m = control["tasks"][dict((c, t) for c, t, _, _ in _INTERVALS)[column]]["metrics"]
             scores[f"{column}, control 95% interval"] = [round(100 * v, 1) for v in m["accuracy_ci95"]]
+    # Does the model read one modality to predict the other? (ASR and TTS need it; 0 = it does not.)
+    nll = ((results.get("tasks") or {}).get("val_nll") or {}).get("metrics") or {}
+    for key, column in (("gain_text_from_audio", "held-out text NLL gain from hearing its audio first (nats/token)"),
+                        ("gain_audio_from_text", "held-out audio NLL gain from reading its text first (nats/token)")):
+        if isinstance(nll.get(key), float):
+            scores[column] = round(nll[key], 4)
     scores["TTS WER, codec resynthesis of the targets"] = round(100 * resynth["wer_resynthesis"], 3)
     scores["TTS WER, original target audio"] = round(100 * resynth["wer_original"], 3)
     return scores

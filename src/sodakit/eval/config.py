@@ -39,6 +39,9 @@ class EvalConfig:
     input_codebooks: str | int = "all"  # audio codebooks put in the prompt: all, semantic or the first k
     score_codebooks: str | int = "all"  # audio codebooks scored: all, semantic or the first k of the input
     control: str = "none"  # none | permute-codebooks: a negative control, spoken tasks should fall to chance
+    # val_nll window in tokens; 0: the model's positions, at most SODA's 4096. A model trained on shorter
+    # windows than its positions allow (the demo: 512 of 2048) is scored out of distribution beyond them.
+    nll_window: int = 0
     # --- generation tasks (asr, asr_fewshot, tts, s2st)
     asr_judge: str = "pocketsphinx"  # or whisper:/local/whisper-large-v3
     speaker_judge: str = "classical"  # or wavlm:/local/wavlm-xvector-dir
@@ -73,7 +76,7 @@ class EvalConfig:
         self.input_codebooks = _codebooks("input_codebooks", self.input_codebooks)
         self.score_codebooks = _codebooks("score_codebooks", self.score_codebooks)
         check_ranges(self, positive=("limit", "batch_size", "shots", "asr_max_new_tokens", "s2st_max_new_tokens",
-                                     "s2st_max_text_tokens"), non_negative=("s2st_temperature",))
+                                     "s2st_max_text_tokens"), non_negative=("s2st_temperature", "nll_window"))
         if self.tts_max_new_tokens < 8:
             raise ConfigError(f"tts_max_new_tokens must be >= 8 (one audio frame), got {self.tts_max_new_tokens}")
         if not 0 < self.s2st_top_p <= 1:

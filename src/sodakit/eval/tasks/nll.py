@@ -12,6 +12,15 @@ NLL (nats per token, lower is better) over the target tokens of:
   audio_only        audio-only documents, audio tokens
   text_interleaved  interleaved documents, text BPE tokens (markers, BOS, EOS excluded)
   text_only         text-only documents, text BPE tokens (BOS, EOS excluded)
+and, beyond SODA's six, the same tokens split by document order, which shows whether the model reads
+one modality to predict the other (what ASR and TTS by prompting need):
+  text_after_audio   audio-first documents, text tokens (each transcript follows its own audio)
+  text_before_audio  text-first documents, text tokens (each transcript precedes its audio)
+  audio_after_text   text-first documents, audio tokens
+  audio_before_text  audio-first documents, audio tokens
+  gain_text_from_audio  nll_text_before_audio - nll_text_after_audio: nats per text token the model gains
+                        by hearing the audio first (0: it does not read audio, so ASR cannot work)
+  gain_audio_from_text  nll_audio_before_text - nll_audio_after_text: the same for audio given its text (TTS)
 Each document is scored on its own (no packing with other documents); one longer than the model's
 positions is cut into consecutive windows where each window's first token is context only, so every
 token is predicted exactly once.
@@ -31,6 +40,9 @@ from sodakit.eval.tasks.base import EvalContext, TaskError, TaskResult, TaskSpec
 from sodakit.tokens.documents import recording_documents, text_document_ids
 
 VARIANTS = ("all", "audio", "semantic", "audio_only", "text_interleaved", "text_only")
+ORDER_VARIANTS = ("text_after_audio", "text_before_audio", "audio_after_text", "audio_before_text")
+GAINS = {"gain_text_from_audio": ("text_before_audio", "text_after_audio"),
+         "gain_audio_from_text": ("audio_before_text", "audio_after_text")}
 DEFAULT_WINDOW = 4096  # SODA's training sequence length
 HELP = "a segment-shard directory (sodakit tokenize output), optionally ',TEXT_FILE' with one text document per line"
 
@@ -67,7 +79,9 @@ def run_nll(ctx: EvalContext, path: Path | None) -> TaskResult:
     recordings = group_recordings(segs)
     if ctx.cfg.limit is not None:
         recordings = recordings[: ctx.cfg.limit]
-    width = min(ctx.lm.max_positions or DEFAULT_WINDOW, DEFAULT_WINDOW)
+    width = ctx.cfg.nll_window or min(ctx.lm.max_positions or DEFAULT_WINDOW, DEFAULT_WINDOW)
+    if width < 2:
+        raise TaskError(f"task val_nll: nll_window={width} holds no prediction (at least 2 tokens)")
     errors: list[ItemError] = []
     docs: list[tuple[str, str, np.ndarray]] = []  # (kind, item id, ids)
     for rec in recordings:
@@ -77,7 +91,7 @@ def run_nll(ctx: EvalContext, path: Path | None) -> TaskResult:
         except Exception as e:
             errors.append(ItemError(item=rid, stage="encode", reason=f"{type(e).__name__}: {e}", file=str(seg_dir)))
             continue
-        docs += [("interleaved", rid, tf), ("interleaved", rid, af), ("audio_only", rid, ao)]
+        docs += [("text_first", rid, tf), ("audio_first", rid, af), ("audio_only", rid, ao)]
     text_docs = 0
     if text_file:
         lines = [ln for ln in Path(text_file).read_text(encoding="utf-8").splitlines() if ln.strip()]
@@ -99,15 +113,18 @@ def run_nll(ctx: EvalContext, path: Path | None) -> TaskResult:
     with Timer() as t:
         with ctx.progress("val_nll", len(reqs), unit="window") as bar:
             rows = position_logprobs(ctx.lm, reqs, batch_size=ctx.cfg.batch_size, progress=bar.update)
-    sums = dict.fromkeys(VARIANTS, 0.0)
-    nums = dict.fromkeys(VARIANTS, 0)
+    sums = dict.fromkeys(VARIANTS + ORDER_VARIANTS, 0.0)
+    nums = dict.fromkeys(VARIANTS + ORDER_VARIANTS, 0)
     for req, lp, j in zip(reqs, rows, owner):
         kind = docs[j][0]
         tgt = req.ids[req.positions]
         masks = {}
-        if kind == "interleaved":
+        if kind in ("text_first", "audio_first"):
             masks = {"all": np.ones(tgt.size, bool), "audio": v.is_audio(tgt), "semantic": v.is_semantic(tgt),
                      "text_interleaved": _text_mask(v, tgt)}
+            after, before = ("after", "before") if kind == "audio_first" else ("before", "after")
+            masks[f"text_{after}_audio"] = masks["text_interleaved"]
+            masks[f"audio_{before}_text"] = masks["audio"]
         elif kind == "audio_only":
             masks = {"audio_only": v.is_audio(tgt)}
         else:
@@ -115,7 +132,10 @@ def run_nll(ctx: EvalContext, path: Path | None) -> TaskResult:
         for name, m in masks.items():
             sums[name] += float(lp[m].sum())
             nums[name] += int(m.sum())
-    metrics = {f"nll_{k}": (-sums[k] / nums[k] if nums[k] else None) for k in VARIANTS}
+    metrics = {f"nll_{k}": (-sums[k] / nums[k] if nums[k] else None) for k in VARIANTS + ORDER_VARIANTS}
+    for gain, (without, with_) in GAINS.items():
+        a, b = metrics[f"nll_{without}"], metrics[f"nll_{with_}"]
+        metrics[gain] = a - b if a is not None and b is not None else None
     notes = [f"nll_{k}: no tokens of this kind in the data" for k in VARIANTS if not nums[k]]
     files = [seg_dir / s.file for s in manifest.shards] + ([Path(text_file)] if text_file else [])
     checksum, method = files_checksum(seg_dir, files)
@@ -124,11 +144,14 @@ def run_nll(ctx: EvalContext, path: Path | None) -> TaskResult:
         counts={**counts(len(recordings) + text_docs, 0, len(recordings) + text_docs - len(errors), len(errors)),
                 "recordings": len(recordings), "text_documents": text_docs, "documents": len(docs), "windows": len(reqs),
                 "tokens": nums},
-        protocol={"variants": {k: v_ for k, v_ in zip(VARIANTS, (
+        protocol={"variants": dict(zip(VARIANTS + ORDER_VARIANTS, (
                       "interleaved docs, all target tokens", "interleaved docs, audio tokens",
                       "interleaved docs, semantic-codebook tokens", "audio-only docs, audio tokens",
                       "interleaved docs, text BPE tokens (no markers/BOS/EOS)",
-                      "text-only docs, text BPE tokens (no BOS/EOS)"))},
+                      "text-only docs, text BPE tokens (no BOS/EOS)", "audio-first docs, text BPE tokens",
+                      "text-first docs, text BPE tokens", "text-first docs, audio tokens",
+                      "audio-first docs, audio tokens"))),
+                  "gains": {g: f"nll_{a} - nll_{b}" for g, (a, b) in GAINS.items()},
                   "documents": "per recording: text_first + audio_first (interleaved) and audio_only",
                   "window": width, "units": "nats per token", "batch_size": ctx.cfg.batch_size, "dtype": ctx.cfg.dtype},
         data={"path": str(path), "layout": "sodakit-segments", "checksum": checksum, "checksum_method": method,
