@@ -82,9 +82,10 @@ class DemoConfig:
     # segments teach which sounds make which words (measured: sWUGGY 64% -> 78% at 300 steps).
     phrase_share: float = 0.3
     word_share: float = 0.3
-    # Byte-level text tokens (no BPE merges): the language has a few hundred words, and pseudo-words
-    # (tWUGGY) are then spelled with the same tokens as words.
-    text_vocab_size: int = 258
+    # A BPE of 1,024 text tokens: each of the language's ~430 words becomes one token (pseudo-words split
+    # into pieces), so a 2-layer model sees agreement between neighbouring tokens. Measured at the
+    # default budget: tBLIMP 64.4 with bytes (258) -> 76.0, tWUGGY 100 -> 89, sWUGGY 85 -> 82.
+    text_vocab_size: int = 1024
     # --- codec: Mimi-shaped (8 codebooks, 12.5 Hz); a small codebook because a tiny model on an hour of
     # speech cannot learn 2048-way distributions, and the LM head dominates CPU cost.
     num_codebooks: int = 8
