@@ -172,3 +172,15 @@ def test_corpus_recording_ids_are_unique_across_parts():
     train = plan_recordings(pars[3:], voices, 2, first_index=3)
     ids = [r.recording_id for r in val + train]
     assert len(ids) == len(set(ids)) == 100
+
+
+def test_the_longer_setting_loads_by_name():
+    from sodakit.config import load_config
+
+    cfg = load_config(pipeline.DemoConfig, "demo_long", ["seed=3"])
+    assert (cfg.train_sentences, cfg.flops, cfg.out, cfg.seed) == (12000, 2e14, "demo_long_out", 3)
+    # every other field is the default's
+    default = pipeline.DemoConfig()
+    assert {k: v for k, v in vars(cfg).items() if k not in ("train_sentences", "flops", "out", "seed")} == \
+        {k: v for k, v in vars(default).items() if k not in ("train_sentences", "flops", "out", "seed")}
+

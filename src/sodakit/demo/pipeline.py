@@ -84,15 +84,16 @@ class DemoConfig:
     word_share: float = 0.3
     # A BPE of 1,024 text tokens: each of the language's ~430 words becomes one token (pseudo-words split
     # into pieces), so a 2-layer model sees agreement between neighbouring tokens. Measured at the
-    # default budget: tBLIMP 64.4 with bytes (258) -> 76.0, tWUGGY 100 -> 89, sWUGGY 85 -> 82.
+    # default budget: tBLIMP 64.4 with bytes (258) -> 76.9, tWUGGY 100 -> 92, sWUGGY 85 -> 84.
     text_vocab_size: int = 1024
     # --- codec: Mimi-shaped (8 codebooks, 12.5 Hz); a small codebook because a tiny model on an hour of
     # speech cannot learn 2048-way distributions, and the LM head dominates CPU cost.
     num_codebooks: int = 8
     codebook_size: int = 128
     # --- model and training: the size and steps come from the IsoFLOP fit for this budget (sodakit.demo.sizing)
-    # training compute C, SODA convention (3 x forward FLOPs per token x tokens); 5e13 trains in ~7 min on
-    # 2 idle cores (make demo ~10 min of its 15) and is where sWUGGY clears 75% (2.5e13 gave 62%)
+    # training compute C, SODA convention (3 x forward FLOPs per token x tokens); 5e13 trains in ~6 min on
+    # 2 idle cores (make demo ~8.5 min of its 15) and is where sWUGGY clears 75% (2.5e13 gave 62%); the
+    # shipped config demo_long spends 2e14 on 4x the speech (~45 min)
     flops: float = 5e13
     steps: int = 0  # 0: the steps that spend `flops` on the chosen model; else this many (C is then not spent exactly)
     batch: int = 16
