@@ -93,7 +93,7 @@ class DemoConfig:
     # --- model and training: the size and steps come from the IsoFLOP fit for this budget (sodakit.demo.sizing)
     # training compute C, SODA convention (3 x forward FLOPs per token x tokens); 5e13 trains in ~6 min on
     # 2 idle cores (make demo ~8.5 min of its 15) and is where sWUGGY clears 75% (2.5e13 gave 62%); the
-    # shipped config demo_long spends 2e14 on 4x the speech (~45 min)
+    # shipped config demo_long spends 2e14 on 4x the speech (~21 min)
     flops: float = 5e13
     steps: int = 0  # 0: the steps that spend `flops` on the chosen model; else this many (C is then not spent exactly)
     batch: int = 16
