@@ -105,14 +105,13 @@ def test_blimp_groups_short_of_matched_pairs_are_made_up_from_the_others(monkeyp
 def test_asr_clips_come_in_the_training_share_of_each_engine():
     """Cycling the pool (flite voices listed first) read 38 of 40 ASR clips with flite voices while 15% of the
     training recordings are flite: the clips must follow the engines' training shares instead."""
-    from sodakit.demo.language_bench import _asr_voices
-    from sodakit.demo.voices import DemoVoice
+    from sodakit.demo.voices import DemoVoice, engine_rota
 
     pool = [DemoVoice(f"flite:v{i}") for i in range(20)] + [DemoVoice(f"espeak:en-us+m{i}") for i in range(4)]
     for share in (0.0, 0.15, 0.5, 1.0):
-        voices = _asr_voices(pool, 40, share)
+        voices = engine_rota(pool, 40, share)
         flite = sum(v.engine == "flite" for v in voices)
         assert abs(flite - share * 40) <= 1, (share, flite)
     # every espeak-ng voice reads some clips; with no espeak-ng voice in the pool, flite reads them all
-    assert {v.voice for v in _asr_voices(pool, 40, 0.15) if v.engine == "espeak"} == {v.voice for v in pool[20:]}
-    assert all(v.engine == "flite" for v in _asr_voices(pool[:20], 10, 0.15))
+    assert {v.voice for v in engine_rota(pool, 40, 0.15) if v.engine == "espeak"} == {v.voice for v in pool[20:]}
+    assert all(v.engine == "flite" for v in engine_rota(pool[:20], 10, 0.15))

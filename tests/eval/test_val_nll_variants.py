@@ -182,3 +182,27 @@ def test_val_nll_each_variant_selects_its_tokens(dev_set, tiny_tokenizer, max_po
         assert n_windows > len(docs)
     else:
         assert n_windows == len(docs)
+
+
+def test_val_nll_notes_every_variant_the_data_lacks(tmp_path, tiny_tokenizer):
+    """Recordings without transcripts leave the text variants, their order split and the text gain empty:
+    each is None and named in the notes (not a silent 0 or NaN)."""
+    from dataclasses import replace
+
+    from sodakit.data.segments import CodecInfo, SegmentManifest, write_segment_shard
+
+    d = tmp_path / "dev"
+    d.mkdir()
+    info = write_segment_shard(d / "segments-00000.parquet", [replace(s, text="") for s in _segments()])
+    SegmentManifest(codec=CodecInfo("toy", "toy-codec-1", 16000, 50.0, 4, 16), shards=[info]).save(d)
+    v = tiny_tokenizer.vocab
+    lm = _IdScorer(v.size, v.text_start_id, v.audio_start_id)
+    res = get_task("val_nll").run(EvalContext(lm=lm, tokenizer=tiny_tokenizer, cfg=EvalConfig(batch_size=3)), str(d))
+    empty = ["text_interleaved", "text_only", "text_after_audio", "text_before_audio"]
+    for k in empty:
+        assert res.metrics[f"nll_{k}"] is None
+        assert any(n.startswith(f"nll_{k}:") for n in res.notes), (k, res.notes)
+    assert res.metrics["gain_text_from_audio"] is None
+    assert any(n.startswith("gain_text_from_audio:") for n in res.notes)
+    assert res.metrics["gain_audio_from_text"] is not None
+    assert len(res.notes) == len(empty) + 1, res.notes

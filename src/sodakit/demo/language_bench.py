@@ -29,7 +29,7 @@ import numpy as np
 
 from sodakit.config import atomic_write_text
 from sodakit.demo.language import spelled_word_pairs
-from sodakit.demo.voices import DemoVoice, render_sentences
+from sodakit.demo.voices import DemoVoice, engine_rota, render_sentences
 from sodakit.eval.layouts import SpokenPair, write_librispeech, write_seedtts, write_wav_atomic, write_zr2021
 
 # TTS prompts when the pool has no flite voice: flite's natural voices, which the offline judge understands
@@ -48,9 +48,10 @@ class LanguageBenchConfig:
     voice_tries: int = 12  # voices tried per candidate pair for length matching
     frame_seconds: float = 0.08  # codec frame (12.5 Hz) for length matching
     asr_utterances: int = 100
-    # Share of the ASR clips read by flite voices: the corpus's flite_share, so that the test voices come in
-    # the proportions the model trained on (cycling the pool gave 38 of 40 flite clips against 15% in training).
-    asr_flite_share: float = 0.15
+    # Share of the ASR clips read by flite voices: set it to the corpus's flite_share (the default is
+    # LanguageCorpusConfig's), so that the test voices come in the proportions the model trained on
+    # (cycling the pool gave 38 of 40 flite clips against 15% in training).
+    asr_flite_share: float = 0.2
     tts_items: int = 40
     tts_prompt_max_words: int = 4
     tts_target_max_words: int = 8
@@ -104,7 +105,7 @@ def build_language_bench(out_dir: str | Path, heldout: dict, voices: list[DemoVo
     test = heldout["test"]
     n_asr = min(cfg.asr_utterances, len(test))
     by_voice: dict[DemoVoice, list[int]] = {}
-    for i, v in enumerate(_asr_voices(pool, n_asr + 4, cfg.asr_flite_share)):
+    for i, v in enumerate(engine_rota(pool, n_asr + 4, cfg.asr_flite_share)):
         by_voice.setdefault(v, []).append(i % len(test))
     wav_of: dict[int, tuple[DemoVoice, np.ndarray]] = {}
     for v, idx in by_voice.items():
@@ -152,19 +153,6 @@ def build_language_bench(out_dir: str | Path, heldout: dict, voices: list[DemoVo
 
 
 MATCH_CHUNK = 64  # candidate pairs spoken per round of length matching
-
-
-def _asr_voices(pool: list[DemoVoice], n: int, flite_share: float) -> list[DemoVoice]:
-    """`n` voices for the ASR clips: each engine in its training share, spreading the engine's voices."""
-    engines = {e: [v for v in pool if v.engine == e] for e in ("flite", "espeak")}
-    count, out = {"flite": 0, "espeak": 0}, []
-    for i in range(n):
-        turn = (i * 0.381966 + 0.19) % 1.0 < flite_share  # the corpus's golden-ratio spread
-        engine = "flite" if engines["flite"] and (turn or not engines["espeak"]) else "espeak"
-        group = engines[engine]
-        out.append(group[(count[engine] * 7) % len(group)])
-        count[engine] += 1
-    return out
 
 
 def _matched_pairs(candidates: list[tuple[str, str, dict, str]], voices: list[DemoVoice], cfg: LanguageBenchConfig,

@@ -32,6 +32,7 @@ from sodakit.demo.voices import (
     DemoVoice,
     join_recording,
     render_sentences,
+    engine_rota,
     usable_voice,
     voice_pool,
 )
@@ -130,19 +131,16 @@ def build_language_corpus(out_dir: str | Path, cfg: LanguageCorpusConfig, worker
     voices = demo_voices(cfg)
     k = cfg.sentences_per_recording
     jobs = []
-    engines = {"flite": [v for v in voices if v.engine == "flite"], "espeak": [v for v in voices if v.engine == "espeak"]}
     for part, texts in (("train", split.train), ("val", split.val)):
-        count = {"flite": 0, "espeak": 0}
+        pool = voices
+        if part == "val":  # validation reads with a spread-out subset of each engine's voices
+            step = max(1, len(voices) // cfg.val_voices)
+            pool = [v for e in ("flite", "espeak") for v in [v for v in voices if v.engine == e][::step]]
+        rota = engine_rota(pool, -(-len(texts) // k), cfg.flite_share)
         for i in range(0, len(texts), k):
             j = i // k
-            # Golden-ratio sequences spread the engines, and the units below, evenly over the recordings.
-            flite_turn = (j * 0.381966 + 0.19) % 1.0 < cfg.flite_share
-            engine = "flite" if engines["flite"] and (flite_turn or not engines["espeak"]) else "espeak"
-            group = engines[engine]
-            if part == "val":  # validation reads with a spread-out subset of the voices
-                group = group[:: max(1, len(voices) // cfg.val_voices)]
-            voice = group[(count[engine] * 7) % len(group)]
-            count[engine] += 1
+            voice = rota[j]
+            # A golden-ratio sequence spreads the units below evenly over the recordings.
             u = (j * 0.618034) % 1.0
             unit = "sentence"
             # flite reads every segment in its own process (~50 ms each): it reads whole sentences only.

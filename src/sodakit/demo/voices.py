@@ -95,6 +95,27 @@ def voice_pool(n: int, seed: int, flite_share: float = 0.3, flite_voices: tuple[
     return out
 
 
+def engine_rota(voices: list[DemoVoice], n: int, flite_share: float) -> list[DemoVoice]:
+    """A voice for each of `n` recordings: flite takes a `flite_share` of them (all of them when there is
+    no espeak-ng voice, none when there is no flite voice), and each engine cycles through its voices.
+
+    A golden-ratio sequence spreads the flite turns evenly over the recordings, and a stride of 7 spreads
+    one engine's consecutive turns over its voices (pools list similar voices next to each other). The
+    corpus and the ASR clips both take their voices from here, so the test clips come in the training mix.
+    """
+    engines = {e: [v for v in voices if v.engine == e] for e in ("flite", "espeak")}
+    if not engines["flite"] and not engines["espeak"]:
+        raise ValueError("engine_rota: no flite or espeak-ng voice in the pool")
+    count, out = {"flite": 0, "espeak": 0}, []
+    for j in range(n):
+        flite_turn = (j * 0.381966 + 0.19) % 1.0 < flite_share
+        engine = "flite" if engines["flite"] and (flite_turn or not engines["espeak"]) else "espeak"
+        group = engines[engine]
+        out.append(group[(count[engine] * 7) % len(group)])
+        count[engine] += 1
+    return out
+
+
 def usable_voice(voice: str) -> bool:
     try:
         parse_voice(voice)

@@ -136,7 +136,9 @@ def run_nll(ctx: EvalContext, path: Path | None) -> TaskResult:
     for gain, (without, with_) in GAINS.items():
         a, b = metrics[f"nll_{without}"], metrics[f"nll_{with_}"]
         metrics[gain] = a - b if a is not None and b is not None else None
-    notes = [f"nll_{k}: no tokens of this kind in the data" for k in VARIANTS if not nums[k]]
+    notes = [f"nll_{k}: no tokens of this kind in the data" for k in VARIANTS + ORDER_VARIANTS if not nums[k]]
+    notes += [f"{g}: not defined (needs tokens of both nll_{a} and nll_{b})"
+              for g, (a, b) in GAINS.items() if metrics[g] is None]
     files = [seg_dir / s.file for s in manifest.shards] + ([Path(text_file)] if text_file else [])
     checksum, method = files_checksum(seg_dir, files)
     return TaskResult(
