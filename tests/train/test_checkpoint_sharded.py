@@ -1,5 +1,6 @@
-"""The Checkpointer in one process: an asynchronous save returns before anything is written and still holds
-the state of its own step; a write that fails fails the save on every rank and leaves no checkpoint."""
+"""The Checkpointer: an asynchronous save returns before anything is written and still holds the state of its
+own step; a write that fails fails the save on every rank and leaves no checkpoint (in one process, and for
+a full-format save whose rank 0 fails, in two)."""
 
 from __future__ import annotations
 
@@ -178,3 +179,36 @@ def test_checkpoint_files_follow_the_umask(fmt, trainee, tmp_path):
     modes = {p.relative_to(ckpt).as_posix(): oct(stat.S_IMODE(p.stat().st_mode)) for p in ckpt.rglob("*")}
     assert any(name.endswith(".safetensors") for name in modes)
     assert modes == {name: oct(0o755 if (ckpt / name).is_dir() else 0o644) for name in modes}
+
+
+def test_a_failed_full_format_write_on_rank_0_fails_the_save_on_every_rank(tmp_path):
+    """A full-format checkpoint is written by rank 0 alone: when that write fails, the other ranks must
+    learn it and raise the same error, not wait in a barrier for the collective timeout (30 minutes)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(repo / "src"), "OMP_NUM_THREADS": "1", "WORLD_SIZE": "2",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    procs = [subprocess.Popen([sys.executable, str(repo / "tests/train/dist_failed_save.py"), str(tmp_path / "run")],
+                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    outs = []
+    try:
+        for p in procs:
+            outs.append(p.communicate(timeout=120))
+    finally:
+        for p in procs:
+            p.kill()
+    for rank, (p, (out, err)) in enumerate(zip(procs, outs)):
+        assert p.returncode == 0, f"rank {rank}: {err[-2000:]}"
+        assert out.strip() == ("raised: checkpoint step_00000001 was not saved: "
+                               "OSError: [Errno 28] No space left on device: '" + str(tmp_path / "run") + "'"), out
+    assert list_checkpoints(tmp_path / "run") == []
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == []  # no temp directory left

@@ -253,8 +253,11 @@ class Checkpointer:
     # ---- the formats --------------------------------------------------------------------------------
     def _save_full(self, tmp: Path, final: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                    model_cfg: ModelConfig, info: SaveInfo, state: dict, sidecar_extra: dict) -> None:
-        """Gather everything to rank 0, which writes and commits the checkpoint alone."""
+        """Gather everything to rank 0, which writes and commits the checkpoint alone; every rank learns the
+        outcome, so a failed write fails the save everywhere (instead of the other ranks waiting for rank 0
+        in a barrier until the collective timeout)."""
         model_sd, optim_sd = gather_full_state(model, optimizer)
+        failed = None
         if self.ctx.is_main:
             try:
                 sidecar = write_model_dir(tmp, model_sd, model_cfg, info.vocab, info.codec, tokenizer=info.tokenizer,
@@ -263,10 +266,15 @@ class Checkpointer:
                 write_optimizer(tmp, optim_sd)
                 (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=1))
                 self._commit(tmp, final, {WEIGHTS: sidecar["weights_sha256"]})
+            except Exception as e:
+                shutil.rmtree(tmp, ignore_errors=True)
+                failed = str(e) if isinstance(e, CheckpointError) else f"{type(e).__name__}: {e}"
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-        D.barrier()
+        failed = D.broadcast_object(failed)
+        if failed is not None:
+            raise CheckpointError(f"checkpoint {final.name} was not saved: {failed}")
 
     def _finish_async(self, upload: Future, writer: ShardWriter, tmp: Path, final: Path, step: int,
                       start: float, blocked: float) -> SaveReport:
