@@ -91,7 +91,7 @@ def _documents(tok, segs):
         assert all(0 <= t < v.text_vocab_size and t not in (v.bos_id, v.eos_id) for x in texts for t in x)
         tf, af, ao = [(v.bos_id, set())], [(v.bos_id, set())], [(v.bos_id, set())]
         for s, t in zip(rec, texts):
-            def text(order):
+            def text(order, t=t):
                 return [(i, {"all", "text_interleaved", order}) for i in t]
             tf += [(ts, {"all"}), *text("text_before_audio"), (te, {"all"}), (as_, {"all"}),
                    *audio(s.codes, "all", "audio", "audio_after_text"), (ae, {"all"})]

@@ -30,9 +30,9 @@ from sodakit.demo.voices import (
     FLITE_VOICES,
     PAUSE_SECONDS,
     DemoVoice,
+    engine_rota,
     join_recording,
     render_sentences,
-    engine_rota,
     usable_voice,
     voice_pool,
 )
