@@ -9,7 +9,10 @@ from a local folder and from the bucket:
   shard, then warm, memory-mapped from the cache), and from S3 by ranged reads (cache=False).
   Goal: >= 20M tokens/s from S3 with the cache.
 - tokenize: --clips WAV clips of --clip-seconds through a small random Mimi (so reading, not encoding,
-  is what differs), input and output local vs both on S3.
+  is what differs), input and output local vs both on S3, and on S3 reading one file at a time
+  (read_threads=1) vs several at once (the default). moto on localhost answers in about a millisecond;
+  a real store's tens of milliseconds per request make reading one file at a time far slower still:
+  --latency-ms adds that wait to every audio download of the S3 runs (simulated latency, labelled so).
 
     python benchmarks/bench_remote.py [--tokens 50_000_000] [--shards 4] [--clips 40] [--endpoint URL]
 """
@@ -128,13 +131,25 @@ def bench_tokenize(args, work: Path, bucket: str) -> dict:
     (corpus / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     storage.upload_dir(corpus, f"{bucket}/corpus")
     hours = args.clips * args.clip_seconds / 3600
+    if args.latency_ms:
+        from sodakit.audio import io as audio_io
+
+        real_download = audio_io.storage.download
+
+        def slow_download(url, dest):
+            time.sleep(args.latency_ms / 1000)
+            return real_download(url, dest)
+
+        audio_io.storage.download = slow_download
     walls: dict[str, float] = {}
     for rep in range(args.repeats):  # alternating, best of each: the first run also pays for warming up
-        for name, src, out in (("local", str(corpus / "m.jsonl"), str(work / f"tok-local-{rep}")),
-                               ("s3", f"{bucket}/corpus/m.jsonl", f"{bucket}/tok-{rep}")):
+        for name, src, out, threads in (
+                ("local", str(corpus / "m.jsonl"), str(work / f"tok-local-{rep}"), TokenizeConfig.read_threads),
+                ("s3", f"{bucket}/corpus/m.jsonl", f"{bucket}/tok-{rep}", TokenizeConfig.read_threads),
+                ("s3_serial", f"{bucket}/corpus/m.jsonl", f"{bucket}/tok-serial-{rep}", 1)):
             t0 = time.perf_counter()
-            summary = tokenize(TokenizeConfig(input=src, output=out, codec=str(mimi), device="cpu", shard_size=10),
-                               log=lambda m: None)
+            summary = tokenize(TokenizeConfig(input=src, output=out, codec=str(mimi), device="cpu", shard_size=10,
+                                              read_threads=threads), log=lambda m: None)
             wall = time.perf_counter() - t0
             assert summary["segments"] == args.clips, summary
             walls[name] = min(walls.get(name, wall), wall)
@@ -153,6 +168,8 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=40)
     ap.add_argument("--clip-seconds", type=float, default=2.0)
     ap.add_argument("--repeats", type=int, default=2, help="tokenize runs of each kind (best is kept)")
+    ap.add_argument("--latency-ms", type=float, default=0.0,
+                    help="simulated wait before every remote audio download (a real store's request latency)")
     ap.add_argument("--endpoint", help="an S3-compatible server to use instead of starting moto")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
@@ -183,11 +200,14 @@ def main() -> None:
         print(f"{label:36}{loader[key]:16,.0f}{loader[key] / loader['local_tokens_per_s']:10.3f}")
     ok = loader["s3_cached_tokens_per_s"] >= 20e6
     print(f"goal >= 20,000,000 tokens/s from S3 with the cache: {'met' if ok else 'NOT met'}")
-    print(f"\ntokenize ({tok['clips']} clips x {tok['clip_seconds']} s, small random Mimi)")
-    print(f"{'':36}{'audio h/s':>16}{'vs local':>10}")
-    print(f"{'local input and output':36}{tok['local_audio_h_per_s']:16.4f}{1.0:10.3f}")
-    print(f"{'S3 input and output':36}{tok['s3_audio_h_per_s']:16.4f}"
-          f"{tok['s3_audio_h_per_s'] / tok['local_audio_h_per_s']:10.3f}")
+    print(f"\ntokenize ({tok['clips']} clips x {tok['clip_seconds']} s, small random Mimi"
+          + (f"; S3 audio reads wait a simulated {args.latency_ms:g} ms each)" if args.latency_ms else ")"))
+    print(f"{'':44}{'audio h/s':>16}{'vs local':>10}")
+    print(f"{'local input and output':44}{tok['local_audio_h_per_s']:16.4f}{1.0:10.3f}")
+    for label, key in ((f"S3 input and output ({TokenizeConfig.read_threads} reads at once)", "s3"),
+                       ("S3, one file at a time (read_threads=1)", "s3_serial")):
+        print(f"{label:44}{tok[key + '_audio_h_per_s']:16.4f}"
+              f"{tok[key + '_audio_h_per_s'] / tok['local_audio_h_per_s']:10.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
 

@@ -245,3 +245,37 @@ def test_progress_counts_every_utterance_of_the_job(dataset, mimi_dir, tmp_path,
     assert cli_main([*args[:2], f"output={tmp_path / 'quiet'}", *args[3:], "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "shard 0" in err and "tokenize: 100%" not in err
+
+
+def test_a_shard_reads_its_files_concurrently_and_keeps_their_order(monkeypatch):
+    """Object stores answer each GET after tens of ms: a shard's files are read `read_threads` at once
+    (here four loads must meet at a barrier, which one reader at a time would never pass), and the
+    segments and errors still come out in item order."""
+    import threading
+
+    from sodakit.audio import tokenize as T
+    from sodakit.audio.io import AudioError
+
+    class _Codec:
+        sample_rate = 100
+
+        def encode_audio(self, waves, sample_rate, batch_seconds, on_encoded=None):
+            return [np.full((2, len(w) // 10), len(w), np.int64) for w in waves]
+
+    barrier = threading.Barrier(4, timeout=30)
+
+    def load(self, sample_rate):
+        barrier.wait()
+        if self.id == "bad":
+            raise AudioError(self.path, "unreadable", "not audio")
+        return np.zeros(int(self.id) * 10, np.float32)
+
+    monkeypatch.setattr(AudioItem, "load", load)
+    items = [AudioItem(id=i, recording_id=i, path=f"s3://bucket/{i}.wav") for i in ("3", "bad", "1", "2")]
+    segments, errors, seconds = T.encode_shard(_Codec(), items, 1.0, read_threads=4)
+    assert [s.id for s in segments] == ["3", "1", "2"]
+    assert [s.codes[0, 0] for s in segments] == [30, 10, 20]
+    assert errors == [{"where": "s3://bucket/bad.wav", "reason": "unreadable", "detail": "not audio", "id": "bad"}]
+    assert seconds == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="read_threads"):
+        tokenize(TokenizeConfig(input="x", output="y", read_threads=0), log=lambda m: None)

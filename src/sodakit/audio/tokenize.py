@@ -31,6 +31,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
@@ -81,6 +82,9 @@ class TokenizeConfig:
     shard_size: int = 1000  # segments per shard (~1-2 h of LibriSpeech): resume granularity
     batch_seconds: float = DEFAULT_BATCH_SECONDS  # padded audio per encoder call
     workers: int = 1  # CPU processes (ignored under torchrun: one process per GPU there)
+    # Audio files read at once per process: an object store answers each GET after tens of ms, so reading
+    # a shard's thousand clips one by one would wait minutes on latency alone.
+    read_threads: int = 8
     limit: int = 0  # encode only the first N segments (0 = all), for a trial run
     shard_delay_s: float = 0.0  # pause after each shard; only for testing kill/resume
     quiet: bool = False  # no progress output (per-shard lines and the summary still print)
@@ -152,25 +156,34 @@ def segment_end(item: AudioItem, seconds: float) -> float:
 
 
 # --- one shard --------------------------------------------------------------------------------------------
+def _read_item(it: AudioItem, sample_rate: int) -> tuple[np.ndarray | None, dict | None]:
+    """One item's waveform, or the error record that replaces it."""
+    try:
+        wav = it.load(sample_rate)
+        check_duration(it, len(wav) / sample_rate)
+    except AudioError as e:
+        return None, {"where": e.path or it.path, "reason": e.reason, "detail": e.detail, "id": it.id}
+    except Exception as e:  # a decoder crash on one file must not stop the job
+        return None, {"where": it.path, "reason": "unreadable", "detail": f"{type(e).__name__}: {e}", "id": it.id}
+    return wav, None
+
+
 def encode_shard(codec: Codec, items: list[AudioItem], batch_seconds: float,
-                 on_item: Callable[[int], None] | None = None) -> tuple[list[Segment], list[dict], float]:
+                 on_item: Callable[[int], None] | None = None,
+                 read_threads: int = 1) -> tuple[list[Segment], list[dict], float]:
     """Segments of the readable items (in item order), error records of the others, audio seconds.
-    `on_item(n)` counts items done: each unreadable one as it fails, the others as they are encoded."""
+    `on_item(n)` counts items done: each unreadable one as it fails, the others as they are encoded.
+    `read_threads` items are read at once (object stores answer each request after tens of ms)."""
     waves, good, errors = [], [], []
-    for it in items:
-        try:
-            wav = it.load(codec.sample_rate)
-            check_duration(it, len(wav) / codec.sample_rate)
-        except AudioError as e:
-            errors.append({"where": e.path or it.path, "reason": e.reason, "detail": e.detail, "id": it.id})
-        except Exception as e:  # a decoder crash on one file must not stop the job
-            errors.append({"where": it.path, "reason": "unreadable", "detail": f"{type(e).__name__}: {e}", "id": it.id})
-        else:
-            waves.append(wav)
-            good.append(it)
-            continue
-        if on_item is not None:
-            on_item(1)
+    with ThreadPoolExecutor(max(1, read_threads), thread_name_prefix="sodakit-read") as pool:
+        for it, (wav, error) in zip(items, pool.map(lambda it: _read_item(it, codec.sample_rate), items)):
+            if error is None:
+                waves.append(wav)
+                good.append(it)
+                continue
+            errors.append(error)
+            if on_item is not None:
+                on_item(1)
     codes = (codec.encode_audio(waves, codec.sample_rate, batch_seconds=batch_seconds, on_encoded=on_item)
              if waves else [])
     segments = []
@@ -189,7 +202,7 @@ def _errors_path(out: str, index: int, suffix: str) -> str:
 
 def _run_shard(out: str, index: int, items: list[AudioItem], codec: Codec, cfg: TokenizeConfig,
                extra_errors: list[dict] = (), on_item: Callable[[int], None] | None = None) -> dict:
-    segments, errors, seconds = encode_shard(codec, items, cfg.batch_seconds, on_item)
+    segments, errors, seconds = encode_shard(codec, items, cfg.batch_seconds, on_item, cfg.read_threads)
     errors = [*extra_errors, *errors]
     stats = {"shard": index, "segments": len(segments), "errors": len(errors), "audio_seconds": seconds,
              "untranscribed": sum(s.text is None for s in segments)}
@@ -334,7 +347,7 @@ def _check_config(cfg: TokenizeConfig) -> None:
     for name in ("input", "output"):
         if getattr(cfg, name) in ("???", "", None):
             raise TokenizeError(f"tokenize: `{name}=` is required (see `sodakit tokenize --help`)")
-    check_ranges(cfg, positive=("num_codebooks", "shard_size", "batch_seconds", "workers"),
+    check_ranges(cfg, positive=("num_codebooks", "shard_size", "batch_seconds", "workers", "read_threads"),
                  non_negative=("limit", "shard_delay_s"))
     if cfg.streaming and cfg.kind not in ("auto", "hf"):
         raise TokenizeError(f"tokenize: streaming=true reads Hugging Face datasets (kind=hf), not kind={cfg.kind}")
