@@ -380,7 +380,7 @@ def eval_stage(st: StageRunner, p: Paths, cfg: DemoConfig) -> dict:
     }
     eval_cfg = EvalConfig(
         model=str(p["train"]), tasks=list(tasks), data={t: str(d) for t, d in tasks.items()},
-        device="cpu" if cfg.device == "auto" else cfg.device, batch_size=8, save_audio=str(p["eval"] / "tts_audio"),
+        device=cfg.device, batch_size=8, save_audio=str(p["eval"] / "tts_audio"),
         seed=cfg.seed, log_items=True, tts_max_new_tokens=_audio_tokens(cfg, cfg.gen_max_seconds),
         asr_max_new_tokens=cfg.asr_max_new_tokens, limit=cfg.eval_limit or None, out=str(p["eval"] / "results.json"),
         nll_window=cfg.seq_len,  # the windows the model trained on (its positions reach 2048 for generation)
