@@ -14,8 +14,10 @@ from sodakit.cli import main
 pytestmark = pytest.mark.skipif(shutil.which("flite") is None, reason="flite not installed")
 
 
-def test_fit_encode_decode_info(tmp_path, capsys):
+def test_fit_encode_decode_info(tmp_path, capsys, monkeypatch):
     from sodakit.audio.synth import synthesize
+
+    monkeypatch.setenv("SODAKIT_PROGRESS_SECONDS", "1e-9")  # a status line for every file read
 
     audio = tmp_path / "audio"
     for i, text in enumerate(["Four hours of steady work faced us.", "The boy was there when the sun rose.",
@@ -25,8 +27,13 @@ def test_fit_encode_decode_info(tmp_path, capsys):
     rc = main(["codec", "fit", str(audio), str(tmp_path / "codec"), "codebook_size=32", "kmeans_iters=2",
                "num_codebooks=4"])
     assert rc == 0
-    fit = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr()
+    fit = json.loads(out.out)
     assert fit["utterances"] == 3 and len(fit["config_hash"]) == 16
+    # the fit reports its progress over the 4 files (one unreadable, named) on stderr
+    lines = out.err.splitlines()
+    assert any(line.startswith("skipping ") and "broken.wav" in line for line in lines), out.err
+    assert any(line.startswith("codec fit: reading audio") and "4/4" in line for line in lines), out.err
 
     assert main(["codec", "encode", str(tmp_path / "codec"), str(audio / "sub" / "0.wav"), str(tmp_path / "c.npy")]) == 0
     codes = np.load(tmp_path / "c.npy")

@@ -20,6 +20,7 @@ from sodakit.audio.offline_codec import OfflineCodec, OfflineCodecConfig
 from sodakit.audio.registry import load_codec
 from sodakit.audio.sources import AUDIO_EXTENSIONS, detect_kind, open_source
 from sodakit.config import atomic_write_bytes, describe, load_config
+from sodakit.progress import Progress
 
 EPILOG = """examples:
   sodakit codec fit LibriSpeech/train-clean-100 runs/codec max_hours=1
@@ -44,17 +45,22 @@ def _fit_audio(source: str, sample_rate: int, max_hours: float, log) -> Iterator
     budget = max_hours * 3600 * sample_rate if max_hours > 0 else float("inf")
     used = 0
     skipped = 0
-    for where, load in loaders:
-        if used >= budget:
-            break
-        try:
-            wav = load()
-        except AudioError as e:
-            skipped += 1
-            log(f"skipping {where}: {e.reason}: {e.detail}")
-            continue
-        used += len(wav)
-        yield wav
+    # Each file is read, then its features are computed by the fit while this generator waits: the count
+    # covers both. With max_hours the files are not all read, so there is no total to show an ETA against.
+    with Progress("codec fit: reading audio", total=None if max_hours > 0 else len(loaders), unit="file") as bar:
+        for where, load in loaders:
+            if used >= budget:
+                break
+            try:
+                wav = load()
+            except AudioError as e:
+                skipped += 1
+                bar.write(f"skipping {where}: {e.reason}: {e.detail}")
+                bar.update(1)
+                continue
+            used += len(wav)
+            yield wav
+            bar.update(1, hours=round(used / sample_rate / 3600, 3))
     log(f"read {used / sample_rate / 3600:.3f} h of audio ({skipped} unreadable files skipped)")
 
 
