@@ -94,3 +94,16 @@ def test_bench_data_cli_errors(tmp_path, capsys):
     assert main([str(tmp_path), "--words", "0"]) == 2
     assert cli_main(["bench-data", str(tmp_path), "--sets", "sblimp", "--blimp", str(tmp_path / "none")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_cli_counts_the_sets_it_builds(tmp_path, capsys, monkeypatch):
+    """`sodakit bench-data` shows its progress over the sets (a library caller gets none unless asked)."""
+    monkeypatch.setenv("SODAKIT_PROGRESS_SECONDS", "1e-9")
+    try:
+        assert main([str(tmp_path / "a"), "--sets", "swuggy,asr", "--words", "2", "--asr-utterances", "1"]) == 0
+    except RuntimeError as e:
+        pytest.skip(f"TTS voices unavailable: {e}")
+    err = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("bench-data:") and "2/2" in line for line in err), err
+    build_bench_data(BenchDataConfig(out=str(tmp_path / "b"), sets=("swuggy",), words=2), log=lambda m: None)
+    assert not any(line.startswith("bench-data:") for line in capsys.readouterr().err.splitlines())

@@ -47,6 +47,7 @@ from sodakit.eval.layouts import (
 from sodakit.eval.minimal_pairs import write_blimp_jsonl
 from sodakit.eval.pseudowords import to_espeak, word_pairs
 from sodakit.eval.readers.blimp import read_blimp
+from sodakit.progress import Progress
 
 SETS = ("swuggy", "sblimp", "salmon", "asr", "tts")
 # SALMon parts that synthetic TTS can imitate; sentiment and the alignment parts need real recordings.
@@ -285,14 +286,20 @@ def build_tts(cfg: BenchDataConfig, out: Path, log) -> dict:
 BUILDERS = {"swuggy": build_swuggy, "sblimp": build_sblimp, "salmon": build_salmon, "asr": build_asr, "tts": build_tts}
 
 
-def build_bench_data(cfg: BenchDataConfig, log=print) -> dict:
+def build_bench_data(cfg: BenchDataConfig, log=print, progress: bool = False) -> dict:
+    """Build `cfg.sets` under `cfg.out`; `progress`: a count of the sets built on stderr (the CLI's)."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     bad = [s for s in cfg.sets if s not in BUILDERS]
     if bad:
         raise ValueError(f"unknown set(s) {bad}; choose from {list(BUILDERS)}")
     t0 = time.time()
-    built = {name: BUILDERS[name](cfg, out, log) for name in cfg.sets}
+    built = {}
+    with Progress("bench-data", total=len(cfg.sets), unit="set", quiet=not progress) as bar:
+        for name in cfg.sets:
+            bar.update(0, building=name)
+            built[name] = BUILDERS[name](cfg, out, log)
+            bar.update(1, building="-")
     record = {"format": "sodakit.bench-data/1", "sodakit_version": __version__, "config": asdict(cfg),
               "sets": built, "seconds": round(time.time() - t0, 1),
               "note": "synthetic look-alike sets in the real layouts; NOT comparable to published numbers"}
@@ -326,6 +333,6 @@ def main(argv: list[str]) -> int:
                           blimp_pairs=a.blimp_pairs, salmon_pairs=a.salmon_pairs, asr_utterances=a.asr_utterances,
                           tts_items=a.tts_items, voices=a.voices, sample_rate=a.sample_rate, seed=a.seed,
                           blimp=a.blimp, hf_layout=not a.no_hf_layout)
-    rec = build_bench_data(cfg, log=lambda m: print(m, file=sys.stderr))
+    rec = build_bench_data(cfg, log=lambda m: print(m, file=sys.stderr), progress=True)
     print(f"[bench-data] wrote {a.out} in {rec['seconds']}s (see {Path(a.out) / 'bench_data.json'})", file=sys.stderr)
     return 0
