@@ -268,7 +268,7 @@ class Checkpointer:
                 self._commit(tmp, final, {WEIGHTS: sidecar["weights_sha256"]})
             except Exception as e:
                 shutil.rmtree(tmp, ignore_errors=True)
-                failed = str(e) if isinstance(e, CheckpointError) else f"{type(e).__name__}: {e}"
+                failed = _failure(e)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
@@ -302,7 +302,7 @@ class Checkpointer:
                 outcome = {"path": str(final)}
             except Exception as e:
                 shutil.rmtree(tmp, ignore_errors=True)
-                outcome = {"error": f"{type(e).__name__}: {e}" if not isinstance(e, CheckpointError) else str(e)}
+                outcome = {"error": _failure(e)}
         outcome = D.broadcast_object(outcome, group=self.group)
         if "error" in outcome:
             raise CheckpointError(f"checkpoint {final.name} was not saved: {outcome['error']}")
@@ -330,6 +330,11 @@ class Checkpointer:
         self.last = report.path
         if self.on_commit is not None:
             self.on_commit(report)
+
+
+def _failure(e: Exception) -> str:
+    """Why a save failed, for every rank's error: our own CheckpointError as it reads, others with their type."""
+    return str(e) if isinstance(e, CheckpointError) else f"{type(e).__name__}: {e}"
 
 
 def write_complete_marker(directory: Path, sums: dict[str, str]) -> None:
