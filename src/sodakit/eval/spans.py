@@ -1,10 +1,13 @@
 """The scoring spans of docs/soda.md#evaluation-protocol as `ScoreRequest`s, rendered from the token
-language (tokens/templates.py: speech_score, text_score, continuation_score[_in_text]):
+language (tokens/templates.py: speech_score, text_score, continuation_score[_in_text],
+text_after_audio_score):
 
 - speech score:  BOS <|audio_start|> {audio} <|audio_end|>, mean log-prob over the audio tokens;
 - text score:    BOS <|text_start|> {text} <|text_end|>,   mean log-prob over the text tokens;
 - continuation:  BOS {context} {continuation} (or the same inside text markers), summed over the
-                 continuation tokens (HellaSwag).
+                 continuation tokens (HellaSwag);
+- text after audio: BOS <|audio_start|> {audio} <|audio_end|> <|text_start|> {text} <|text_end|>, the
+                 text tokens scored (speech-text matching).
 
 Audio spans are flat and frame-major: cb0(t), cb1(t), ..., cb{K-1}(t), cb0(t+1), ... Keeping "the first
 k codebooks" of a span of K per frame means reshaping the span's positions to (frames, K) and keeping
@@ -87,6 +90,14 @@ def speech_request(codes: np.ndarray, vocab: Vocab, sel: AudioSelection) -> Scor
 def text_request(text_ids, vocab: Vocab) -> ScoreRequest:
     """BOS <|text_start|> text <|text_end|>, scoring the text ids (not the markers)."""
     r = render_ids("text_score", {"text": text_ids}, vocab, dtype=np.int64)
+    return ScoreRequest(ids=r.ids, positions=r.scored)
+
+
+def text_after_audio_request(codes: np.ndarray, text_ids, vocab: Vocab, sel: AudioSelection) -> ScoreRequest:
+    """BOS <|audio_start|> audio <|audio_end|> <|text_start|> text <|text_end|>, scoring the text ids."""
+    books = sel.input_books(vocab)
+    r = render_ids("text_after_audio_score", {"audio": codes, "text": text_ids}, vocab, audio_books=books,
+                   dtype=np.int64)
     return ScoreRequest(ids=r.ids, positions=r.scored)
 
 

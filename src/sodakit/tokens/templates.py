@@ -197,6 +197,9 @@ TEMPLATES: dict[str, Template] = {
     "text_score": Template("scoring", (BOS, text(scored("text")))),
     "continuation_score": Template("scoring", (BOS, plain("context", scored("continuation")))),
     "continuation_score_in_text": Template("scoring", (BOS, text("context", scored("continuation")))),
+    # A transcript after an utterance's audio (the ASR order), scoring the transcript's text tokens.
+    "text_after_audio_score": Template("scoring", (BOS, audio("audio", books="chosen", name="audio"),
+                                                   text(scored("text")))),
     # Generation prompts: the training formats cut where the model is to go on.
     "asr_prompt": Template("prompt", (each("shots", BOS, audio("codes"), text("text"), EOS, label="shot"),
                                       BOS, audio("audio"), open_text())),

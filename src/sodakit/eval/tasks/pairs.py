@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from sodakit.eval.items import ItemError, PairItem, ReadResult
+from sodakit.eval.items import AudioRef, ItemError, PairItem, ReadResult
 from sodakit.eval.metrics import TIE_VALUE, TIE_WRONG, mean_ci95, pair_outcomes
 from sodakit.eval.scoring import ScoreRequest, SpanScore, check_request, score_requests
 from sodakit.eval.spans import speech_request, text_request
@@ -34,46 +34,53 @@ from sodakit.progress import Progress
 ENCODE_CHUNK = 128
 
 
-def _encode_chunk(ctx: EvalContext, items: list[PairItem], errors: list[ItemError]) -> dict[str, tuple]:
-    """item id -> (pos codes, neg codes) for the items whose audio loads and encodes."""
+def encode_clips(ctx: EvalContext, clips: Sequence[tuple[str, AudioRef]],
+                 errors: list[ItemError]) -> list[np.ndarray | None]:
+    """The codes of each (item id, audio) clip, encoded as one batch; None where the clip cannot be read or
+    encoded, with the reason in `errors` (a clip that breaks the batch is isolated, the others still count)."""
     codec = ctx.codec
     waves: list[np.ndarray] = []
-    owners: list[PairItem] = []
-    for it in items:
-        pair = []
-        for side in (it.pos, it.neg):
-            try:
-                w = side.load(codec.sample_rate)
-                if w.size == 0:
-                    raise ValueError("empty audio (0 samples)")
-                pair.append(w)
-            except Exception as e:
-                errors.append(ItemError(item=it.id, file=side.where, stage="read", reason=f"{type(e).__name__}: {e}"))
-                break
-        if len(pair) == 2:
-            waves += pair
-            owners.append(it)
-    if not owners:
-        return {}
+    loaded: list[int] = []
+    for k, (item, ref) in enumerate(clips):
+        try:
+            w = ref.load(codec.sample_rate)
+            if w.size == 0:
+                raise ValueError("empty audio (0 samples)")
+        except Exception as e:
+            errors.append(ItemError(item=item, file=ref.where, stage="read", reason=f"{type(e).__name__}: {e}"))
+            continue
+        waves.append(w)
+        loaded.append(k)
+    out: list[np.ndarray | None] = [None] * len(clips)
+    if not waves:
+        return out
     try:
         codes = codec.encode_audio(waves, codec.sample_rate)
     except Exception:
-        # Isolate the item that breaks the batch; the others still count.
         codes = []
-        for i, w in enumerate(waves):
+        for k, w in zip(loaded, waves):
             try:
                 codes.append(codec.encode_audio([w], codec.sample_rate)[0])
             except Exception as e:
-                it = owners[i // 2]
-                errors.append(ItemError(item=it.id, stage="encode", reason=f"{type(e).__name__}: {e}",
-                                        file=(it.pos if i % 2 == 0 else it.neg).where))
+                item, ref = clips[k]
+                errors.append(ItemError(item=item, stage="encode", reason=f"{type(e).__name__}: {e}", file=ref.where))
                 codes.append(None)
-    out = {}
-    for j, it in enumerate(owners):
-        p, n = codes[2 * j], codes[2 * j + 1]
-        if p is not None and n is not None:
-            out[it.id] = (p, n)
+    for k, c in zip(loaded, codes):
+        out[k] = c
     return out
+
+
+def _encode_chunk(ctx: EvalContext, items: list[PairItem], errors: list[ItemError]) -> dict[str, tuple]:
+    """item id -> (pos codes, neg codes) for the items whose two clips load and encode (one excluded entry
+    per broken pair: the first reason)."""
+    found: list[ItemError] = []
+    codes = encode_clips(ctx, [(it.id, side) for it in items for side in (it.pos, it.neg)], found)
+    broken = set()
+    for e in found:
+        if e.item not in broken:
+            errors.append(e)
+            broken.add(e.item)
+    return {it.id: (codes[2 * j], codes[2 * j + 1]) for j, it in enumerate(items) if it.id not in broken}
 
 
 def build_speech_requests(ctx: EvalContext, items: Sequence[PairItem], errors: list[ItemError],
