@@ -17,7 +17,7 @@ needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="the demo
 
 TOY = ["train_sentences=40", "text_sentences=200", "val_sentences=8", "test_sentences=40", "pairs_per_phenomenon=12",
        "espeak_voices=4", "codebook_size=64", "flops=1e10", "steps=6", "batch=4", "seq_len=128", "bench_words=4",
-       "bench_blimp_pairs=8", "asr_utterances=2", "tts_items=1", "workers=1", "gen_max_seconds=1",
+       "bench_blimp_pairs=8", "asr_utterances=2", "match_sentences=3", "tts_items=1", "workers=1", "gen_max_seconds=1",
        "asr_max_new_tokens=8"]
 
 

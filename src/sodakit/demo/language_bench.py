@@ -7,6 +7,7 @@ is spoken by the demo's voices and written where the readers of `sodakit eval` e
     OUT/zerospeech2021/syntactic/dev/   the language's BLiMP-like minimal pairs (sBLIMP)
     OUT/blimp/pairs.jsonl               the same pairs as text (tBLIMP)
     OUT/librispeech/test-clean/         held-out sentences, one voice each (ASR)
+    OUT/librispeech/words/              their words, one clip each, read word by word (speech-text matching)
     OUT/seedtts/en/meta.lst             held-out target sentences with a spoken held-out prompt (TTS);
                                         target-wavs/ holds each target read by its prompt's voice, the
                                         input of the codec-resynthesis reference (`resynthesis_reference`)
@@ -52,6 +53,9 @@ class LanguageBenchConfig:
     # LanguageCorpusConfig's), so that the test voices come in the proportions the model trained on
     # (cycling the pool gave 38 of 40 flite clips against 15% in training).
     asr_flite_share: float = 0.2
+    # Held-out test sentences whose words are read one at a time for speech-text matching (the first ASR
+    # sentences; ~6 words each, so 40 give ~230 clips and a 95% interval of about +-6 points)
+    match_sentences: int = 40
     tts_items: int = 40
     tts_prompt_max_words: int = 4
     tts_target_max_words: int = 8
@@ -120,6 +124,26 @@ def build_language_bench(out_dir: str | Path, heldout: dict, voices: list[DemoVo
         write_librispeech(out / "librispeech" / split, u, sr)
     info["asr"] = {"utterances": n_asr, "flite": sum(v.engine == "flite" for v, _ in wav_of.values())}
     log(f"[bench] asr: {n_asr} held-out sentences")
+
+    # Speech-text matching: the words of held-out test sentences, one clip per word, each sentence read
+    # word by word by a training espeak-ng voice (as the corpus's word-by-word recordings are). The
+    # sentences are new, but a word in a training voice may sound as a clip heard in training: the set
+    # checks that training kept each transcript with its audio, not that words are heard in new voices.
+    n_words = min(cfg.match_sentences, len(test))
+    by_voice = {}
+    for i in range(n_words):
+        by_voice.setdefault(espeak[(i * 7) % len(espeak)], []).append(i)
+    spoken: dict[int, list[tuple[str, np.ndarray]]] = {}
+    for v, idx in by_voice.items():
+        words = [_librispeech_text(test[i]).lower().split() for i in idx]
+        wavs = iter(render_sentences([w for ws in words for w in ws], v, sr))
+        for i, ws in zip(idx, words):
+            spoken[i] = [(w, next(wavs), v) for w in ws]
+    clips = [(f"{2000 + pool.index(v)}-{i:04d}-{k:02d}", w.upper(), wav)
+             for i in range(n_words) for k, (w, wav, v) in enumerate(spoken[i])]
+    write_librispeech(out / "librispeech" / "words", clips, sr)
+    info["words"] = {"sentences": n_words, "clips": len(clips)}
+    log(f"[bench] words: {len(clips)} word clips of {n_words} held-out sentences")
 
     # TTS: target i (held-out) with a prompt sentence (held-out) read by a flite voice.
     # Short prompts and targets keep prompt + target within the positions the model trained on.

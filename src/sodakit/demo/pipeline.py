@@ -62,8 +62,9 @@ from sodakit.train.config import (
 )
 from sodakit.train.trainer import train
 
-# Spoken tasks scored again with the codebooks permuted (the negative control; text tasks do not read audio).
-CONTROL_TASKS = ("swuggy", "sblimp")
+# Tasks that read audio, scored again with the codebooks permuted (the negative control; text tasks do not
+# read audio).
+CONTROL_TASKS = ("swuggy", "sblimp", "speech_text_match")
 
 
 @dataclass
@@ -111,6 +112,8 @@ class DemoConfig:
     bench_blimp_pairs: int = 104  # sBLIMP/tBLIMP minimal pairs (a multiple of the 8 phenomena)
     bench_voices_per_pair: int = 1
     asr_utterances: int = 40
+    # held-out sentences whose words are read one by one for speech-text matching (~230 word clips)
+    match_sentences: int = 40
     tts_items: int = 10
     control: bool = True  # also score the spoken pair tasks with permuted codebooks
     eval_limit: int = 0  # 0 = every item
@@ -133,6 +136,7 @@ class DemoConfig:
     def bench_config(self) -> LanguageBenchConfig:
         return LanguageBenchConfig(words=self.bench_words, blimp_pairs=self.bench_blimp_pairs,
                                    voices_per_pair=self.bench_voices_per_pair, asr_utterances=self.asr_utterances,
+                                   match_sentences=self.match_sentences,
                                    asr_flite_share=self.flite_share, tts_items=self.tts_items, seed=self.seed)
 
 
@@ -376,7 +380,7 @@ def eval_stage(st: StageRunner, p: Paths, cfg: DemoConfig) -> dict:
         "swuggy": p["bench"] / "zerospeech2021", "sblimp": p["bench"] / "zerospeech2021",
         "twuggy": p["bench"] / "zerospeech2021", "tblimp": p["bench"] / "blimp",
         "asr": p["bench"] / "librispeech" / "test-clean", "tts": p["bench"] / "seedtts" / "en",
-        "val_nll": p["segments"] / "val",
+        "val_nll": p["segments"] / "val", "speech_text_match": p["bench"] / "librispeech" / "words",
     }
     eval_cfg = EvalConfig(
         model=str(p["train"]), tasks=list(tasks), data={t: str(d) for t, d in tasks.items()},
@@ -387,20 +391,26 @@ def eval_stage(st: StageRunner, p: Paths, cfg: DemoConfig) -> dict:
     )
     control_cfg = dataclasses.replace(eval_cfg, tasks=list(CONTROL_TASKS), control="permute-codebooks", save_audio=None,
                                       log_items=False, out=str(p["eval"] / "control.json"))
+    # Speech-text matching on whole held-out sentences (the ASR clips), beside the words of the main run.
+    sentences_cfg = dataclasses.replace(eval_cfg, tasks=["speech_text_match"], save_audio=None,
+                                        data={"speech_text_match": str(tasks["asr"])},
+                                        out=str(p["eval"] / "match_sentences.json"))
 
     def evaluate_stage(_: bool) -> dict:
         p["eval"].mkdir(parents=True, exist_ok=True)
         bundle = open_model(eval_cfg)
         results = evaluate(bundle, eval_cfg, log=st.log)
         control = evaluate(bundle, control_cfg, log=st.log) if cfg.control else None
+        sentences = evaluate(bundle, sentences_cfg, log=st.log)
         resynth = resynthesis_reference(tasks["tts"], load_codec(str(p["codec"])))
         atomic_write_text(p["eval"] / "resynthesis.json", json.dumps(resynth, indent=1))
-        return {"scores": demo_scores(results, control, resynth), "results": eval_cfg.out,
-                "control": control_cfg.out if control else None}
+        return {"scores": demo_scores(results, control, resynth, sentences), "results": eval_cfg.out,
+                "control": control_cfg.out if control else None, "match_sentences": sentences_cfg.out}
 
     return st.run("eval", {"tasks": sorted(tasks), "limit": cfg.eval_limit, "control": cfg.control,
                            "caps": [cfg.gen_max_seconds, cfg.asr_max_new_tokens]}, evaluate_stage, [p["eval"]],
-                  " ".join(eval_cfg.command_line()) + (" && " + " ".join(control_cfg.command_line()) if cfg.control else ""))
+                  " && ".join(" ".join(c.command_line()) for c in (eval_cfg, *([control_cfg] if cfg.control else []),
+                                                                   sentences_cfg)))
 
 
 # The report's extra score lines: (column, task, metric) with the interval metric beside it.
@@ -409,23 +419,42 @@ _INTERVALS = (("sBLIMP", "sblimp", "accuracy_ci95", 100), ("sWUGGY", "swuggy", "
               ("ASR WER", "asr", "wer_ci95", 100), ("TTS WER", "tts", "wer_ci95", 100))
 
 
-def demo_scores(results: dict, control: dict | None, resynth: dict) -> dict:
-    """The SODA columns, each with its 95% interval and pair count, the negative control's scores and the
-    judge's WER on the codec's resynthesis of the TTS targets (the floor TTS can reach with this codec)."""
+WORDS_MATCH, SENTENCES_MATCH = "speech-text match, words", "speech-text match, sentences"
+
+
+def _metrics(results: dict | None, task: str) -> dict:
+    task_result = ((results or {}).get("tasks") or {}).get(task) or {}
+    return (task_result.get("metrics") or {}) if task_result.get("status") == "ok" else {}
+
+
+def demo_scores(results: dict, control: dict | None, resynth: dict, sentences: dict | None = None) -> dict:
+    """The SODA columns, each with its 95% interval and pair count, speech-text matching on the held-out
+    words and sentences, the negative control's scores and the judge's WER on the codec's resynthesis of
+    the TTS targets (the floor TTS can reach with this codec)."""
     scores: dict[str, Any] = dict(soda_scores(results))
     for column, task, key, scale in _INTERVALS:
-        m = ((results.get("tasks") or {}).get(task) or {}).get("metrics") or {}
+        m = _metrics(results, task)
         if isinstance(m.get(key), list):
             scores[f"{column} 95% interval"] = [round(scale * v, 1) for v in m[key]]
         if "pairs" in m:
             scores[f"{column} pairs"] = m["pairs"]
+    # Does the model hear a transcript in its audio? (50% when it ignores the audio: text shifted against
+    # its audio in training would leave it there.)
+    for column, res in ((WORDS_MATCH, results), (SENTENCES_MATCH, sentences)):
+        m = _metrics(res, "speech_text_match")
+        if "accuracy" in m:
+            scores[column] = round(100 * m["accuracy"], 3)
+            scores[f"{column} 95% interval"] = [round(100 * v, 1) for v in m["accuracy_ci95"]]
+            scores[f"{column} pairs"] = m["pairs"]
     if control is not None:
-        for column, value in soda_scores(control).items():
-            scores[f"{column}, control: codebooks permuted"] = value
-            m = control["tasks"][dict((c, t) for c, t, _, _ in _INTERVALS)[column]]["metrics"]
-            scores[f"{column}, control 95% interval"] = [round(100 * v, 1) for v in m["accuracy_ci95"]]
+        columns = {**{t: c for c, t, _, _ in _INTERVALS}, "speech_text_match": WORDS_MATCH}
+        for task in CONTROL_TASKS:
+            m = _metrics(control, task)
+            if "accuracy" in m:
+                scores[f"{columns[task]}, control: codebooks permuted"] = round(100 * m["accuracy"], 3)
+                scores[f"{columns[task]}, control 95% interval"] = [round(100 * v, 1) for v in m["accuracy_ci95"]]
     # Does the model read one modality to predict the other? (ASR and TTS need it; 0 = it does not.)
-    nll = ((results.get("tasks") or {}).get("val_nll") or {}).get("metrics") or {}
+    nll = _metrics(results, "val_nll")
     for key, column in (("gain_text_from_audio", "held-out text NLL gain from hearing its audio first (nats/token)"),
                         ("gain_audio_from_text", "held-out audio NLL gain from reading its text first (nats/token)")):
         if isinstance(nll.get(key), float):
