@@ -102,6 +102,24 @@ def test_blimp_groups_short_of_matched_pairs_are_made_up_from_the_others(monkeyp
     assert all(len(sp.pos_wav) == len(sp.neg_wav) for sp in out)
 
 
+def test_blimp_groups_fill_from_later_candidates_before_spares_make_them_up(monkeypatch):
+    """A group whose candidates come late still gets its pairs: spares of a full group only make up a
+    group that the candidates cannot fill (before, the spares ended the search and one group took all)."""
+    import numpy as np
+
+    from sodakit.demo import language_bench
+    from sodakit.demo.voices import DemoVoice
+
+    monkeypatch.setattr(language_bench, "render_sentences",
+                        lambda texts, voice, sr: [np.zeros(len(t) * sr // 10, np.float32) for t in texts])
+    monkeypatch.setattr(language_bench, "MATCH_CHUNK", 2)
+    cands = [(f"aa{i}", f"bb{i}", {"k": "a"}, "a") for i in range(6)] + \
+            [(f"cc{i}", f"dd{i}", {"k": "b"}, "b") for i in range(2)]
+    cfg = language_bench.LanguageBenchConfig(voices_per_pair=1, voice_tries=1)
+    out = language_bench._matched_pairs(cands, [DemoVoice("espeak:en-us")], cfg, 2, 16_000, total=4)
+    assert [sp.meta["k"] for sp in out] == ["a", "a", "b", "b"]
+
+
 def test_asr_clips_come_in_the_training_share_of_each_engine():
     """Cycling the pool (flite voices listed first) read 38 of 40 ASR clips with flite voices while 15% of the
     training recordings are flite: the clips must follow the engines' training shares instead."""

@@ -197,17 +197,16 @@ def _matched_pairs(candidates: list[tuple[str, str, dict, str]], voices: list[De
     spare: list[tuple[str, str, dict, list[tuple[DemoVoice, np.ndarray, np.ndarray]]]] = []
     groups = {c[3] for c in candidates}
 
-    def enough() -> bool:
-        if all(taken.get(g, 0) >= per_group for g in groups):
-            return True
-        return total is not None and sum(taken.values()) + len(spare) >= total
+    def spares_wanted() -> bool:
+        return total is not None and sum(taken.values()) + len(spare) < total
     # Candidates are spoken a chunk at a time (one espeak-ng call per voice and chunk) until every group
-    # has its pairs: most sets are full long before the last candidate.
+    # has its pairs: most sets are full long before the last candidate. A full group's candidates are
+    # spoken only while the spares that may make up a short group are still too few.
     for start in range(0, len(candidates), MATCH_CHUNK):
-        if enough():
+        if all(taken.get(g, 0) >= per_group for g in groups):
             break
         chunk = [(i, c) for i, c in enumerate(candidates[start : start + MATCH_CHUNK], start)
-                 if taken.get(c[3], 0) < per_group or total is not None]
+                 if taken.get(c[3], 0) < per_group or spares_wanted()]
         if not chunk:
             continue
         plan = {i: [voices[(i * 7 + j) % len(voices)] for j in range(tries)] for i, _ in chunk}
