@@ -103,6 +103,13 @@ def test_a_broken_clip_excludes_its_pair_only(tmp_path, tiny_tokenizer, toy_code
     assert [(e.item, e.file) for e in res.excluded] == [("1-1-0001", str(bad))]
     assert res.counts["scored"] == 3 and res.counts["items_read"] == 4 and res.metrics["accuracy"] == 1.0
     assert all(rec["meta"]["distractor"] != "1-1-0001" for rec in res.items)  # never paired with it either
+    # a transcript the tokenizer refuses (a Private Use Area character: audio in SODA's string form)
+    clips = _clips(["CAT", "DOG", "MOON"])
+    clips[2] = (clips[2][0], "MOON\ue000", clips[2][2])
+    root = write_librispeech(tmp_path / "pua", clips, SR)
+    res = get_task("speech_text_match").run(_ctx(HearingLM(tiny_tokenizer, _codes_of(toy_codec)), tiny_tokenizer,
+                                                 toy_codec), root)
+    assert [(e.item, e.stage) for e in res.excluded] == [("1-1-0002", "encode")] and res.counts["scored"] == 2
     with pytest.raises(TaskError, match="needs data"):
         get_task("speech_text_match").run(_ctx(ConstantLM(tiny_tokenizer.vocab.size), tiny_tokenizer, toy_codec), None)
     with pytest.raises(VocabularyError, match="markers and audio codes"):

@@ -24,10 +24,16 @@ from pathlib import Path
 from sodakit.eval.items import ItemError, PairItem, ReadResult, SpeechTextItem
 from sodakit.eval.readers.librispeech import read_librispeech
 from sodakit.eval.spans import text_after_audio_request
-from sodakit.eval.tasks.base import EvalContext, TaskError, TaskResult, TaskSpec, Timer, register
+from sodakit.eval.tasks.base import EvalContext, TaskResult, TaskSpec, Timer, register
 from sodakit.eval.tasks.generation import ASR_HELP
 from sodakit.eval.tasks.likelihood import _need
-from sodakit.eval.tasks.pairs import ENCODE_CHUNK, encode_clips, pair_result, score_pairs
+from sodakit.eval.tasks.pairs import (
+    ENCODE_CHUNK,
+    encode_clips,
+    encode_texts_or_none,
+    pair_result,
+    score_pairs,
+)
 
 TASK = "speech_text_match"
 
@@ -69,16 +75,16 @@ def _build(ctx: EvalContext, read: ReadResult, errors: list[ItemError], bar) -> 
                 items.append(it)
                 codes.append(c)
         bar.update(len(chunk))
-    try:
-        text_ids = ctx.tokenizer.encode_texts([match_text(it.text) for it in items], where="transcript")
-    except Exception as e:
-        raise TaskError(f"task {TASK}: transcripts cannot be tokenized: {e}") from e
+    text_ids = encode_texts_or_none(ctx, [match_text(it.text) for it in items], "transcript")
     built = []
     chosen = distractors([it.text for it in items], [c.shape[-1] for c in codes], ctx.cfg.rng_seed)
     for k, (it, j) in enumerate(zip(items, chosen)):
         if j is None:
             errors.append(ItemError(item=it.id, stage="read", file=it.audio.where,
                                     reason="no utterance with a different transcript to pair its audio with"))
+            continue
+        if text_ids[k] is None:
+            errors.append(ItemError(item=it.id, stage="encode", reason="transcript cannot be tokenized (see the PUA policy)"))
             continue
         other = items[j]
         pair = PairItem(id=it.id, pos=it.audio, neg=other.audio, group=it.id,

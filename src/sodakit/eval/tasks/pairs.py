@@ -105,6 +105,21 @@ def build_speech_requests(ctx: EvalContext, items: Sequence[PairItem], errors: l
     return built
 
 
+def encode_texts_or_none(ctx: EvalContext, texts: list[str], where: str) -> list[list[int] | None]:
+    """The token ids of each text in one batch; None for a text that cannot be tokenized (the PUA policy),
+    so the others still count."""
+    try:
+        return ctx.tokenizer.encode_texts(texts, where=where)
+    except Exception:
+        ids: list[list[int] | None] = []
+        for t in texts:
+            try:
+                ids.append(ctx.tokenizer.encode_texts([t], where=where)[0])
+            except Exception:
+                ids.append(None)
+        return ids
+
+
 def build_text_requests(ctx: EvalContext, items: Sequence[PairItem], errors: list[ItemError],
                         text_of: Callable[[PairItem], tuple[str, str]], lowercase: bool = False):
     """Requests for text pairs; the text is stripped or kept as given per the protocol, and lowercased
@@ -122,15 +137,7 @@ def build_text_requests(ctx: EvalContext, items: Sequence[PairItem], errors: lis
             continue
         texts += pair
         keep.append(it)
-    try:
-        ids = ctx.tokenizer.encode_texts(texts, where="pair text")
-    except Exception:
-        ids = []
-        for t in texts:
-            try:
-                ids.append(ctx.tokenizer.encode_texts([t], where="pair text")[0])
-            except Exception:
-                ids.append(None)
+    ids = encode_texts_or_none(ctx, texts, "pair text")
     for j, it in enumerate(keep):
         p, n = ids[2 * j], ids[2 * j + 1]
         if p is None or n is None:
