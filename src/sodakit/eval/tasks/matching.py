@@ -25,7 +25,6 @@ from sodakit.eval.items import ItemError, PairItem, ReadResult, SpeechTextItem
 from sodakit.eval.readers.librispeech import read_librispeech
 from sodakit.eval.spans import text_after_audio_request
 from sodakit.eval.tasks.base import EvalContext, TaskResult, TaskSpec, Timer, register
-from sodakit.eval.tasks.generation import ASR_HELP
 from sodakit.eval.tasks.likelihood import _need
 from sodakit.eval.tasks.pairs import (
     ENCODE_CHUNK,
@@ -36,6 +35,7 @@ from sodakit.eval.tasks.pairs import (
 )
 
 TASK = "speech_text_match"
+HELP = "utterances with transcripts: a LibriSpeech split folder, a flat trans.txt folder or a data_json list"
 
 
 def match_text(text: str) -> str:
@@ -104,7 +104,7 @@ def run_match(ctx: EvalContext, path: Path | None) -> TaskResult:
     v = ctx.vocab
     ctx.require_ids(TASK, [v.audio_start_id, v.audio_end_id, v.text_start_id, v.text_end_id, v.size - 1],
                     "the template's markers and audio codes")
-    read = read_librispeech(_need(path, TASK, ASR_HELP)).limited(ctx.cfg.limit)
+    read = read_librispeech(_need(path, TASK, HELP)).limited(ctx.cfg.limit)
     errors: list[ItemError] = []
     with Timer() as t:
         with ctx.progress(f"{TASK} (encode)", len(read.items), unit="clip") as bar:
@@ -128,4 +128,4 @@ def run_match(ctx: EvalContext, path: Path | None) -> TaskResult:
 
 
 register(TaskSpec(TASK, "speech-text matching: a transcript after its own audio vs after another utterance's "
-                        "(text score); 50% when the model ignores audio", ASR_HELP, run_match, needs_codec=True))
+                        "(text score); 50% when the model ignores audio", HELP, run_match, needs_codec=True))
