@@ -130,10 +130,10 @@ def build_language_bench(out_dir: str | Path, heldout: dict, voices: list[DemoVo
     # sentences are new, but a word in a training voice may sound as a clip heard in training: the set
     # checks that training kept each transcript with its audio, not that words are heard in new voices.
     n_words = min(cfg.match_sentences, len(test))
-    by_voice = {}
+    by_voice = {}  # voice -> the sentences it reads word by word
     for i in range(n_words):
         by_voice.setdefault(espeak[(i * 7) % len(espeak)], []).append(i)
-    spoken: dict[int, list[tuple[str, np.ndarray]]] = {}
+    spoken: dict[int, list[tuple[str, np.ndarray, DemoVoice]]] = {}
     for v, idx in by_voice.items():
         words = [_librispeech_text(test[i]).lower().split() for i in idx]
         wavs = iter(render_sentences([w for ws in words for w in ws], v, sr))

@@ -115,7 +115,7 @@ class DemoConfig:
     # held-out sentences whose words are read one by one for speech-text matching (~230 word clips)
     match_sentences: int = 40
     tts_items: int = 10
-    control: bool = True  # also score the spoken pair tasks with permuted codebooks
+    control: bool = True  # also score the spoken pair tasks and the word matching with permuted codebooks
     eval_limit: int = 0  # 0 = every item
     # Generation caps: held-out sentences take 1-4 s and ~60 byte tokens; an untrained model never stops.
     gen_max_seconds: float = 6.0
