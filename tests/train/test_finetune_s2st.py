@@ -113,6 +113,20 @@ def test_s2st_recipe_end_to_end(parallel_set, tmp_path):
         assert sr == 24000 and len(wav) % 1920 == 0
 
 
+def test_prepare_reads_the_manifest_a_chunk_at_a_time(parallel_set, tmp_path, monkeypatch, capsys):
+    """Chunks of pairs give the same sequences as one batch, and the command reports its progress."""
+    from sodakit.train import finetune
+
+    whole = SFTDataset.load(finetune.prepare_s2st(parallel_set["manifest"], tmp_path / "whole", model=str(parallel_set["base"])))
+    monkeypatch.setattr(finetune, "PREPARE_CHUNK", 2)  # 3 pairs: a chunk of 2, then 1
+    capsys.readouterr()
+    chunked = SFTDataset.load(finetune.prepare_s2st(parallel_set["manifest"], tmp_path / "chunked",
+                                                    model=str(parallel_set["base"])))
+    assert "finetune prepare-s2st" in capsys.readouterr().err
+    assert [list(s) for s in chunked.sequences] == [list(s) for s in whole.sequences]
+    assert list(chunked.response_starts) == list(whole.response_starts)
+
+
 def test_s2st_metrics_on_an_oracle(parallel_set, tmp_path):
     """A generator that 'translates' into the reference speech and text: text BLEU is 100, SIM equals the
     reference SIM, and ASR-BLEU is the judge's BLEU on the reference speech -- the metrics are wired right."""

@@ -48,12 +48,14 @@ from sodakit.device import resolve_device
 from sodakit.fileio import sha256_file
 from sodakit.model.bundle import load_bundle
 from sodakit.model.load import load_pretrained, read_pretrained
+from sodakit.progress import Progress
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
 from sodakit.tokens.templates import s2st_sequence
 from sodakit.train.config import DataConfig, OptimConfig, ScheduleConfig, TrainConfig, validate_train_config
 from sodakit.train.trainer import train
 
 SUMMARY = "finetune_summary.json"
+PREPARE_CHUNK = 256  # S2ST pairs read and encoded at once (two clips each)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -218,18 +220,21 @@ def prepare_s2st(
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     sr = codec_obj.sample_rate
-    waves = []
-    for it in items:
-        waves += [load_audio(it.source_audio, sr), load_audio(it.target_audio, sr)]
-    codes = codec_obj.encode_audio(waves, sr, batch_seconds=batch_seconds)
     examples, skipped = [], []
-    for i, it in enumerate(items):
-        src, tgt = np.asarray(codes[2 * i])[: v.num_codebooks], np.asarray(codes[2 * i + 1])[: v.num_codebooks]
-        ids, start = s2st_sequence(tok, src, it.source_lang, it.source_text or "", it.target_text or "", tgt, it.target_lang, response_from)  # type: ignore[arg-type]
-        if max_len is not None and len(ids) > max_len:
-            skipped.append(it.id)
-            continue
-        examples.append(SFTExample(it.id, ids.astype(np.int64), start))
+    # A chunk of pairs is read and encoded at a time: memory stays bounded on a full CVSS split.
+    with Progress("finetune prepare-s2st", total=len(items), unit="pair") as bar:
+        for first in range(0, len(items), PREPARE_CHUNK):
+            chunk = items[first : first + PREPARE_CHUNK]
+            waves = [load_audio(a, sr) for it in chunk for a in (it.source_audio, it.target_audio)]
+            codes = codec_obj.encode_audio(waves, sr, batch_seconds=batch_seconds)
+            for i, it in enumerate(chunk):
+                src, tgt = np.asarray(codes[2 * i])[: v.num_codebooks], np.asarray(codes[2 * i + 1])[: v.num_codebooks]
+                ids, start = s2st_sequence(tok, src, it.source_lang, it.source_text or "", it.target_text or "", tgt, it.target_lang, response_from)  # type: ignore[arg-type]
+                if max_len is not None and len(ids) > max_len:
+                    skipped.append(it.id)
+                    continue
+                examples.append(SFTExample(it.id, ids.astype(np.int64), start))
+            bar.update(len(chunk), skipped=len(skipped))
     if not examples:
         raise SFTDataError(f"{manifest}: every pair is longer than max_len={max_len} tokens")
     if skipped:
