@@ -1,5 +1,6 @@
-"""Speech-text matching: a model that hears the words gets every pair; a model that ignores the audio,
-whatever its text prior, ties every pair (chance); distractors and broken clips behave as documented."""
+"""Speech-text matching in both orders: a model that links the words to their sounds gets every pair; a
+model that ignores the other modality, whatever its prior, ties every pair (chance); distractors and broken
+clips behave as documented."""
 
 import pytest
 
@@ -18,11 +19,12 @@ LOUDNESS = {"CAT": 0.5, "DOG": 0.05, "MOON": 0.005, "NIGHT": 0.0005}
 
 
 class HearingLM:
-    """Reads the loudness code of the first audio frame and gives the transcript log p = 0 when it is that
-    sound's word, -1 otherwise; every other position -1."""
+    """Reads the loudness code of the first audio frame and the transcript: when the transcript is that
+    sound's word, the scored modality (`scores`: the transcript's "text" or the "audio") gets log p = 0;
+    every other position -1."""
 
-    def __init__(self, tok, words_by_code):
-        self.v, self.vocab_size, self.max_positions = tok.vocab, tok.vocab.size, None
+    def __init__(self, tok, words_by_code, scores="text"):
+        self.v, self.vocab_size, self.max_positions, self.scores = tok.vocab, tok.vocab.size, None, scores
         self.expected = {code: tuple(tok.encode_texts([w])[0]) for code, w in words_by_code.items()}
 
     def token_logprobs(self, input_ids):
@@ -35,6 +37,8 @@ class HearingLM:
             code = next(t - lo for t in row if lo <= t < hi)
             a, b = row.index(v.text_start_id), row.index(v.text_end_id)
             if tuple(row[a + 1 : b]) == self.expected.get(code):
+                if self.scores == "audio":
+                    a, b = row.index(v.audio_start_id), row.index(v.audio_end_id)
                 out[r, a : b - 1] = 0.0  # position t scores row[t + 1]
         return out
 
@@ -61,22 +65,29 @@ def _codes_of(codec):
     return {int(codec.encode_audio([tone(0.3, a)], SR)[0][0, 0]): w.lower() for w, a in LOUDNESS.items()}
 
 
-def test_a_model_that_hears_the_words_matches_every_transcript(tmp_path, tiny_tokenizer, toy_codec):
+@pytest.mark.parametrize(("name", "scores", "first"), [("speech_text_match", "text", "BOS <|audio_start|>"),
+                                                     ("text_speech_match", "audio", "BOS <|text_start|>")])
+def test_a_model_that_links_words_and_sounds_matches_every_pair(tmp_path, tiny_tokenizer, toy_codec, name, scores,
+                                                                 first):
     root = write_librispeech(tmp_path / "set", _clips(["CAT", "DOG", "MOON", "NIGHT", "CAT", "DOG"]), SR)
-    task = get_task("speech_text_match")
-    res = task.run(_ctx(HearingLM(tiny_tokenizer, _codes_of(toy_codec)), tiny_tokenizer, toy_codec, log_items=True), root)
+    task = get_task(name)
+    hearing = HearingLM(tiny_tokenizer, _codes_of(toy_codec), scores)
+    res = task.run(_ctx(hearing, tiny_tokenizer, toy_codec, log_items=True), root)
     assert res.metrics["accuracy"] == 1.0 and res.metrics["pairs"] == 6 and res.counts["denominator"] == 6
-    assert res.protocol["template"].startswith("BOS <|audio_start|>") and "50%" in res.protocol["chance"]
+    assert res.protocol["template"].startswith(first) and "50%" in res.protocol["chance"]
     for rec in res.items:
         assert rec["meta"]["distractor_text"] != rec["meta"]["text"] and rec["pos"]["mean"] == 0.0
-    # a model that ignores the audio ties every pair, whatever it thinks of the words themselves
+    # a model that ignores the other modality ties every pair, whatever it thinks of the shared part itself
     for lm in (TextPriorLM(tiny_tokenizer.vocab.size), ConstantLM(tiny_tokenizer.vocab.size)):
         m = task.run(_ctx(lm, tiny_tokenizer, toy_codec), root).metrics
         assert m["ties"] == 6 and m["accuracy_strict"] == 0.0 and m["accuracy_ties_half"] == 0.5
-    # the same model reading every clip's audio through the wrong codebooks hears nothing it knows
-    m = task.run(_ctx(HearingLM(tiny_tokenizer, _codes_of(toy_codec)), tiny_tokenizer, PermutedCodebooks(toy_codec)),
-                 root).metrics
-    assert m["accuracy_ties_half"] == 0.5 and m["ties"] == 6
+    # the same model reading every clip's audio through the wrong codebooks no longer hears its words (a
+    # permuted code may pass for another word's, which then wins that pair)
+    m = task.run(_ctx(hearing, tiny_tokenizer, PermutedCodebooks(toy_codec)), root).metrics
+    assert m["accuracy_ties_half"] <= 0.5 and m["ties"] >= 4
+    # a model that links the modalities in the other order only is at chance here
+    other = HearingLM(tiny_tokenizer, _codes_of(toy_codec), "audio" if scores == "text" else "text")
+    assert task.run(_ctx(other, tiny_tokenizer, toy_codec), root).metrics["ties"] == 6
 
 
 def test_distractors_are_other_transcripts_of_the_same_length_in_words_and_frames():

@@ -1,13 +1,15 @@
 """The scoring spans of docs/soda.md#evaluation-protocol as `ScoreRequest`s, rendered from the token
 language (tokens/templates.py: speech_score, text_score, continuation_score[_in_text],
-text_after_audio_score):
+text_after_audio_score, audio_after_text_score):
 
 - speech score:  BOS <|audio_start|> {audio} <|audio_end|>, mean log-prob over the audio tokens;
 - text score:    BOS <|text_start|> {text} <|text_end|>,   mean log-prob over the text tokens;
 - continuation:  BOS {context} {continuation} (or the same inside text markers), summed over the
                  continuation tokens (HellaSwag);
 - text after audio: BOS <|audio_start|> {audio} <|audio_end|> <|text_start|> {text} <|text_end|>, the
-                 text tokens scored (speech-text matching).
+                 text tokens scored (speech-text matching, the ASR order);
+- audio after text: BOS <|text_start|> {text} <|text_end|> <|audio_start|> {audio} <|audio_end|>, the
+                 audio tokens scored (text-speech matching, the TTS order).
 
 Audio spans are flat and frame-major: cb0(t), cb1(t), ..., cb{K-1}(t), cb0(t+1), ... Keeping "the first
 k codebooks" of a span of K per frame means reshaping the span's positions to (frames, K) and keeping
@@ -98,6 +100,16 @@ def text_after_audio_request(codes: np.ndarray, text_ids, vocab: Vocab, sel: Aud
     books = sel.input_books(vocab)
     r = render_ids("text_after_audio_score", {"audio": codes, "text": text_ids}, vocab, audio_books=books,
                    dtype=np.int64)
+    return ScoreRequest(ids=r.ids, positions=r.scored)
+
+
+def audio_after_text_request(codes: np.ndarray, text_ids, vocab: Vocab, sel: AudioSelection) -> ScoreRequest:
+    """BOS <|text_start|> text <|text_end|> <|audio_start|> audio <|audio_end|>, scoring the selected codebooks
+    of the audio tokens (as `speech_request` does)."""
+    books = sel.input_books(vocab)
+    r = render_ids("audio_after_text_score", {"audio": codes, "text": text_ids}, vocab, audio_books=books,
+                   score_columns=sel.score_columns(vocab), dtype=np.int64)
+    check_codebook_order(r.ids[r.starts["audio"] : -1], vocab, books)
     return ScoreRequest(ids=r.ids, positions=r.scored)
 
 

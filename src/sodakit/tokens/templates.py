@@ -200,6 +200,9 @@ TEMPLATES: dict[str, Template] = {
     # A transcript after an utterance's audio (the ASR order), scoring the transcript's text tokens.
     "text_after_audio_score": Template("scoring", (BOS, audio("audio", books="chosen", name="audio"),
                                                    text(scored("text")))),
+    # An utterance's audio after a transcript (the TTS order), scoring the audio tokens.
+    "audio_after_text_score": Template("scoring", (BOS, text("text"),
+                                                   audio("audio", books="chosen", scored=True, name="audio"))),
     # Generation prompts: the training formats cut where the model is to go on.
     "asr_prompt": Template("prompt", (each("shots", BOS, audio("codes"), text("text"), EOS, label="shot"),
                                       BOS, audio("audio"), open_text())),
