@@ -64,7 +64,10 @@ from sodakit.train.trainer import train
 
 # Tasks that read audio, scored again with the codebooks permuted (the negative control; text tasks do not
 # read audio).
-CONTROL_TASKS = ("swuggy", "sblimp", "speech_text_match")
+CONTROL_TASKS = ("swuggy", "sblimp", "speech_text_match", "text_speech_match")
+# Matching in both orders (50% when the model ignores the other modality: text shifted against its audio in
+# training would leave it there): task -> its report column.
+MATCH_TASKS = {"speech_text_match": "speech-text match", "text_speech_match": "text-speech match"}
 
 
 @dataclass
@@ -380,7 +383,7 @@ def eval_stage(st: StageRunner, p: Paths, cfg: DemoConfig) -> dict:
         "swuggy": p["bench"] / "zerospeech2021", "sblimp": p["bench"] / "zerospeech2021",
         "twuggy": p["bench"] / "zerospeech2021", "tblimp": p["bench"] / "blimp",
         "asr": p["bench"] / "librispeech" / "test-clean", "tts": p["bench"] / "seedtts" / "en",
-        "val_nll": p["segments"] / "val", "speech_text_match": p["bench"] / "librispeech" / "words",
+        "val_nll": p["segments"] / "val", **{t: p["bench"] / "librispeech" / "words" for t in MATCH_TASKS},
     }
     eval_cfg = EvalConfig(
         model=str(p["train"]), tasks=list(tasks), data={t: str(d) for t, d in tasks.items()},
@@ -391,9 +394,9 @@ def eval_stage(st: StageRunner, p: Paths, cfg: DemoConfig) -> dict:
     )
     control_cfg = dataclasses.replace(eval_cfg, tasks=list(CONTROL_TASKS), control="permute-codebooks", save_audio=None,
                                       log_items=False, out=str(p["eval"] / "control.json"))
-    # Speech-text matching on whole held-out sentences (the ASR clips), beside the words of the main run.
-    sentences_cfg = dataclasses.replace(eval_cfg, tasks=["speech_text_match"], save_audio=None,
-                                        data={"speech_text_match": str(tasks["asr"])},
+    # Matching on whole held-out sentences (the ASR clips), beside the words of the main run.
+    sentences_cfg = dataclasses.replace(eval_cfg, tasks=list(MATCH_TASKS), save_audio=None,
+                                        data={t: str(tasks["asr"]) for t in MATCH_TASKS},
                                         out=str(p["eval"] / "match_sentences.json"))
 
     def evaluate_stage(_: bool) -> dict:
@@ -419,7 +422,6 @@ _INTERVALS = (("sBLIMP", "sblimp", "accuracy_ci95", 100), ("sWUGGY", "swuggy", "
               ("ASR WER", "asr", "wer_ci95", 100), ("TTS WER", "tts", "wer_ci95", 100))
 
 
-WORDS_MATCH, SENTENCES_MATCH = "speech-text match, words", "speech-text match, sentences"
 
 
 def _metrics(results: dict | None, task: str) -> dict:
@@ -438,16 +440,16 @@ def demo_scores(results: dict, control: dict | None, resynth: dict, sentences: d
             scores[f"{column} 95% interval"] = [round(scale * v, 1) for v in m[key]]
         if "pairs" in m:
             scores[f"{column} pairs"] = m["pairs"]
-    # Does the model hear a transcript in its audio? (50% when it ignores the audio: text shifted against
-    # its audio in training would leave it there.)
-    for column, res in ((WORDS_MATCH, results), (SENTENCES_MATCH, sentences)):
-        m = _metrics(res, "speech_text_match")
-        if "accuracy" in m:
-            scores[column] = round(100 * m["accuracy"], 3)
-            scores[f"{column} 95% interval"] = [round(100 * v, 1) for v in m["accuracy_ci95"]]
-            scores[f"{column} pairs"] = m["pairs"]
+    # Does the model hear a transcript in its audio, and read an utterance's audio in its transcript?
+    for task, name in MATCH_TASKS.items():
+        for column, res in ((f"{name}, words", results), (f"{name}, sentences", sentences)):
+            m = _metrics(res, task)
+            if "accuracy" in m:
+                scores[column] = round(100 * m["accuracy"], 3)
+                scores[f"{column} 95% interval"] = [round(100 * v, 1) for v in m["accuracy_ci95"]]
+                scores[f"{column} pairs"] = m["pairs"]
     if control is not None:
-        columns = {**{t: c for c, t, _, _ in _INTERVALS}, "speech_text_match": WORDS_MATCH}
+        columns = {**{t: c for c, t, _, _ in _INTERVALS}, **{t: f"{n}, words" for t, n in MATCH_TASKS.items()}}
         for task in CONTROL_TASKS:
             m = _metrics(control, task)
             if "accuracy" in m:

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import numpy as np
+
 from sodakit.eval.items import ItemError, PairItem, ReadResult, SpeechTextItem
 from sodakit.eval.readers.librispeech import read_librispeech
 from sodakit.eval.spans import ScoreRequest, audio_after_text_request, text_after_audio_request
@@ -99,7 +101,7 @@ def distractors(texts: list[str], frames: list[int], seed: int) -> list[int | No
 def _build(ctx: EvalContext, read: ReadResult, errors: list[ItemError], bar, direction: Direction) -> list:
     """(pair, positive request, negative request) for every utterance whose audio encodes and transcript
     tokenizes, paired with a length-matched distractor among those."""
-    usable: list[tuple[SpeechTextItem, object, object]] = []  # (utterance, codes, transcript ids)
+    usable: list[tuple[SpeechTextItem, np.ndarray, list[int]]] = []  # (utterance, codes, transcript ids)
     for start in range(0, len(read.items), ENCODE_CHUNK):
         chunk = read.items[start : start + ENCODE_CHUNK]
         encoded = [(it, c) for it, c in zip(chunk, encode_clips(ctx, [(it.id, it.audio) for it in chunk], errors))
