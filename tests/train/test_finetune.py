@@ -144,7 +144,11 @@ def test_finetune_lowers_response_loss(base, tmp_path, capsys):
     summary = json.loads((run / "finetune_summary.json").read_text())
     before, after = summary["loss_before"]["loss"], summary["loss_after"]["loss"]
     assert after < 0.7 * before, (before, after)
-    assert "response loss" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "response loss" in printed.out
+    # the before/after passes say what they measured, even with progress off
+    assert f"response loss before fine-tuning {before:.4f}" in printed.err
+    assert f"response loss after fine-tuning {after:.4f}" in printed.err
     # The checkpoint is a regular model directory with the SFT data's layout and tokenizer.
     model, info = load_pretrained(summary["checkpoint"])
     assert info.vocab == base["tok"].vocab and info.tokenizer_path is not None

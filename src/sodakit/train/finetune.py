@@ -95,8 +95,10 @@ class FinetuneConfig:
 # Loss on held-out data
 # ---------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def response_loss(model, source: SFTSource, batch_size: int = 8, max_batches: int | None = None) -> dict[str, float]:
-    """Mean NLL over the scored tokens (the response, or all real tokens with loss="full")."""
+def response_loss(model, source: SFTSource, batch_size: int = 8, max_batches: int | None = None,
+                  progress: Progress | None = None) -> dict[str, float]:
+    """Mean NLL over the scored tokens (the response, or all real tokens with loss="full"); `progress` counts
+    the batches."""
     device = model.embed.weight.device
     was_training = model.training
     model.eval()
@@ -107,6 +109,8 @@ def response_loss(model, source: SFTSource, batch_size: int = 8, max_batches: in
         out = model(tokens[:, :-1], tokens[:, 1:], loss_mask=w)
         ce += float(out.ce_sum)
         n += float(out.num_tokens)
+        if progress is not None:
+            progress.update(1)
     model.train(was_training)
     return {"loss": ce / max(n, 1.0), "tokens": n}
 
@@ -249,10 +253,16 @@ def prepare_s2st(
 # ---------------------------------------------------------------------------------------------------
 # Running
 # ---------------------------------------------------------------------------------------------------
-def _eval_model(path: str | os.PathLike, source: SFTSource, cfg: FinetuneConfig, device: torch.device) -> dict[str, float]:
+def _eval_model(path: str | os.PathLike, source: SFTSource, cfg: FinetuneConfig, device: torch.device,
+                when: str) -> dict[str, float]:
     # Only the weights: the SFT data carries the tokens, and a Hugging Face start may record no layout.
     model, _ = load_pretrained(path, device=device)
-    return response_loss(model, source, cfg.train.micro_batch, cfg.sft.eval_batches)
+    bs, limit = cfg.train.micro_batch, cfg.sft.eval_batches
+    with Progress(f"finetune: response loss {when}", total=min(limit, math.ceil(len(source.dataset) / bs)),
+                  unit="batch", quiet=cfg.train.quiet or not cfg.train.log.progress) as bar:
+        loss = response_loss(model, source, bs, limit, progress=bar)
+        bar.write(f"finetune: response loss {when} fine-tuning {loss['loss']:.4f} ({loss['tokens']:.0f} tokens)")
+    return loss
 
 
 def run_finetune(cfg: FinetuneConfig):
@@ -277,10 +287,10 @@ def run_finetune(cfg: FinetuneConfig):
     eval_data = SFTDataset.load(cfg.sft.val_path, expected_vocab=data.vocab) if cfg.sft.val_path else data
     eval_src = SFTSource(eval_data, t.data.seq_len, cfg.sft.loss, pack=False, rank=0, world_size=1)
     device = resolve_device(t.device)
-    before = _eval_model(t.model.init_from, eval_src, cfg, device) if (rank == 0 and cfg.sft.eval_before) else None
+    before = _eval_model(t.model.init_from, eval_src, cfg, device, "before") if (rank == 0 and cfg.sft.eval_before) else None
     result = train(t, source=source)
     if rank == 0:
-        after = _eval_model(result.last_checkpoint, eval_src, cfg, device) if result.last_checkpoint else None
+        after = _eval_model(result.last_checkpoint, eval_src, cfg, device, "after") if result.last_checkpoint else None
         summary = {
             "init_from": str(t.model.init_from),
             "sft": dataclasses.asdict(cfg.sft),
