@@ -105,6 +105,32 @@ def test_distractors_are_other_transcripts_of_the_same_length_in_words_and_frame
     assert distractors(["CAT", "cat"], [3, 3], seed=0) == [None, None]
 
 
+def test_distractors_follow_their_definition_on_random_sets():
+    """The vectorised search against the rule written out one pair at a time."""
+    import random
+
+    def by_definition(texts, frames, seed):
+        texts = [" ".join(t.lower().split()) for t in texts]
+        order = list(range(len(texts)))
+        random.Random(seed).shuffle(order)
+        place = {i: p for p, i in enumerate(order)}
+        out = []
+        for i in range(len(texts)):
+            other = [j for j in range(len(texts)) if texts[j] != texts[i]]
+            pool = [j for j in other if len(texts[j].split()) == len(texts[i].split())] or other
+            out.append(min(pool, key=lambda j: (abs(frames[j] - frames[i]), (place[j] - place[i]) % len(texts)))
+                       if pool else None)
+        return out
+
+    rng = random.Random(0)
+    for _ in range(100):
+        n = rng.randint(0, 25)
+        texts = [" ".join(rng.choice(["cat", "DOG", "moon", "a"]) for _ in range(rng.randint(1, 3))) for _ in range(n)]
+        frames = [rng.randint(1, 6) for _ in range(n)]
+        seed = rng.randint(0, 99)
+        assert distractors(texts, frames, seed) == by_definition(texts, frames, seed), (texts, frames, seed)
+
+
 def test_a_broken_clip_excludes_its_pair_only(tmp_path, tiny_tokenizer, toy_codec):
     root = write_librispeech(tmp_path / "set", _clips(["CAT", "DOG", "MOON", "NIGHT"]), SR)
     bad = root / "1" / "1" / "1-1-0001.flac"
