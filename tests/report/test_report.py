@@ -32,7 +32,8 @@ def summary_dir(tmp_path):
     plt.close(fig)
     summary = {
         "title": "test report",
-        "data": {"speech": {"hours": 0.5, "documents": 120}},
+        "data": {"speech": {"hours": 0.5, "documents": 120},
+                 "benchmark sets": {"blimp": {"pairs": 8, "by_phenomenon": {"transitive": 3}}, "tts": {"voices": ["a", "b"]}}},
         "training": {"metrics": "metrics.jsonl", "info": {"model": "tiny", "steps": 20}},
         "evaluation": {"scale": "tiny", "scores": {"sWUGGY": 61.0, "ASR WER": 85.5, "tts_duration_s": 2.0}},
         "samples": [{"task": "tts", "prompt_text": "hello <b>", "prompt_audio": "prompt.wav", "output_audio": "out.wav"},
@@ -59,6 +60,8 @@ def test_report_files_and_numbers(summary_dir):
     assert record["training"]["last_record"]["val_loss"] == 4.0
     md = (out / "report.md").read_text()
     assert "| this run | - | 61.0 |" in md and "![loss curves](assets/" in md
+    # nested statistics read as dotted rows, a short list joined
+    assert "| blimp.by_phenomenon.transitive | 3 |" in md and "| tts.voices | a, b |" in md
     for src in re.findall(r'src="([^"]+)"', page):
         assert (out / src).is_file()
 

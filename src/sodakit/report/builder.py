@@ -130,8 +130,15 @@ def _table(headers: list[str], rows: list[list[Any]], cls: str = "") -> Table:
 
 
 def _stat_rows(stats: dict) -> list[list[Any]]:
-    """[key, value] rows of a flat dict; nested values are left to the JSON record."""
-    return [[k, v] for k, v in stats.items() if not isinstance(v, dict | list)]
+    """[key, value] rows: nested dicts as dotted keys ("blimp.pairs"), a short list of plain values joined
+    by commas; anything larger is left to the JSON record."""
+    rows: list[list[Any]] = []
+    for k, v in _flatten(stats).items():
+        if isinstance(v, list) and len(v) <= 8 and all(isinstance(x, str | int | float) for x in v):
+            rows.append([k, ", ".join(str(x) for x in v)])
+        elif not isinstance(v, dict | list):
+            rows.append([k, v])
+    return rows
 
 
 def _run_value(key: str, v: Any) -> Any:
