@@ -35,7 +35,9 @@ def summary_dir(tmp_path):
         "data": {"speech": {"hours": 0.5, "documents": 120},
                  "benchmark sets": {"blimp": {"pairs": 8, "by_phenomenon": {"transitive": 3}}, "tts": {"voices": ["a", "b"]}}},
         "training": {"metrics": "metrics.jsonl", "info": {"model": "tiny", "steps": 20}},
-        "evaluation": {"scale": "tiny", "scores": {"sWUGGY": 61.0, "ASR WER": 85.5, "tts_duration_s": 2.0}},
+        "evaluation": {"scale": "tiny", "scores": {"sWUGGY": 61.0, "ASR WER": 85.5, "tts_duration_s": 2.0,
+                                                   "sWUGGY 95% interval": [51.0, 71.0], "sWUGGY pairs": 100,
+                                                   "sWUGGY, control: codebooks permuted": 49.0, "sWUGGY goal": ">= 75"}},
         "samples": [{"task": "tts", "prompt_text": "hello <b>", "prompt_audio": "prompt.wav", "output_audio": "out.wav"},
                     {"task": "asr", "prompt_audio": "prompt.wav", "output_text": "a transcript"}],
         "isoflop": {"plots": ["iso.png"], "summary": {"b_N": 0.4}},
@@ -60,6 +62,9 @@ def test_report_files_and_numbers(summary_dir):
     assert record["training"]["last_record"]["val_loss"] == 4.0
     md = (out / "report.md").read_text()
     assert "| this run | - | 61.0 |" in md and "![loss curves](assets/" in md
+    # a score's interval, pairs, control and goal sit in its row; a score with nothing attached has its own
+    assert "| metric | value | 95% interval | pairs | control: codebooks permuted | goal |" in md
+    assert "| sWUGGY | 61.0 | [51.0, 71.0] | 100 | 49.0 | >= 75 |" in md and "| tts_duration_s | 2.0 | - | - | - | - |" in md
     # nested statistics read as dotted rows, a short list joined
     assert "| blimp.by_phenomenon.transitive | 3 |" in md and "| tts.voices | a, b |" in md
     for src in re.findall(r'src="([^"]+)"', page):

@@ -416,6 +416,11 @@ def eval_stage(st: StageRunner, p: Paths, cfg: DemoConfig) -> dict:
                                                                    sentences_cfg)))
 
 
+# What the embedded default is built to show (docs/demo.md#goals), beside each score in the report. The
+# pair tasks also need the 95% interval's lower end above 50.
+GOALS = {"sBLIMP": ">= 65", "sWUGGY": ">= 75", "tBLIMP": ">= 70", "tWUGGY": ">= 80", "ASR WER": "<= 40",
+         "TTS WER": "<= 60 and <= 2 x codec resynthesis"}
+
 # The report's extra score lines: (column, task, metric) with the interval metric beside it.
 _INTERVALS = (("sBLIMP", "sblimp", "accuracy_ci95", 100), ("sWUGGY", "swuggy", "accuracy_ci95", 100),
               ("tBLIMP", "tblimp", "accuracy_ci95", 100), ("tWUGGY", "twuggy", "accuracy_ci95", 100),
@@ -440,6 +445,8 @@ def demo_scores(results: dict, control: dict | None, resynth: dict, sentences: d
             scores[f"{column} 95% interval"] = [round(scale * v, 1) for v in m[key]]
         if "pairs" in m:
             scores[f"{column} pairs"] = m["pairs"]
+        if column in scores:
+            scores[f"{column} goal"] = GOALS[column]
     # Does the model hear a transcript in its audio, and read an utterance's audio in its transcript?
     for task, name in MATCH_TASKS.items():
         for column, res in ((f"{name}, words", results), (f"{name}, sentences", sentences)):

@@ -42,6 +42,7 @@ staging folder and uploaded, index.html last.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -394,10 +395,9 @@ def _evaluation_section(evaluation: dict, base: Path, assets: _Assets) -> tuple[
                 "models trained on ~300K hours, with Mimi, the full benchmarks and Whisper-large-v3 / WavLM-large "
                 "judges. A number is comparable only where the data, protocol and judges match (each task's "
                 "protocol is listed below).")
-    extra = [[k, v] for k, v in runs[0]["scores"].items() if k not in SODA_COLUMNS] if single else []
     view: dict[str, Any] = {
         "note": note, "table": _table(headers, rows, "eval"), "partial_notes": partial_notes,
-        "extra": _table(["metric", "value"], extra) if extra else None,
+        "extra": _extra_table(runs[0]["scores"]) if single else None,
         "judges": str(evaluation["judges"]) if evaluation.get("judges") else None,
         "compare": None if single else _compare_metrics(runs),
         "tasks": [t for r in runs if r["results"] for t in _task_views(r, single, assets)],
@@ -414,6 +414,43 @@ def _evaluation_section(evaluation: dict, base: Path, assets: _Assets) -> tuple[
                             "tasks": {n: _task_record(t) for n, t in (r["results"] or {}).get("tasks", {}).items()}}
                            for r in runs]}
     return view, record
+
+
+# What a summary may attach to a score under the score's own name: "X 95% interval", "X pairs",
+# "X, control: <what>", "X, control 95% interval" and "X goal" become columns of X's row.
+_ATTACHED = ((re.compile(r"^(.+), control 95% interval$"), "control 95% interval"),
+             (re.compile(r"^(.+), control: (.+)$"), "control"),
+             (re.compile(r"^(.+) 95% interval$"), "95% interval"),
+             (re.compile(r"^(.+) pairs$"), "pairs"),
+             (re.compile(r"^(.+) goal$"), "goal"))
+
+
+def _extra_table(scores: dict) -> Table | None:
+    """The scores beyond the SODA table, one row per measurement with its interval, pair count and
+    control reading beside it (a SODA column appears here when something is attached to it)."""
+    rows: dict[str, dict[str, Any]] = {}
+    controls: set[str] = set()
+    for key, value in scores.items():
+        for pattern, column in _ATTACHED:
+            m = pattern.match(key)
+            if m:
+                if column == "control":
+                    controls.add(m.group(2))
+                rows.setdefault(m.group(1), {})[column] = value
+                break
+        else:
+            if key not in SODA_COLUMNS:
+                rows.setdefault(key, {})["value"] = value
+    if not rows:
+        return None
+    for name, row in rows.items():
+        if name in SODA_COLUMNS:
+            row["value"] = scores[name]
+    columns = [c for c in ("95% interval", "pairs", "control", "control 95% interval", "goal")
+               if any(c in r for r in rows.values())]
+    control_name = f"control: {' / '.join(sorted(controls))}" if controls else "control"
+    headers = ["metric", "value", *[control_name if c == "control" else c for c in columns]]
+    return _table(headers, [[name, row.get("value"), *[row.get(c) for c in columns]] for name, row in rows.items()])
 
 
 def _task_record(task: dict) -> dict:
