@@ -39,7 +39,8 @@ def summary_dir(tmp_path):
                                                    "sWUGGY 95% interval": [51.0, 71.0], "sWUGGY pairs": 100,
                                                    "sWUGGY, control: codebooks permuted": 49.0, "sWUGGY goal": ">= 75"}},
         "samples": [{"task": "tts", "prompt_text": "hello <b>", "prompt_audio": "prompt.wav", "output_audio": "out.wav"},
-                    {"task": "asr", "prompt_audio": "prompt.wav", "output_text": "a transcript"}],
+                    {"task": "asr", "prompt_audio": "prompt.wav", "output_text": "a transcript",
+                     "reference_text": "the transcript"}],
         "isoflop": {"plots": ["iso.png"], "summary": {"b_N": 0.4}},
         "settings": {"seed": 0},
     }
@@ -65,6 +66,7 @@ def test_report_files_and_numbers(summary_dir):
     # a score's interval, pairs, control and goal sit in its row; a score with nothing attached has its own
     assert "| metric | value | 95% interval | pairs | control: codebooks permuted | goal |" in md
     assert "| sWUGGY | 61.0 | [51.0, 71.0] | 100 | 49.0 | >= 75 |" in md and "| tts_duration_s | 2.0 | - | - | - | - |" in md
+    assert "-> output  'a transcript', reference 'the transcript'" in md  # an ASR sample beside its reference
     # nested statistics read as dotted rows, a short list joined
     assert "| blimp.by_phenomenon.transitive | 3 |" in md and "| tts.voices | a, b |" in md
     for src in re.findall(r'src="([^"]+)"', page):

@@ -582,6 +582,8 @@ def _samples_section(samples: list[dict], base: Path, assets: _Assets) -> tuple[
         # The Markdown line names the texts as Python literals (quotes make empty and odd texts visible).
         row["md_prompt"] = f"{entry.get('prompt_audio', '')} {s.get('prompt_text', '')!r}"
         row["md_output"] = f"{entry.get('output_audio', '')} {s.get('output_text', '')!r}"
+        if row["reference"]:
+            row["md_output"] += f", reference {row['reference']!r}"
         view.append(row)
         record.append(entry)
     return view, record
