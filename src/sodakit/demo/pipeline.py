@@ -427,8 +427,6 @@ _INTERVALS = (("sBLIMP", "sblimp", "accuracy_ci95", 100), ("sWUGGY", "swuggy", "
               ("ASR WER", "asr", "wer_ci95", 100), ("TTS WER", "tts", "wer_ci95", 100))
 
 
-
-
 def _metrics(results: dict | None, task: str) -> dict:
     task_result = ((results or {}).get("tasks") or {}).get(task) or {}
     return (task_result.get("metrics") or {}) if task_result.get("status") == "ok" else {}

@@ -426,8 +426,8 @@ _ATTACHED = ((re.compile(r"^(.+), control 95% interval$"), "control 95% interval
 
 
 def _extra_table(scores: dict) -> Table | None:
-    """The scores beyond the SODA table, one row per measurement with its interval, pair count and
-    control reading beside it (a SODA column appears here when something is attached to it)."""
+    """The scores beyond the SODA table, one row per measurement with its interval, pair count, control
+    reading and goal beside it (a SODA column appears here when something is attached to it)."""
     rows: dict[str, dict[str, Any]] = {}
     controls: set[str] = set()
     for key, value in scores.items():
