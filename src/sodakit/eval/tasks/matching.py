@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class Direction:
     """One order of the pair: which modality comes first, which one the two members share and is scored."""
 
     task: str
-    scored: str  # "text": the transcript after two audios; "audio": the audio after two transcripts
+    scored: Literal["text", "audio"]  # the transcript after two audios / the audio after two transcripts
     request: Callable[..., ScoreRequest]  # (codes, text_ids, vocab, audio selection)
     template: str
     score: str
