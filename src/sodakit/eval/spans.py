@@ -80,13 +80,17 @@ def check_codebook_order(span: np.ndarray, vocab: Vocab, books: list[int]) -> No
         raise AudioSpanError(f"frame {t} column {j} holds codebook {got[t, j]}, expected {books[j]}")
 
 
-def speech_request(codes: np.ndarray, vocab: Vocab, sel: AudioSelection) -> ScoreRequest:
-    """BOS <|audio_start|> audio <|audio_end|>, scoring the selected codebooks of the audio tokens."""
+def _audio_scored_request(template: str, values: dict, vocab: Vocab, sel: AudioSelection) -> ScoreRequest:
+    """A template whose `audio` span is scored: the selected codebooks, in frame-major order (checked)."""
     books = sel.input_books(vocab)
-    r = render_ids("speech_score", {"audio": codes}, vocab, audio_books=books, score_columns=sel.score_columns(vocab),
-                   dtype=np.int64)
+    r = render_ids(template, values, vocab, audio_books=books, score_columns=sel.score_columns(vocab), dtype=np.int64)
     check_codebook_order(r.ids[r.starts["audio"] : -1], vocab, books)
     return ScoreRequest(ids=r.ids, positions=r.scored)
+
+
+def speech_request(codes: np.ndarray, vocab: Vocab, sel: AudioSelection) -> ScoreRequest:
+    """BOS <|audio_start|> audio <|audio_end|>, scoring the selected codebooks of the audio tokens."""
+    return _audio_scored_request("speech_score", {"audio": codes}, vocab, sel)
 
 
 def text_request(text_ids, vocab: Vocab) -> ScoreRequest:
@@ -106,11 +110,7 @@ def text_after_audio_request(codes: np.ndarray, text_ids, vocab: Vocab, sel: Aud
 def audio_after_text_request(codes: np.ndarray, text_ids, vocab: Vocab, sel: AudioSelection) -> ScoreRequest:
     """BOS <|text_start|> text <|text_end|> <|audio_start|> audio <|audio_end|>, scoring the selected codebooks
     of the audio tokens (as `speech_request` does)."""
-    books = sel.input_books(vocab)
-    r = render_ids("audio_after_text_score", {"audio": codes, "text": text_ids}, vocab, audio_books=books,
-                   score_columns=sel.score_columns(vocab), dtype=np.int64)
-    check_codebook_order(r.ids[r.starts["audio"] : -1], vocab, books)
-    return ScoreRequest(ids=r.ids, positions=r.scored)
+    return _audio_scored_request("audio_after_text_score", {"audio": codes, "text": text_ids}, vocab, sel)
 
 
 def continuation_request(context_ids, continuation_ids, vocab: Vocab, markers: bool = False) -> ScoreRequest:
