@@ -82,3 +82,33 @@ def test_written_files_follow_the_umask(tmp_path, umask, file_mode, dir_mode):
              tmp_path / "segments-00000.parquet", out / "model.safetensors", out / "config.json"]
     assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: oct(file_mode) for p in files}
     assert oct(stat.S_IMODE(out.stat().st_mode)) == oct(dir_mode)
+
+
+def test_atomic_directory_appears_whole_or_not_at_all(tmp_path):
+    from sodakit.fileio import atomic_directory
+
+    with atomic_directory(tmp_path / "out") as tmp:
+        (tmp / "a.txt").write_text("a")
+        assert not (tmp_path / "out").exists()  # nothing at the destination while it is filled
+    assert (tmp_path / "out" / "a.txt").read_text() == "a"
+    with pytest.raises(RuntimeError), atomic_directory(tmp_path / "failed", prefix=".tmp-x-") as tmp:
+        assert tmp.name.startswith(".tmp-x-")
+        (tmp / "half.txt").write_text("half")
+        raise RuntimeError("writer failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no destination, no temp directory
+
+
+def test_a_failed_audio_write_leaves_no_file_behind(tmp_path):
+    """The LibriSpeech and wav writers write a temp file and rename it; a writer that fails (here soundfile
+    refusing a 3-D array) used to leave its `.tmp.flac` in the chapter folder."""
+    import numpy as np
+
+    from sodakit.audio.io import save_wav
+    from sodakit.eval.layouts import write_librispeech
+
+    with pytest.raises(ValueError, match="too many dimensions"):
+        write_librispeech(tmp_path / "ls", [("1-2-0001", "hi", np.zeros((2, 2, 2), np.float32))], 16000)
+    assert [p.name for p in (tmp_path / "ls" / "1" / "2").iterdir()] == []
+    with pytest.raises(ValueError, match="too many dimensions"):
+        save_wav(tmp_path / "a.wav", np.zeros((2, 2, 2), np.float32), 16000)
+    assert list(tmp_path.glob("*.wav*")) == [] and [p.name for p in tmp_path.iterdir()] == ["ls"]

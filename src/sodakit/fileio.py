@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import sys
 import tempfile
@@ -119,6 +120,22 @@ def atomic_file(path: str | os.PathLike) -> Iterator[IO[bytes]]:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_directory(path: str | os.PathLike, prefix: str | None = None) -> Iterator[Path]:
+    """A temporary directory beside `path` to fill; renamed to `path` when the block ends (`path` must not
+    exist by then), removed with its contents when the block raises. `prefix` names the temporary
+    directory (default `.{name}.`), e.g. for a cleaner that recognises leftovers of killed writers."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_dir(path.parent, prefix=f".{path.name}." if prefix is None else prefix)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -281,14 +281,6 @@ def save_wav(path: str | os.PathLike, wav: np.ndarray, sample_rate: int, subtype
     wav = np.asarray(wav, dtype=np.float32)
     if not np.isfinite(wav).all():
         raise AudioError(path, "non-finite", "refusing to write NaN/Inf samples")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_file(path.parent, prefix=f".{path.name}.", suffix=".tmp.wav")
-    os.close(fd)
-    try:
-        with writing(path):
-            sf.write(tmp, np.clip(wav, -1.0, 1.0), int(sample_rate), subtype=subtype, format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path), storage.staged_file(path, suffix=".tmp.wav") as tmp:
+        sf.write(tmp, np.clip(wav, -1.0, 1.0), int(sample_rate), subtype=subtype, format="WAV")
     return path

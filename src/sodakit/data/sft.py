@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 
 from sodakit.config import ConfigError
-from sodakit.fileio import sha256_file, temp_dir
+from sodakit.fileio import atomic_directory, sha256_file
 from sodakit.tokens.vocab import Vocab
 
 SFT_FORMAT = "sodakit-sft"
@@ -76,9 +76,7 @@ def write_sft_dataset(
         vocab.check_ids(arr, f"example {e.id}")
         if not 0 < e.response_start < len(arr):
             raise SFTDataError(f"example {e.id}: response_start {e.response_start} outside (0, {len(arr)})")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_dir(out.parent, prefix=f".{out.name}.")
-    try:
+    with atomic_directory(out) as tmp:
         table = pa.table(
             {
                 "id": pa.array(ids, pa.string()),
@@ -104,10 +102,6 @@ def write_sft_dataset(
             **info,
         }
         (tmp / METADATA).write_text(json.dumps(meta, indent=2))
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -28,10 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from sodakit.audio.io import save_wav
 from sodakit.config import atomic_write_text
 from sodakit.demo.language import spelled_word_pairs
 from sodakit.demo.voices import DemoVoice, engine_rota, render_sentences
-from sodakit.eval.layouts import SpokenPair, write_librispeech, write_seedtts, write_wav_atomic, write_zr2021
+from sodakit.eval.layouts import SpokenPair, write_librispeech, write_seedtts, write_zr2021
 
 # TTS prompts when the pool has no flite voice: flite's natural voices, which the offline judge understands
 # (see sodakit.demo.voices).
@@ -164,7 +165,7 @@ def build_language_bench(out_dir: str | Path, heldout: dict, voices: list[DemoVo
         pw, tw = render_sentences([prompt, target], v, sr)
         utt = f"demo_{i:04d}"
         items.append((utt, prompt, pw, target))
-        write_wav_atomic(out / "seedtts" / "en" / "target-wavs" / f"{utt}.wav", tw, sr)
+        save_wav(out / "seedtts" / "en" / "target-wavs" / f"{utt}.wav", tw, sr)
         targets.append({"utt": utt, "voice": v.voice, "target": target})
     write_seedtts(out / "seedtts" / "en", items, sr)
     atomic_write_text(out / "seedtts" / "en" / "targets.json", json.dumps(targets, indent=1))

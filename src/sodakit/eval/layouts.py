@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,28 +20,15 @@ import pyarrow.parquet as pq
 import soundfile as sf
 import yaml
 
+from sodakit import storage
+from sodakit.audio.io import save_wav
 from sodakit.config import atomic_write_text
 from sodakit.eval.readers.hf_parquet import readme_data_files
-from sodakit.fileio import temp_file
 
 ZR_COLUMNS = {
     "lexical": ["id", "filename", "voice", "frequency", "word", "phones", "length", "correct"],
     "syntactic": ["id", "filename", "voice", "type", "subtype", "correct", "transcription"],
 }
-
-
-def write_wav_atomic(path: Path, wav: np.ndarray, sample_rate: int) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_file(path.parent, prefix=f".{path.stem}.", suffix=".wav")
-    os.close(fd)
-    try:
-        sf.write(tmp, np.asarray(wav, dtype=np.float32), sample_rate, subtype="PCM_16")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def wav_bytes(wav: np.ndarray, sample_rate: int) -> bytes:
@@ -73,7 +59,7 @@ def write_zr2021(root: Path, kind: str, pairs: Sequence[SpokenPair], sample_rate
     for n, p in enumerate(pairs):
         for correct, wav, text in ((1, p.pos_wav, p.pos_text), (0, p.neg_wav, p.neg_text)):
             name = f"{kind[:3]}{n:06d}{'w' if correct else 'n'}{p.voice}"
-            write_wav_atomic(folder / f"{name}.wav", wav, sample_rate)
+            save_wav(folder / f"{name}.wav", wav, sample_rate)
             row = {"id": p.id, "filename": name, "voice": p.voice, "correct": correct}
             if kind == "lexical":
                 row |= {"word": text, "frequency": p.meta.get("frequency", ""),
@@ -107,12 +93,8 @@ def write_hf_pairs(root: Path, pairs: Sequence[SpokenPair], sample_rate: int, co
     }
     for key in sorted({k for p in pairs for k in p.meta if k in ("type", "subtype", "task")}):
         cols[key] = pa.array([str(p.meta.get(key, "")) for p in pairs])
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_file(path.parent, suffix=".parquet")
-    os.close(fd)
-    pq.write_table(pa.table(cols), tmp, row_group_size=64)
-    os.replace(tmp, path)
+    with storage.staged_file(root / rel, suffix=".parquet") as tmp:
+        pq.write_table(pa.table(cols), tmp, row_group_size=64)
     readme = root / "README.md"
     configs = _readme_configs(readme)
     configs[config or "default"] = {split: f"{sub}{split}-*"}
@@ -133,8 +115,8 @@ def write_salmon_folder(root: Path, part: str, pairs: Sequence[tuple[np.ndarray,
     """`{root}/{part}/sample_{i}_0.wav` (positive) and `sample_{i}_1.wav` (negative), + metadata.json."""
     folder = Path(root) / part
     for i, (pos, neg) in enumerate(pairs):
-        write_wav_atomic(folder / f"sample_{i}_0.wav", pos, sample_rate)
-        write_wav_atomic(folder / f"sample_{i}_1.wav", neg, sample_rate)
+        save_wav(folder / f"sample_{i}_0.wav", pos, sample_rate)
+        save_wav(folder / f"sample_{i}_1.wav", neg, sample_rate)
     atomic_write_text(folder / "metadata.json", json.dumps(metadata or [{"index": i} for i in range(len(pairs))]))
     return folder
 
@@ -147,9 +129,8 @@ def write_librispeech(root: Path, utterances: Sequence[tuple[str, str, np.ndarra
         spk, chapter, _ = uid.split("-")
         folder = Path(root) / spk / chapter
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{uid}.tmp.flac"
-        sf.write(str(tmp), np.asarray(wav, dtype=np.float32), sample_rate, format="FLAC")
-        os.replace(tmp, folder / f"{uid}.flac")
+        with storage.staged_file(folder / f"{uid}.flac", suffix=".flac") as tmp:
+            sf.write(tmp, np.asarray(wav, dtype=np.float32), sample_rate, format="FLAC")
         by_chapter.setdefault((spk, chapter), []).append((uid, text))
     for (spk, chapter), lines in by_chapter.items():
         atomic_write_text(Path(root) / spk / chapter / f"{spk}-{chapter}.trans.txt",
@@ -162,7 +143,7 @@ def write_seedtts(root: Path, items: Sequence[tuple[str, str, np.ndarray, str]],
     lines = []
     for utt, prompt_text, wav, target_text in items:
         rel = f"prompt-wavs/{utt}.wav"
-        write_wav_atomic(Path(root) / rel, wav, sample_rate)
+        save_wav(Path(root) / rel, wav, sample_rate)
         lines.append(f"{utt}|{prompt_text}|{rel}|{target_text}\n")
     atomic_write_text(Path(root) / "meta.lst", "".join(lines))
     return Path(root)

@@ -22,7 +22,7 @@ import torch
 
 from sodakit.config import ConfigError, Flag, parse_config_args
 from sodakit.device import DTYPES
-from sodakit.fileio import temp_dir
+from sodakit.fileio import atomic_directory
 from sodakit.model import hf
 from sodakit.model.load import SIDECAR, make_sidecar, read_pretrained, write_model_dir
 from sodakit.tokens.soda_tokenizer import SodaTokenizer
@@ -40,9 +40,7 @@ def import_hf(src: str | os.PathLike, out: str | os.PathLike, vocab: Vocab | Non
     vocab = vocab or info.vocab
     if vocab is not None and vocab.size > info.model_config.vocab_size:
         raise ValueError(f"vocab layout has {vocab.size} ids but the model only {info.model_config.vocab_size}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_dir(out.parent, prefix=f".{out.name}.")
-    try:
+    with atomic_directory(out) as tmp:
         write_model_dir(
             tmp,
             {k: v.float() for k, v in sd.items()},
@@ -56,10 +54,6 @@ def import_hf(src: str | os.PathLike, out: str | os.PathLike, vocab: Vocab | Non
         for name in ("tokenizer_config.json", "special_tokens_map.json"):
             if (src / name).is_file():
                 shutil.copyfile(src / name, tmp / name)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

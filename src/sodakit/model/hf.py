@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from sodakit.fileio import load_safetensors, save_safetensors, temp_dir
+from sodakit.fileio import atomic_directory, load_safetensors, save_safetensors
 from sodakit.model.config import ModelConfig, RopeScaling
 
 HF_CONFIG = "config.json"
@@ -313,9 +313,7 @@ def save_hf_dir(
     out = Path(out_dir)
     if out.exists():
         raise FileExistsError(f"{out} already exists; choose a new output directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_dir(out.parent, prefix=f".{out.name}.")
-    try:
+    with atomic_directory(out) as tmp:
         tensors = {k: v.detach().to("cpu", dtype) for k, v in to_hf_state_dict(state_dict, cfg).items()}
         meta = {"format": "pt"}
         if max_shard_bytes is None:
@@ -339,10 +337,6 @@ def save_hf_dir(
             copy_tokenizer_files(tokenizer, tmp)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -29,13 +29,12 @@ one on another machine (object stores have no locks).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
 
 from sodakit import storage
-from sodakit.fileio import temp_dir
+from sodakit.fileio import atomic_directory
 from sodakit.model.load import (
     CHECKPOINT_PREFIX,
     CHECKPOINTS_DIR,
@@ -97,16 +96,12 @@ class RunMirror:
     def _download_checkpoint(self, url: str) -> Path:
         root = self.local / CHECKPOINTS_DIR
         root.mkdir(parents=True, exist_ok=True)
-        tmp = temp_dir(root, prefix=f".tmp-{storage.basename(url)}-")  # ignored, and cleared, like a killed save
-        try:
+        final = root / storage.basename(url)
+        # the temp name is ignored, and cleared, like a killed save's
+        with atomic_directory(final, prefix=f".tmp-{storage.basename(url)}-") as tmp:
             storage.download_dir(url, tmp)
-            final = root / storage.basename(url)
             if final.exists():  # an incomplete local copy of the same step
                 shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return final
 
     # ---- during the run ----------------------------------------------------------------------------

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from sodakit.audio.io import save_wav
 from sodakit.eval.items import ItemError, SpeechTextItem, TTSItem
 from sodakit.eval.judges import make_asr_judge, make_speaker_judge
-from sodakit.eval.layouts import write_wav_atomic
 from sodakit.eval.metrics import NORMALIZATION_VERSION, mean_ci95, utterance_wers, wer_ci95, wer_details
 from sodakit.eval.protocols import NORMALIZERS
 from sodakit.eval.readers.librispeech import read_librispeech
@@ -189,7 +189,7 @@ def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
             done.append((it, audio, prompt, out.stop_reason))
             if ctx.cfg.save_audio is not None and audio.size:
                 # The id comes from the benchmark's list: encoded so that it can only name a file in audio_out.
-                write_wav_atomic(path_inside(ctx.cfg.save_audio, it.id, ".wav"), audio, sr)
+                save_wav(path_inside(ctx.cfg.save_audio, it.id, ".wav"), audio, sr)
         bar.close()
         if not done:
             raise TaskError(f"task tts: nothing was generated ({len(read.items)} read, {len(errors)} excluded)")
