@@ -44,6 +44,7 @@ from sodakit.model.load import (
     remote_checkpoints,
 )
 from sodakit.train import distributed as D
+from sodakit.train.checkpoint import TMP_PREFIX
 
 MIRROR_PURPOSE = "runs"
 LOG_EXCLUDE = (CHECKPOINTS_DIR, ".lock")  # what is not a log file of the run directory
@@ -94,11 +95,9 @@ class RunMirror:
                     storage.download(storage.join(self.url, name), self.local / name)
 
     def _download_checkpoint(self, url: str) -> Path:
-        root = self.local / CHECKPOINTS_DIR
-        root.mkdir(parents=True, exist_ok=True)
-        final = root / storage.basename(url)
-        # the temp name is ignored, and cleared, like a killed save's
-        with atomic_directory(final, prefix=f".tmp-{storage.basename(url)}-") as tmp:
+        final = self.local / CHECKPOINTS_DIR / storage.basename(url)
+        # a killed save's temp prefix: the resume ignores the directory and clears it as one
+        with atomic_directory(final, prefix=f"{TMP_PREFIX}{final.name}-") as tmp:
             storage.download_dir(url, tmp)
             if final.exists():  # an incomplete local copy of the same step
                 shutil.rmtree(final)
