@@ -13,6 +13,8 @@ is spoken by the demo's voices and written where the readers of `sodakit eval` e
                                         input of the codec-resynthesis reference (`resynthesis_reference`)
     OUT/bench.json                      what was built
 
+(The demo's pipeline adds OUT/judge_lm.arpa, the ASR judge's bigram LM of the training text.)
+
 No sentence of these sets is in the training data. Pair sets hold each pair spoken by
 `voices_per_pair` voices (ZeroSpeech's grouping: accuracy is averaged over a pair's voices first), and
 only voices that say both members in the same number of codec frames (`_matched_pairs`).
@@ -239,12 +241,13 @@ def _matched_pairs(candidates: list[tuple[str, str, dict, str]], voices: list[De
     return out
 
 
-def resynthesis_reference(tts_dir: str | Path, codec, judge: str = "pocketsphinx") -> dict:
+def resynthesis_reference(tts_dir: str | Path, codec, judge: str = "pocketsphinx", protocol: str = "soda") -> dict:
     """The ASR judge on the TTS targets as spoken by the prompt voices: original audio and its codec
-    resynthesis (encode + decode). The resynthesis WER is the floor a TTS model with this codec can reach."""
+    resynthesis (encode + decode). The resynthesis WER is the floor a TTS model with this codec can reach;
+    both WERs are aggregated as `protocol`'s TTS WER is (soda: the mean of per-utterance WERs)."""
     from sodakit.audio.io import load_audio
     from sodakit.eval.judges import make_asr_judge
-    from sodakit.eval.metrics import wer_details
+    from sodakit.eval.protocols import get_protocol
 
     tts_dir = Path(tts_dir)
     targets = json.loads((tts_dir / "targets.json").read_text())
@@ -254,7 +257,9 @@ def resynthesis_reference(tts_dir: str | Path, codec, judge: str = "pocketsphinx
     asr = make_asr_judge(judge)
     refs = [t["target"] for t in targets]
     hyp_orig, hyp_resynth = asr.transcribe(wavs, sr), asr.transcribe(resynth, sr)
-    return {"judge": asr.describe(), "items": len(refs), "wer_original": wer_details(refs, hyp_orig).wer,
-            "wer_resynthesis": wer_details(refs, hyp_resynth).wer,
+    rules = get_protocol(protocol)
+    return {"judge": asr.describe(), "protocol": rules.name, "items": len(refs),
+            "wer_original": rules.tts_headline_wer(refs, hyp_orig),
+            "wer_resynthesis": rules.tts_headline_wer(refs, hyp_resynth),
             "per_item": [{"utt": t["utt"], "target": t["target"], "original": a, "resynthesis": b}
                          for t, a, b in zip(targets, hyp_orig, hyp_resynth)]}

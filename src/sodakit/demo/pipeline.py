@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import shutil
 import sys
 import time
@@ -44,6 +45,7 @@ from sodakit.demo.language_corpus import LanguageCorpusConfig, build_language_co
 from sodakit.demo.sizing import SHIPPED_STUDY, ModelChoice, choose_model, shipped_path
 from sodakit.eval.config import EvalConfig
 from sodakit.eval.evaluator import evaluate, open_model
+from sodakit.eval.judges.judge_lm import write_judge_lm
 from sodakit.eval.results import soda_scores
 from sodakit.generate.tasks import SodaGenerator
 from sodakit.model.bundle import load_bundle
@@ -371,10 +373,23 @@ def bench_data_stage(st: StageRunner, p: Paths, cfg: DemoConfig, log: Log) -> di
     def bench(_: bool) -> dict:
         heldout = json.loads((p["corpus"] / "heldout.json").read_text())
         rec = build_language_bench(p["bench"], heldout, demo_voices(cfg.corpus_config()), bcfg, log=log)
-        return {"sets": rec["sets"], "seconds": rec["seconds"]}
+        # The ASR judge's language model: a bigram of the training text, so that the judge knows the
+        # language's words as a modern judge knows English (its bundled general LM misreads them).
+        sentences = _SENTENCE_END.split((p["corpus"] / "text.txt").read_text())
+        write_judge_lm(sentences, judge_lm_path(p))
+        log(f"[bench] judge LM: word bigram of the training text -> {judge_lm_path(p)}")
+        return {"sets": rec["sets"], "seconds": rec["seconds"], "judge_lm": str(judge_lm_path(p))}
 
-    return st.run("bench-data", to_dict(bcfg), bench, [p["bench"]],
-                  f"(built in: sodakit.demo.language_bench {p['corpus'] / 'heldout.json'} -> {p['bench']})")
+    return st.run("bench-data", {**to_dict(bcfg), "judge_lm": "word bigram, discount 0.75"}, bench, [p["bench"]],
+                  f"(built in: sodakit.demo.language_bench {p['corpus'] / 'heldout.json'} -> {p['bench']}; "
+                  f"sodakit.eval.judges.judge_lm {p['corpus'] / 'text.txt'} -> {judge_lm_path(p)})")
+
+
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
+
+
+def judge_lm_path(p: Paths) -> Path:
+    return p["bench"] / "judge_lm.arpa"
 
 
 def eval_stage(st: StageRunner, p: Paths, cfg: DemoConfig) -> dict:
@@ -390,6 +405,7 @@ def eval_stage(st: StageRunner, p: Paths, cfg: DemoConfig) -> dict:
         device=cfg.device, batch_size=8, save_audio=str(p["eval"] / "tts_audio"),
         seed=cfg.seed, log_items=True, tts_max_new_tokens=_audio_tokens(cfg, cfg.gen_max_seconds),
         asr_max_new_tokens=cfg.asr_max_new_tokens, limit=cfg.eval_limit or None, out=str(p["eval"] / "results.json"),
+        asr_judge=f"pocketsphinx:{judge_lm_path(p)}",
         nll_window=cfg.seq_len,  # the windows the model trained on (its positions reach 2048 for generation)
     )
     control_cfg = dataclasses.replace(eval_cfg, tasks=list(CONTROL_TASKS), control="permute-codebooks", save_audio=None,
@@ -405,12 +421,14 @@ def eval_stage(st: StageRunner, p: Paths, cfg: DemoConfig) -> dict:
         results = evaluate(bundle, eval_cfg, log=st.log)
         control = evaluate(bundle, control_cfg, log=st.log) if cfg.control else None
         sentences = evaluate(bundle, sentences_cfg, log=st.log)
-        resynth = resynthesis_reference(tasks["tts"], load_codec(str(p["codec"])))
+        resynth = resynthesis_reference(tasks["tts"], load_codec(str(p["codec"])), eval_cfg.asr_judge,
+                                        eval_cfg.protocol)
         atomic_write_text(p["eval"] / "resynthesis.json", json.dumps(resynth, indent=1))
         return {"scores": demo_scores(results, control, resynth, sentences), "results": eval_cfg.out,
                 "control": control_cfg.out if control else None, "match_sentences": sentences_cfg.out}
 
     return st.run("eval", {"tasks": sorted(tasks), "limit": cfg.eval_limit, "control": cfg.control,
+                           "judge": eval_cfg.asr_judge,
                            "caps": [cfg.gen_max_seconds, cfg.asr_max_new_tokens]}, evaluate_stage, [p["eval"]],
                   " && ".join(" ".join(c.command_line()) for c in (eval_cfg, *([control_cfg] if cfg.control else []),
                                                                    sentences_cfg)))

@@ -28,8 +28,10 @@ filter, without DOTALL, leaves multi-line transcripts in).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from sodakit.eval.metrics import (
     NORMALIZATION_VERSION,
@@ -38,6 +40,8 @@ from sodakit.eval.metrics import (
     normalize_seedtts,
     normalize_soda_asr,
     normalize_text,
+    utterance_wers,
+    wer_details,
 )
 from sodakit.generate.tasks import ASR_MAX_NEW_TOKENS
 
@@ -90,6 +94,12 @@ class Protocol:
 
     def normalizer(self, name: str) -> Callable[[str], str]:
         return NORMALIZERS[name][0]
+
+    def tts_headline_wer(self, targets: Sequence[str], transcripts: Sequence[str]) -> float:
+        """The TTS WER this protocol reports: the mean of per-utterance WERs (seed-tts-eval) or a corpus WER."""
+        if self.tts_wer == "mean_utterance":
+            return float(np.mean(utterance_wers(targets, transcripts, NORMALIZERS[self.tts_normalizer][0])))
+        return wer_details(targets, transcripts, normalizer=NORMALIZERS[self.tts_normalizer][0]).wer
 
 
 SODA = Protocol(

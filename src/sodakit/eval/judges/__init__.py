@@ -2,7 +2,7 @@
 
 A judge is chosen by a spec string, `name` or `name:path`:
 
-    asr:      pocketsphinx (offline default) | whisper:/local/whisper-dir
+    asr:      pocketsphinx (offline default) | pocketsphinx:/domain-lm.arpa | whisper:/local/whisper-dir
     speaker:  classical (offline default)    | wavlm:/local/wavlm-xvector-dir
 
 Every judge has `describe() -> dict` (recorded in results) and a `comparable_to_paper` flag: only the

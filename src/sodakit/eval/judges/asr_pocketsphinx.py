@@ -1,5 +1,6 @@
 """Offline ASR judge: PocketSphinx with the US-English acoustic model, LM and CMUdict bundled in the
-`pocketsphinx` pip package.
+`pocketsphinx` pip package; or, as `pocketsphinx:LM.arpa`, with a language model of the domain's text
+instead of the bundled one (`sodakit.eval.judges.judge_lm` builds one).
 
 This is a fully offline stand-in for the paper's Whisper-large-v3 judge. Its absolute WER is far
 higher (a 2010s GMM-HMM with a small trigram LM), so numbers it produces are NOT comparable to
@@ -9,10 +10,13 @@ published ones; they are useful for relative comparisons between checkpoints eva
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from sodakit.eval.judges._audio import resample
+from sodakit.eval.judges.judge_lm import arpa_vocabulary
+from sodakit.fileio import sha256_file
 
 SAMPLE_RATE = 16_000  # the bundled en-us acoustic model is trained on 16 kHz audio
 MIN_SAMPLES = 410  # one 25.625 ms analysis window at 16 kHz; the decoder errors on less
@@ -22,19 +26,33 @@ class PocketSphinxASR:
     name = "pocketsphinx-en-us"
     comparable_to_paper = False
 
-    def __init__(self) -> None:
+    def __init__(self, lm: str | Path | None = None) -> None:
         from pocketsphinx import Decoder
 
+        self.lm = Path(lm) if lm else None
+        options = {}
+        if self.lm is not None:
+            _check_lm(self.lm)
+            options["lm"] = str(self.lm)
+            self.name = "pocketsphinx-en-us+lm"
         # loglevel FATAL: the decoder otherwise prints hundreds of INFO lines per utterance to stderr.
-        self._decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
+        try:
+            self._decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL", **options)
+        except RuntimeError as e:  # PocketSphinx says only "Failed to initialize decoder"
+            raise ValueError(f"asr judge pocketsphinx: could not load the language model {self.lm} ({e}); "
+                             "expected an ARPA file such as sodakit.eval.judges.judge_lm writes") from e
 
     def describe(self) -> dict:
         import pocketsphinx
 
+        lm = ({"lm": str(self.lm), "lm_sha256": sha256_file(self.lm)} if self.lm is not None
+              else {"lm": "en-us.lm.bin (bundled)"})
         return {
             "judge": self.name,
             "kind": "asr",
-            "model": "pocketsphinx bundled en-us (acoustic model, en-us.lm.bin, cmudict-en-us.dict)",
+            "model": "pocketsphinx bundled en-us (acoustic model, cmudict-en-us.dict) with " + (
+                "a language model of the domain's text" if self.lm is not None else "its bundled en-us.lm.bin"),
+            **lm,
             "pocketsphinx_version": getattr(pocketsphinx, "__version__", "unknown"),
             "sample_rate": SAMPLE_RATE,
             "comparable_to_paper": self.comparable_to_paper,
@@ -56,3 +74,21 @@ class PocketSphinxASR:
             hyp = self._decoder.hyp()
             out.append(hyp.hypstr.strip() if hyp is not None else "")
         return out
+
+
+def _check_lm(path: Path) -> None:
+    """A clear error for an LM the decoder would refuse or silently shrink: missing file, not ARPA, or
+    words the bundled pronunciation dictionary does not hold (the decoder drops those without a word)."""
+    if not path.is_file():
+        raise ValueError(f"asr judge pocketsphinx: language model {path} does not exist (expected an ARPA file)")
+    words = arpa_vocabulary(path)
+    import pocketsphinx
+
+    known = set()
+    with open(Path(pocketsphinx.get_model_path()) / "en-us" / "cmudict-en-us.dict", encoding="utf-8") as f:
+        for line in f:
+            known.add(line.split(" ", 1)[0])
+    missing = sorted(set(words) - known)
+    if missing:
+        raise ValueError(f"asr judge pocketsphinx: {len(missing)} word(s) of {path} are not in PocketSphinx's "
+                         f"pronunciation dictionary, e.g. {missing[:10]}; leave them out of the LM's text")

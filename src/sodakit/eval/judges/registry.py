@@ -35,11 +35,10 @@ class SpeakerJudge(Protocol):
 
 
 def _pocketsphinx(path: str | None, device: str) -> ASRJudge:
-    if path:
-        raise ValueError("asr judge 'pocketsphinx' takes no path (it uses the model bundled with the package)")
+    # no path: the LM bundled with the package; a path: an ARPA LM of the domain's text (judge_lm.py)
     from sodakit.eval.judges.asr_pocketsphinx import PocketSphinxASR
 
-    return PocketSphinxASR()
+    return PocketSphinxASR(lm=path or None)
 
 
 def _whisper(path: str | None, device: str) -> ASRJudge:

@@ -206,7 +206,7 @@ def run_tts(ctx: EvalContext, path: Path | None) -> TaskResult:
     corpus = wer_details(targets, hyps, normalizer=NORMALIZERS[NORMALIZATION_VERSION][0])
     per_utt = utterance_wers(targets, hyps, NORMALIZERS[rules.tts_normalizer][0])
     mean_utt = float(np.mean(per_utt))
-    headline = mean_utt if rules.tts_wer == "mean_utterance" else corpus.wer
+    headline = rules.tts_headline_wer(targets, hyps)
     headline_ci = (mean_ci95(per_utt) if rules.tts_wer == "mean_utterance"
                    else wer_ci95(targets, hyps, NORMALIZERS[NORMALIZATION_VERSION][0]))
     have = [s for s in sims if s is not None]
