@@ -1,9 +1,12 @@
 """The offline ASR judge on real speech (LibriSpeech) and on resampled input."""
 
+import shutil
+
 import numpy as np
 import pytest
 import soundfile as sf
 
+from sodakit.audio.synth import synthesize
 from sodakit.eval.judges import PocketSphinxASR, make_asr_judge
 from sodakit.eval.metrics import wer
 
@@ -34,3 +37,16 @@ def test_pocketsphinx_silence_and_bad_input():
         judge.transcribe([np.full(100, np.nan)], 16_000)
     with pytest.raises(ValueError, match="unknown ASR judge"):
         make_asr_judge("nope")
+
+
+@pytest.mark.skipif(shutil.which("flite") is None, reason="flite not installed")
+def test_a_transcript_does_not_depend_on_what_was_decoded_before():
+    # The front end adapts its cepstral mean and noise estimate as it goes: without a reset per utterance
+    # three seconds of noise before this sentence changed its transcript ("yeah all dogs" -> "the old dogs").
+    speech = synthesize("the old dogs sleep near the river.", "flite:slt", 16_000)
+    noise = (0.5 * np.random.default_rng(0).standard_normal(3 * 16_000)).astype(np.float32)
+    alone = PocketSphinxASR().transcribe([speech], 16_000)[0]
+    judge = PocketSphinxASR()
+    after_noise = judge.transcribe([noise, speech], 16_000)[1]
+    assert after_noise == alone
+    assert judge.transcribe([speech], 16_000)[0] == alone  # and the same judge again, after both

@@ -60,7 +60,8 @@ class PocketSphinxASR:
         }
 
     def transcribe(self, waveforms: Sequence[np.ndarray], sample_rate: int) -> list[str]:
-        """Transcribe each waveform (float in [-1, 1], or integer PCM; [T] or [T, C]) independently."""
+        """Transcribe each waveform (float in [-1, 1], or integer PCM; [T] or [T, C]) independently: a
+        waveform's transcript is the same whatever was transcribed before it."""
         out: list[str] = []
         for i, wav in enumerate(waveforms):
             x = resample(wav, sample_rate, SAMPLE_RATE, where=f"waveform {i}")
@@ -68,6 +69,10 @@ class PocketSphinxASR:
                 out.append("")
                 continue
             pcm = (np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+            # The feature front end adapts its cepstral mean and noise estimate utterance to utterance;
+            # reset it, or a transcript would depend on the utterances decoded before it (their order,
+            # the batch, an eval `limit`).
+            self._decoder.reinit_feat()
             self._decoder.start_utt()
             self._decoder.process_raw(pcm, no_search=False, full_utt=True)
             self._decoder.end_utt()
