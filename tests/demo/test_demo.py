@@ -46,6 +46,11 @@ def test_demo_runs_end_to_end_and_resumes(demo_out, capsys):
     assert scores["TTS WER"] >= 0 and -1 <= scores["TTS SIM"] <= 1, scores
     assert scores["sWUGGY pairs"] == 4 and scores["sBLIMP pairs"] == 8 and scores["tBLIMP pairs"] == 8
     assert isinstance(scores["TTS WER, codec resynthesis of the targets"], float)
+    # the ASR judge reads the demo's language with a bigram of its training text, for the model and the floor
+    judge_lm = out / "bench" / "judge_lm.arpa"
+    results = json.loads((out / "eval" / "results.json").read_text())
+    assert results["tasks"]["tts"]["protocol"]["judges"]["asr"]["lm"] == str(judge_lm)
+    assert json.loads((out / "eval" / "resynthesis.json").read_text())["judge"]["lm"] == str(judge_lm)
     # the negative control: the spoken pair tasks again, codebooks permuted, recorded as such
     control = json.loads((out / "eval" / "control.json").read_text())
     assert control["settings"]["control"] == "permute-codebooks"

@@ -43,8 +43,6 @@ class PocketSphinxASR:
                              "expected an ARPA file such as sodakit.eval.judges.judge_lm writes") from e
 
     def describe(self) -> dict:
-        import pocketsphinx
-
         lm = ({"lm": str(self.lm), "lm_sha256": sha256_file(self.lm)} if self.lm is not None
               else {"lm": "en-us.lm.bin (bundled)"})
         return {
@@ -53,7 +51,7 @@ class PocketSphinxASR:
             "model": "pocketsphinx bundled en-us (acoustic model, cmudict-en-us.dict) with " + (
                 "a language model of the domain's text" if self.lm is not None else "its bundled en-us.lm.bin"),
             **lm,
-            "pocketsphinx_version": getattr(pocketsphinx, "__version__", "unknown"),
+            "pocketsphinx_version": _version(),
             "sample_rate": SAMPLE_RATE,
             "comparable_to_paper": self.comparable_to_paper,
             "note": "offline stand-in for Whisper-large-v3; WER not comparable to published numbers",
@@ -97,3 +95,12 @@ def _check_lm(path: Path) -> None:
     if missing:
         raise ValueError(f"asr judge pocketsphinx: {len(missing)} word(s) of {path} are not in PocketSphinx's "
                          f"pronunciation dictionary, e.g. {missing[:10]}; leave them out of the LM's text")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pocketsphinx")
+    except PackageNotFoundError:  # imported from a source tree, not installed
+        return "unknown"
