@@ -84,3 +84,18 @@ def test_judge_lm_errors_name_the_file_and_the_problem(tmp_path):
     broken.write_text(bigram_arpa(["the dog sleeps."]).replace("ngram 2=", "ngram 2=9"))
     with pytest.raises(ValueError, match=r"could not load the language model .*broken\.arpa"):
         make_asr_judge(f"pocketsphinx:{broken}")
+
+
+def test_sodakit_eval_judge_lm_writes_the_bigram_of_text_files(tmp_path, capsys):
+    from sodakit.cli import main as cli_main
+
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("the dog sleeps. the cats sleep?\nanna sings.\n")
+    b.write_text("a fox runs!")
+    out = tmp_path / "lm" / "judge.arpa"
+    assert cli_main(["eval", "judge-lm", str(a), str(b), "--out", str(out)]) == 0
+    assert out.read_text() == bigram_arpa(["the dog sleeps.", "the cats sleep?", "anna sings.", "a fox runs!"])
+    assert "word bigram of 4 sentences (10 words)" in capsys.readouterr().out
+    assert cli_main(["eval", "judge-lm", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "x.arpa")]) == 2
+    assert "missing.txt: cannot read it as UTF-8 text" in capsys.readouterr().err
+    assert not (tmp_path / "x.arpa").exists()

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 import shutil
 import sys
 import time
@@ -45,7 +44,7 @@ from sodakit.demo.language_corpus import LanguageCorpusConfig, build_language_co
 from sodakit.demo.sizing import SHIPPED_STUDY, ModelChoice, choose_model, shipped_path
 from sodakit.eval.config import EvalConfig
 from sodakit.eval.evaluator import evaluate, open_model
-from sodakit.eval.judges.judge_lm import write_judge_lm
+from sodakit.eval.judges.judge_lm import text_sentences, write_judge_lm
 from sodakit.eval.results import soda_scores
 from sodakit.generate.tasks import SodaGenerator
 from sodakit.model.bundle import load_bundle
@@ -375,17 +374,13 @@ def bench_data_stage(st: StageRunner, p: Paths, cfg: DemoConfig, log: Log) -> di
         rec = build_language_bench(p["bench"], heldout, demo_voices(cfg.corpus_config()), bcfg, log=log)
         # The ASR judge's language model: a bigram of the training text, so that the judge knows the
         # language's words as a modern judge knows English (its bundled general LM misreads them).
-        sentences = _SENTENCE_END.split((p["corpus"] / "text.txt").read_text())
-        write_judge_lm(sentences, judge_lm_path(p))
+        write_judge_lm(text_sentences((p["corpus"] / "text.txt").read_text()), judge_lm_path(p))
         log(f"[bench] judge LM: word bigram of the training text -> {judge_lm_path(p)}")
         return {"sets": rec["sets"], "seconds": rec["seconds"], "judge_lm": str(judge_lm_path(p))}
 
     return st.run("bench-data", {**to_dict(bcfg), "judge_lm": "word bigram, discount 0.75"}, bench, [p["bench"]],
                   f"(built in: sodakit.demo.language_bench {p['corpus'] / 'heldout.json'} -> {p['bench']}; "
-                  f"sodakit.eval.judges.judge_lm {p['corpus'] / 'text.txt'} -> {judge_lm_path(p)})")
-
-
-_SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
+                  f"sodakit eval judge-lm {p['corpus'] / 'text.txt'} --out {judge_lm_path(p)})")
 
 
 def judge_lm_path(p: Paths) -> Path:

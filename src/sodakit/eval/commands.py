@@ -4,6 +4,7 @@
                  [protocol=soda|sodakit] [limit=N] [batch_size=B] [out=results.json] [log_items=true]
     sodakit eval --model PATH --tasks tblimp,swuggy --data swuggy=DIR ...    (the same, as flags)
     sodakit eval --list                                                      (tasks and their data)
+    sodakit eval judge-lm TEXT ... --out LM.arpa      (an ASR judge LM of your text: asr_judge=pocketsphinx:LM.arpa)
 
 Every key of the config is listed by --help; the flags are other spellings of the same keys. protocol
 soda (the default) follows the SODA authors' evaluation scripts rule for rule; protocol sodakit uses
@@ -59,6 +60,10 @@ def list_tasks() -> str:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["judge-lm"]:
+        from sodakit.eval.judges.judge_lm import main as judge_lm_main
+
+        return judge_lm_main(argv[1:])
     if "--list" in argv:
         print(list_tasks())
         return 0

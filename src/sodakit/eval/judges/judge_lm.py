@@ -1,5 +1,7 @@
 """A word bigram language model for the PocketSphinx judge, in ARPA format, estimated from text.
 
+    sodakit eval judge-lm TEXT [TEXT ...] --out LM.arpa      then: sodakit eval ... asr_judge=pocketsphinx:LM.arpa
+
 PocketSphinx's bundled LM is general English; on a narrow domain (the demo's own English, a test set
 with its own vocabulary) it misreads clean speech that a modern judge such as Whisper would get right
 (docs/demo.md measures it). A judge whose errors come from its LM rather than from the audio hides what a
@@ -18,9 +20,11 @@ from the references it will judge.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import math
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,6 +34,7 @@ from sodakit.fileio import atomic_write_text
 DISCOUNT = 0.75  # the usual absolute discount: most of a rare bigram's count is kept, the rest backs off
 BOS, EOS = "<s>", "</s>"
 _WORD = re.compile(r"[a-z0-9']+")
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+|\n+")
 
 
 def lm_words(sentence: str) -> list[str]:
@@ -102,3 +107,33 @@ def write_judge_lm(sentences: Iterable[str], path: str | Path, discount: float =
     path = Path(path)
     atomic_write_text(path, bigram_arpa(sentences, discount))
     return path
+
+
+def text_sentences(text: str) -> list[str]:
+    """Sentences of a text: split at line breaks and after . ? ! followed by white space."""
+    return [t for t in _SENTENCE_END.split(text) if t.strip()]
+
+
+def main(argv: list[str]) -> int:
+    """`sodakit eval judge-lm`: the judge's bigram LM of text files (sentences split at lines and . ? !)."""
+    ap = argparse.ArgumentParser(prog="sodakit eval judge-lm",
+                                 description="Write the PocketSphinx judge's word bigram LM (ARPA) of text files: "
+                                             "use it as asr_judge=pocketsphinx:LM.arpa. Build it from training "
+                                             "text, never from the references it will judge.")
+    ap.add_argument("texts", nargs="+", help="UTF-8 text files")
+    ap.add_argument("--out", required=True, help="the ARPA file to write")
+    ap.add_argument("--discount", type=float, default=DISCOUNT, help=f"absolute discount (default {DISCOUNT})")
+    args = ap.parse_args(argv)
+    sentences: list[str] = []
+    try:
+        for name in args.texts:
+            try:
+                sentences += text_sentences(Path(name).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError) as e:
+                raise ValueError(f"{name}: cannot read it as UTF-8 text ({e})") from e
+        write_judge_lm(sentences, args.out, args.discount)
+    except ValueError as e:
+        print(f"sodakit eval judge-lm: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: word bigram of {len(sentences)} sentences ({len(arpa_vocabulary(args.out))} words)")
+    return 0
