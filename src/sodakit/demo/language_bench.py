@@ -35,6 +35,7 @@ from sodakit.config import atomic_write_text
 from sodakit.demo.language import spelled_word_pairs
 from sodakit.demo.voices import DemoVoice, engine_rota, render_sentences
 from sodakit.eval.layouts import SpokenPair, write_librispeech, write_seedtts, write_zr2021
+from sodakit.eval.protocols import DEFAULT_PROTOCOL
 
 # TTS prompts when the pool has no flite voice: flite's natural voices, which the offline judge understands
 # (see sodakit.demo.voices).
@@ -241,7 +242,7 @@ def _matched_pairs(candidates: list[tuple[str, str, dict, str]], voices: list[De
     return out
 
 
-def resynthesis_reference(tts_dir: str | Path, codec, judge: str = "pocketsphinx", protocol: str = "soda") -> dict:
+def resynthesis_reference(tts_dir: str | Path, codec, judge: str = "pocketsphinx", protocol: str = DEFAULT_PROTOCOL) -> dict:
     """The ASR judge on the TTS targets as spoken by the prompt voices: original audio and its codec
     resynthesis (encode + decode). The resynthesis WER is the floor a TTS model with this codec can reach;
     both WERs are aggregated as `protocol`'s TTS WER is (soda: the mean of per-utterance WERs)."""

@@ -44,6 +44,7 @@ from sodakit.demo.language_corpus import LanguageCorpusConfig, build_language_co
 from sodakit.demo.sizing import SHIPPED_STUDY, ModelChoice, choose_model, shipped_path
 from sodakit.eval.config import EvalConfig
 from sodakit.eval.evaluator import evaluate, open_model
+from sodakit.eval.judges.judge_lm import DISCOUNT as JUDGE_LM_DISCOUNT
 from sodakit.eval.judges.judge_lm import text_sentences, write_judge_lm
 from sodakit.eval.results import soda_scores
 from sodakit.generate.tasks import SodaGenerator
@@ -378,7 +379,8 @@ def bench_data_stage(st: StageRunner, p: Paths, cfg: DemoConfig, log: Log) -> di
         log(f"[bench] judge LM: word bigram of the training text -> {judge_lm_path(p)}")
         return {"sets": rec["sets"], "seconds": rec["seconds"], "judge_lm": str(judge_lm_path(p))}
 
-    return st.run("bench-data", {**to_dict(bcfg), "judge_lm": "word bigram, discount 0.75"}, bench, [p["bench"]],
+    return st.run("bench-data", {**to_dict(bcfg), "judge_lm": f"word bigram, discount {JUDGE_LM_DISCOUNT}"}, bench,
+                  [p["bench"]],
                   f"(built in: sodakit.demo.language_bench {p['corpus'] / 'heldout.json'} -> {p['bench']}; "
                   f"sodakit eval judge-lm {p['corpus'] / 'text.txt'} --out {judge_lm_path(p)})")
 
