@@ -425,7 +425,8 @@ def eval_stage(st: StageRunner, p: Paths, cfg: DemoConfig) -> dict:
                 "control": control_cfg.out if control else None, "match_sentences": sentences_cfg.out}
 
     return st.run("eval", {"tasks": sorted(tasks), "limit": cfg.eval_limit, "control": cfg.control,
-                           "judge": eval_cfg.asr_judge,
+                           # the LM's own content is in the bench stage's key, which this key chains on
+                           "judge": "pocketsphinx with the bench stage's judge LM",
                            "caps": [cfg.gen_max_seconds, cfg.asr_max_new_tokens]}, evaluate_stage, [p["eval"]],
                   " && ".join(" ".join(c.command_line()) for c in (eval_cfg, *([control_cfg] if cfg.control else []),
                                                                    sentences_cfg)))

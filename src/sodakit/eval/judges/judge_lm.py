@@ -135,5 +135,6 @@ def main(argv: list[str]) -> int:
     except ValueError as e:
         print(f"sodakit eval judge-lm: {e}", file=sys.stderr)
         return 2
-    print(f"{args.out}: word bigram of {len(sentences)} sentences ({len(arpa_vocabulary(args.out))} words)")
+    words = {w for sentence in sentences for w in lm_words(sentence)}
+    print(f"{args.out}: word bigram of {len(sentences)} sentences ({len(words)} words)")
     return 0
